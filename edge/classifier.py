@@ -1,0 +1,147 @@
+"""Classify one RGB image with a self-describing ``.tflite`` model: the edge's Python API.
+
+    >>> clf = Classifier("models/isic9_int8.tflite")
+    >>> clf.classify(load_image("lesion.jpg")).label
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.contract import ContractError, ModelContract
+from edge.modelfile import read_contract
+from edge.preprocess import preprocess
+from edge.runtime import TFLiteModel
+
+__all__ = ["DISCLAIMER", "Classifier", "Prediction", "calibrated_probabilities", "malignancy_risk"]
+
+DISCLAIMER = "Decision support only: not a diagnosis. Ask a clinician about any lesion that worries you."
+
+
+def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax of ``logits / temperature`` along the last axis, in float64."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def malignancy_risk(probabilities: np.ndarray, contract: ModelContract) -> float | None:
+    """Summed probability of the contract's malignant classes; None when it names none."""
+    idx = contract.malignant_indices
+    return float(np.asarray(probabilities)[..., list(idx)].sum(axis=-1)) if idx else None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One classification. Probabilities are calibrated; ``risk`` is the malignancy risk."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    risk: float | None
+    flagged: bool  # risk at or above the contract's threshold: suggest a clinician
+    uncertain: bool  # top-1 confidence below the contract's threshold
+    invoke_ms: float
+    total_ms: float
+    quality: dict[str, Any] = field(default_factory=dict)
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+
+    @property
+    def verdict(self) -> str:
+        """A short human reading of the result, always with the not-a-diagnosis caveat nearby."""
+        if self.quality.get("retake"):
+            return "retake: " + ", ".join(self.quality.get("issues", []))
+        if self.uncertain:
+            return "uncertain"
+        return self.label
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+            "risk": None if self.risk is None else round(self.risk, 4),
+            "flagged": self.flagged,
+            "uncertain": self.uncertain,
+            "verdict": self.verdict,
+            "quality": self.quality,
+            "invoke_ms": round(self.invoke_ms, 3),
+            "latency_ms": round(self.total_ms, 3),
+            "disclaimer": DISCLAIMER,
+        }
+
+
+class Classifier:
+    """A TFLite classifier and its embedded contract.
+
+    Args:
+        model_path: a ``.tflite`` file written by ``convert`` (the contract is read from it).
+        threads: interpreter threads; None lets the runtime choose.
+        contract: overrides the embedded contract (for plain ``.tflite`` files).
+
+    Raises:
+        FileNotFoundError: no such model file.
+        ContractError: not a TFLite classifier, no contract, or contract and model disagree.
+    """
+
+    def __init__(
+        self, model_path: str | Path, threads: int | None = None, contract: ModelContract | None = None
+    ) -> None:
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise FileNotFoundError(f"model file {model_path} does not exist")
+        self.contract = contract or read_contract(model_path)
+        if self.contract.task != "classify":
+            raise ContractError(f"{model_path} is a {self.contract.task} model, not a classifier")
+        self.model = TFLiteModel(model_path, threads=threads)
+        size = self.contract.image_size
+        expected_in, got_in = (1, size, size, 3), self.model.input_shape
+        if got_in != expected_in:
+            raise ContractError(f"{model_path}: contract says input {expected_in}, model takes {got_in}")
+        n_out = int(self.model.output["shape"][-1])
+        if n_out != len(self.contract.labels):
+            raise ContractError(f"{model_path}: {len(self.contract.labels)} labels but {n_out} outputs")
+
+    @property
+    def runtime(self) -> str:
+        return self.model.runtime
+
+    def logits(self, model_input: np.ndarray) -> np.ndarray:
+        """Raw model output for one preprocessed image (``image_size`` square, RGB uint8)."""
+        return self.model(model_input)
+
+    def probabilities(self, model_input: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities for one preprocessed image."""
+        return calibrated_probabilities(self.logits(model_input), self.contract.temperature)
+
+    def classify(self, image: np.ndarray, quality: dict[str, Any] | None = None) -> Prediction:
+        """Classify an RGB uint8 HWC image of any size (preprocessing comes from the contract)."""
+        start = time.perf_counter()
+        probs = self.probabilities(preprocess(image, self.contract))
+        return self.prediction_from(probs, self.model.last_invoke_ms, start, quality)
+
+    def prediction_from(
+        self, probs: np.ndarray, invoke_ms: float, start: float, quality: dict[str, Any] | None = None
+    ) -> Prediction:
+        c = self.contract
+        best = int(np.argmax(probs))
+        risk = malignancy_risk(probs, c)
+        return Prediction(
+            label=c.labels[best],
+            confidence=float(probs[best]),
+            probabilities={name: float(p) for name, p in zip(c.labels, probs)},
+            risk=risk,
+            flagged=risk is not None and risk >= c.risk_threshold,
+            uncertain=float(probs[best]) < c.uncertain_below,
+            invoke_ms=invoke_ms,
+            total_ms=(time.perf_counter() - start) * 1000.0,
+            quality=quality or {},
+        )
