@@ -1,0 +1,75 @@
+"""Shared fixtures: paths to the real shared data and a tiny self-describing TFLite classifier."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.contract import ModelContract
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SKINEDGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+TINY_LABELS = ("nevus", "melanoma", "keratosis")
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test with a reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (clone with ../shared/data beside it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_contract() -> ModelContract:
+    return ModelContract(
+        task="classify",
+        labels=TINY_LABELS,
+        image_size=64,
+        malignant_labels=("melanoma",),
+        temperature=1.5,
+        risk_threshold=0.3,
+        uncertain_below=0.5,
+        arch="tiny_cnn",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_contract: ModelContract) -> Path:
+    """An int8 TFLite classifier (uint8 input, int8 output logits) with its contract embedded.
+
+    Built with TensorFlow (the [train] extra) once per session; its weights are random but fixed.
+    """
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from edge.modelfile import embed_contract
+
+    keras.utils.set_random_seed(0)
+    size = tiny_contract.image_size
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(len(tiny_contract.labels))(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(16):
+            yield [rng.integers(0, 256, (1, size, size, 3)).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.int8
+    path = tmp_path_factory.mktemp("model") / "tiny_int8.tflite"
+    path.write_bytes(embed_contract(conv.convert(), tiny_contract))
+    return path
