@@ -1,0 +1,79 @@
+"""`train`: fine-tune MobileNetV3 on a dermoscopy dataset and write a run folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+__all__ = ["main"]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("data", type=click.Path(path_type=str))
+@click.option(
+    "--out", default="runs/latest", help="Run folder to write (model, contract, metrics, plots, card)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "folder", "ham10000", "isic-csv"]), default="auto",
+    help="Dataset layout: a folder per class, HAM10000 metadata CSV + images, or an ISIC ground-truth CSV.",
+)  # fmt: skip
+@click.option(
+    "--task", type=click.Choice(["multiclass", "binary"]), default="multiclass",
+    help="binary maps diagnoses to benign/malignant (mel, bcc, scc, akiec and 'malignant' are malignant).",
+)  # fmt: skip
+@click.option("--arch", type=click.Choice(["small", "large"]), default="small", help="MobileNetV3 variant.")
+@click.option(
+    "--weights", default="imagenet",
+    help="imagenet (the offline file in ../shared/weights for Small, else a download), none, or a .weights.h5 PATH.",
+)  # fmt: skip
+@click.option("--img-size", type=click.IntRange(32, 512), default=224, help="Square input size in pixels.")
+@click.option("--epochs", type=click.IntRange(0), default=15, help="Fine-tuning epochs (upper bound).")
+@click.option(
+    "--head-epochs", type=click.IntRange(0), default=3, help="Epochs training the head on a frozen backbone."
+)
+@click.option("--batch-size", type=click.IntRange(1), default=32)
+@click.option("--lr", type=float, default=3e-4, help="Peak fine-tuning learning rate (cosine decay).")
+@click.option("--val-fraction", type=click.FloatRange(0.05, 0.45), default=0.2, help="Validation share.")
+@click.option("--seed", type=int, default=0, help="Seed for the split, augmentation and initialisation.")
+@click.option("--patience", type=click.IntRange(1), default=4, help="Early stopping: epochs without gain.")
+@click.option(
+    "--balance", type=click.Choice(["weights", "none"]), default="weights",
+    help="Class imbalance handling: class-weighted loss or nothing.",
+)  # fmt: skip
+@click.option("--max-images", type=click.IntRange(0), default=0, help="Use a random subset (0 = all).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
+         head_epochs: int, batch_size: int, lr: float, val_fraction: float, seed: int, patience: int,
+         balance: str, max_images: int, log_level: str) -> None:  # fmt: skip
+    """Fine-tune a MobileNetV3 classifier on DATA and write a run folder.
+
+    DATA is a folder per class, a HAM10000 folder (HAM10000_metadata.csv + images/), or an ISIC
+    ground-truth CSV with its images. Validation is a stratified split in which images of one
+    lesion, identical files and near-duplicate images stay on one side. The run folder holds
+    model.keras, contract.json, metrics.json, report.txt, confusion_matrix.png, roc.png,
+    training_curves.png and model_card.md.
+    """
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from training.datasets import DatasetError
+    from training.train import TrainConfig, train
+
+    config = TrainConfig(
+        data=data, out=out, format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
+        head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+        val_fraction=val_fraction, seed=seed, patience=patience, balance=balance, max_images=max_images,
+    )  # fmt: skip
+    try:
+        run = train(config)
+    except (DatasetError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        if "n_splits" in str(exc) or "members" in str(exc):
+            raise click.ClickException(
+                f"too few images per class for a {val_fraction:.0%} validation split"
+            ) from None
+        raise
+    click.echo(str(run))

@@ -1,0 +1,214 @@
+"""Read labelled dermoscopy datasets in their real formats.
+
+Three layouts, detected automatically or named:
+
+* ``folder``: one sub-folder per class (``isic9/train/melanoma/*.jpg``);
+* ``ham10000``: ``HAM10000_metadata.csv`` (lesion_id, image_id, dx, ...) + the images, found in
+  ``images/``, ``HAM10000_images_part_1/2`` or beside the CSV;
+* ``isic-csv``: an ISIC challenge ground-truth CSV (an ``image`` column, one 0/1 column per class)
+  + the images beside it or in a sibling folder.
+
+``task="binary"`` maps diagnoses to benign / malignant (mel, bcc, scc, akiec are malignant).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.contract import MALIGNANT_DIAGNOSES
+from edge.preprocess import IMAGE_SUFFIXES
+
+__all__ = [
+    "FORMATS",
+    "DatasetError",
+    "Dataset",
+    "Sample",
+    "detect_format",
+    "load_dataset",
+    "to_binary",
+]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("folder", "ham10000", "isic-csv")
+HAM_CSV = "HAM10000_metadata.csv"
+BINARY_LABELS = ("benign", "malignant")
+
+
+class DatasetError(ValueError):
+    """A dataset is missing, empty or malformed."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str
+    group: str = ""  # samples sharing a group (lesion) stay on one side of a split
+
+
+@dataclass(frozen=True)
+class Dataset:
+    samples: tuple[Sample, ...]
+    labels: tuple[str, ...]
+    source: str
+    format: str
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(s.label for s in self.samples)
+        return {label: c.get(label, 0) for label in self.labels}
+
+
+def to_binary(label: str) -> str:
+    """benign or malignant for a diagnosis name in any of the supported spellings."""
+    return "malignant" if label.strip().lower() in MALIGNANT_DIAGNOSES else "benign"
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def detect_format(root: Path) -> str:
+    """Guess the layout of ``root`` (a folder or a CSV file)."""
+    if root.is_file():
+        if root.name == HAM_CSV:
+            return "ham10000"
+        if root.suffix.lower() == ".csv":
+            return "isic-csv"
+        raise DatasetError(f"{root} is a file but not a CSV; pass a dataset folder or a ground-truth CSV")
+    if (root / HAM_CSV).is_file():
+        return "ham10000"
+    if any(p.is_dir() for p in root.iterdir()):
+        return "folder"
+    if any(p.suffix.lower() == ".csv" for p in root.iterdir()):
+        return "isic-csv"
+    raise DatasetError(f"cannot tell the layout of {root}: no class folders, no {HAM_CSV}, no CSV")
+
+
+def _read_folder(root: Path) -> list[Sample]:
+    samples = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in _images_in(class_dir):
+            samples.append(Sample(path, class_dir.name, group=""))
+    return samples
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    if not rows:
+        raise DatasetError(f"{path} has no data rows")
+    return rows
+
+
+def _image_index(folders: list[Path]) -> dict[str, Path]:
+    """image stem -> path over the given folders (first wins)."""
+    index: dict[str, Path] = {}
+    for folder in folders:
+        if folder.is_dir():
+            for path in _images_in(folder):
+                index.setdefault(path.stem, path)
+    return index
+
+
+def _resolve_images(rows_ids: list[str], index: dict[str, Path], csv_path: Path) -> dict[str, Path]:
+    found = {i: index[i] for i in rows_ids if i in index}
+    missing = len(rows_ids) - len(found)
+    if not found:
+        raise DatasetError(f"none of the {len(rows_ids)} images listed in {csv_path} were found near it")
+    if missing:
+        log.warning(
+            "%d of %d images listed in %s are missing; skipped", missing, len(rows_ids), csv_path.name
+        )
+    return found
+
+
+def _read_ham10000(root: Path) -> list[Sample]:
+    csv_path = root if root.is_file() else root / HAM_CSV
+    base = csv_path.parent
+    rows = _read_csv(csv_path)
+    needed = {"lesion_id", "image_id", "dx"}
+    if not needed <= set(rows[0]):
+        raise DatasetError(
+            f"{csv_path} lacks columns {sorted(needed - set(rows[0]))}; is it HAM10000 metadata?"
+        )
+    folders = [base / "images", base / "HAM10000_images_part_1", base / "HAM10000_images_part_2", base]
+    paths = _resolve_images([r["image_id"] for r in rows], _image_index(folders), csv_path)
+    return [
+        Sample(paths[r["image_id"]], r["dx"].strip(), group=r["lesion_id"].strip())
+        for r in rows
+        if r["image_id"] in paths
+    ]
+
+
+def _read_isic_csv(root: Path) -> list[Sample]:
+    if root.is_file():
+        csv_path = root
+    else:
+        csvs = sorted(root.glob("*.csv"))
+        if len(csvs) != 1:
+            raise DatasetError(f"expected one ground-truth CSV in {root}, found {len(csvs)}")
+        csv_path = csvs[0]
+    rows = _read_csv(csv_path)
+    columns = list(rows[0])
+    if "image" not in columns:
+        raise DatasetError(f"{csv_path} has no 'image' column; is it an ISIC ground-truth CSV?")
+    classes = [c for c in columns if c not in ("image", "score_weight", "validation_weight")]
+    if len(classes) < 2:
+        raise DatasetError(f"{csv_path} names fewer than two class columns")
+    base = csv_path.parent
+    folders = [p for p in sorted(base.iterdir()) if p.is_dir()] + [base]
+    paths = _resolve_images([r["image"] for r in rows], _image_index(folders), csv_path)
+    samples = []
+    for r in rows:
+        if r["image"] not in paths:
+            continue
+        try:
+            hot = [c for c in classes if float(r[c] or 0) >= 0.5]
+        except ValueError as exc:
+            raise DatasetError(f"{csv_path}: row {r['image']} has a non-numeric class value") from exc
+        if len(hot) != 1:
+            raise DatasetError(f"{csv_path}: row {r['image']} is not one-hot over {classes}")
+        samples.append(Sample(paths[r["image"]], hot[0], group=""))
+    return samples
+
+
+_READERS = {"folder": _read_folder, "ham10000": _read_ham10000, "isic-csv": _read_isic_csv}
+
+
+def load_dataset(root: str | Path, fmt: str = "auto", task: str = "multiclass") -> Dataset:
+    """Read a labelled dataset.
+
+    Args:
+        root: the dataset folder (or its CSV file).
+        fmt: "auto" or one of FORMATS.
+        task: "multiclass" keeps the diagnoses; "binary" maps them to benign / malignant.
+
+    Raises:
+        DatasetError: missing, unreadable, empty or single-class data.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"dataset {root} does not exist")
+    fmt = detect_format(root) if fmt == "auto" else fmt
+    if fmt not in _READERS:
+        raise DatasetError(f"unknown dataset format {fmt!r}; expected one of {FORMATS}")
+    samples = _READERS[fmt](root)
+    if task == "binary":
+        samples = [Sample(s.path, to_binary(s.label), s.group) for s in samples]
+    elif task != "multiclass":
+        raise DatasetError(f"unknown task {task!r}; expected 'multiclass' or 'binary'")
+    if not samples:
+        raise DatasetError(f"no images found in {root} (format {fmt})")
+    labels = tuple(sorted({s.label for s in samples}))
+    if task == "binary":
+        labels = BINARY_LABELS
+    if len({s.label for s in samples}) < 2:
+        raise DatasetError(f"{root} holds a single class ({labels[0]}); a classifier needs at least two")
+    return Dataset(tuple(samples), labels, source=str(root), format=fmt)

@@ -1,0 +1,230 @@
+"""Honest evaluation: metrics, calibration, the malignancy operating point, plots and a model card."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn import metrics as skm
+
+from edge.classifier import calibrated_probabilities
+from edge.contract import ModelContract
+
+__all__ = [
+    "classification_metrics",
+    "expected_calibration_error",
+    "fit_temperature",
+    "risk_threshold_for_sensitivity",
+    "save_plots",
+    "write_model_card",
+]
+
+log = logging.getLogger(__name__)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature T minimising the negative log-likelihood of softmax(logits / T)."""
+
+    def nll(log_t: float) -> float:
+        p = calibrated_probabilities(logits, float(np.exp(log_t)))
+        return float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Top-1 expected calibration error with equal-width confidence bins."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        mask = (conf > lo) & (conf <= hi)
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
+    return float(ece)
+
+
+def cross_fitted_ece(logits: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
+    """ECE after temperature scaling, fitting T on one half of the data and measuring on the other."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    halves = order[: len(y) // 2], order[len(y) // 2 :]
+    eces, weights = [], []
+    for fit, test in (halves, halves[::-1]):
+        t = fit_temperature(logits[fit], y[fit])
+        eces.append(expected_calibration_error(calibrated_probabilities(logits[test], t), y[test]))
+        weights.append(len(test))
+    return float(np.average(eces, weights=weights))
+
+
+def risk_threshold_for_sensitivity(
+    risk: np.ndarray, is_malignant: np.ndarray, sensitivity: float = 0.9
+) -> float:
+    """The highest risk threshold that still flags ``sensitivity`` of the malignant cases."""
+    pos = np.sort(risk[is_malignant.astype(bool)])
+    if len(pos) == 0:
+        return 0.5
+    k = int(np.floor((1 - sensitivity) * len(pos)))
+    return float(pos[k])
+
+
+def classification_metrics(
+    y: np.ndarray, probs: np.ndarray, contract: ModelContract, risk_threshold: float | None = None
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class precision/recall/F1, AUC, ECE and malignancy scores."""
+    labels = list(contract.labels)
+    n = len(labels)
+    pred = probs.argmax(1)
+    p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=range(n), zero_division=0)
+    out: dict[str, Any] = {
+        "n": int(len(y)),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)),
+        "per_class": {
+            labels[i]: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i in range(n)
+        },
+        "macro_f1": float(f.mean()),
+        "confusion_matrix": skm.confusion_matrix(y, pred, labels=range(n)).tolist(),
+        "ece": expected_calibration_error(probs, y),
+    }
+    present = np.unique(y)
+    if len(present) == n:
+        out["macro_auc"] = (
+            float(skm.roc_auc_score(y, probs[:, 1]))
+            if n == 2
+            else float(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+        )
+    mal = list(contract.malignant_indices)
+    if mal:
+        risk = probs[:, mal].sum(1)
+        is_mal = np.isin(y, mal)
+        if 0 < is_mal.sum() < len(y):
+            out["malignant_auc"] = float(skm.roc_auc_score(is_mal, risk))
+        thr = contract.risk_threshold if risk_threshold is None else risk_threshold
+        flagged = risk >= thr
+        out["risk_threshold"] = float(thr)
+        out["malignant_sensitivity"] = float(flagged[is_mal].mean()) if is_mal.any() else None
+        out["malignant_specificity"] = float((~flagged[~is_mal]).mean()) if (~is_mal).any() else None
+    return out
+
+
+def save_plots(
+    out_dir: Path, y: np.ndarray, probs: np.ndarray, contract: ModelContract, history: dict[str, list[float]]
+) -> list[Path]:
+    """Confusion matrix, ROC curves and training curves as PNG files in ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(contract.labels)
+    paths = []
+    cm = skm.confusion_matrix(y, probs.argmax(1), labels=range(len(labels)))
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)))
+    skm.ConfusionMatrixDisplay(cm, display_labels=labels).plot(ax=ax, colorbar=False, xticks_rotation=45)
+    ax.set_title("Validation confusion matrix")
+    fig.tight_layout()
+    paths.append(out_dir / "confusion_matrix.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for i, name in enumerate(labels):
+        if 0 < (y == i).sum() < len(y):
+            fpr, tpr, _ = skm.roc_curve(y == i, probs[:, i])
+            ax.plot(fpr, tpr, label=f"{name} (AUC {skm.auc(fpr, tpr):.2f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Validation ROC (one vs rest)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    paths.append(out_dir / "roc.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("loss", "val_loss"):
+        if history.get(key):
+            axes[0].plot(history[key], label=key)
+    for key in ("accuracy", "val_accuracy", "val_balanced_accuracy"):
+        if history.get(key):
+            axes[1].plot(history[key], label=key)
+    axes[0].set(title="loss", xlabel="epoch")
+    axes[1].set(title="accuracy", xlabel="epoch")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "training_curves.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_model_card(
+    out_dir: Path, contract: ModelContract, metrics: dict[str, Any], config: dict[str, Any]
+) -> Path:
+    """A Markdown model card: data, intended use, metrics on the validation split, limits."""
+    val = metrics["validation"]
+    rows = "\n".join(
+        f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        for name, m in val["per_class"].items()
+    )
+    auc = f"{val['macro_auc']:.3f}" if "macro_auc" in val else "n/a"
+    mal = ""
+    if "malignant_auc" in val:
+        mal = (
+            f"- Malignancy risk (sum of {', '.join(contract.malignant_labels)}): AUC {val['malignant_auc']:.3f}; "
+            f"threshold {val['risk_threshold']:.3f} gives sensitivity {val['malignant_sensitivity']:.3f}, "
+            f"specificity {val['malignant_specificity']:.3f} on validation.\n"
+        )
+    text = f"""# Model card: {contract.arch} skin-lesion classifier
+
+**Not a medical device. Decision support at a kiosk only: never a diagnosis.**
+
+## Data
+- Source: `{config["data"]}` (format {config["format"]}, task {config["task"]}); fingerprint {contract.data_fingerprint}.
+- Split: stratified, grouped (lesion id, identical files and near-duplicate images stay on one side),
+  validation fraction {config["val_fraction"]}, seed {config["seed"]}: {metrics["n_train"]} train /
+  {metrics["n_val"]} validation images; {metrics["n_skipped"]} unreadable files skipped.
+- Classes: {", ".join(contract.labels)}.
+
+## Model
+- {contract.arch} at {contract.image_size}x{contract.image_size}, weights `{config["weights"]}`; head
+  {config["head_epochs"]} epochs, then fine-tuning up to {config["epochs"]} epochs; class-weighted loss;
+  flips, rotation, zoom and colour jitter. Training took {metrics["train_seconds"] / 60:.1f} min.
+- Input: RGB uint8, centre square crop ({contract.crop_fraction:.2f} of the short side), resized to
+  {contract.image_size}; the model rescales inside the graph. Output: logits; calibrated with
+  temperature {contract.temperature:.3f} (fitted on validation).
+
+## Validation metrics (held-out split above, not a test set)
+- Accuracy {val["accuracy"]:.3f}, balanced accuracy {val["balanced_accuracy"]:.3f}, macro F1 {val["macro_f1"]:.3f},
+  macro AUC {auc}.
+- Calibration: ECE {metrics["ece_uncalibrated"]:.3f} before, {metrics["ece_calibrated_crossfit"]:.3f} after temperature
+  scaling (cross-fitted on two halves of validation).
+{mal}
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{rows}
+
+![confusion matrix](confusion_matrix.png) ![ROC](roc.png)
+
+## Limits
+- Dermoscopy images only; phone photos of skin are out of distribution.
+- Public collections under-represent darker skin types; performance there is unknown.
+- Validation numbers come from a split of the training collection; expect lower on other clinics' devices.
+"""
+    path = out_dir / "model_card.md"
+    path.write_text(text)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return path

@@ -1,0 +1,105 @@
+"""Build MobileNetV3 classifiers and make offline ImageNet weights fine-tunable."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+
+__all__ = ["ARCHS", "build_classifier", "reparametrize_batchnorm", "resolve_weights"]
+
+log = logging.getLogger(__name__)
+
+ARCHS = {"small": keras.applications.MobileNetV3Small, "large": keras.applications.MobileNetV3Large}
+_SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"
+
+
+def resolve_weights(weights: str, arch: str) -> str | None:
+    """Map ``imagenet|none|PATH`` to what Keras takes; prefer an offline file for Small."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        offline = _SHIPPED_WEIGHTS / "mobilenet_v3_small_224_imagenet_no_top.weights.h5"
+        if arch == "small" and offline.is_file():
+            log.info("using offline ImageNet weights %s", offline)
+            return str(offline)
+        return "imagenet"  # downloads: needs the internet
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    return str(path)
+
+
+def build_classifier(
+    num_classes: int,
+    image_size: int = 224,
+    arch: str = "small",
+    weights: str | None = None,
+    dropout_rate: float = 0.2,
+) -> tuple[keras.Model, keras.Model]:
+    """A MobileNetV3 backbone + pooling + dropout + dense logits.
+
+    The model takes RGB float pixels in [0, 255] (rescaling is inside the graph) and returns
+    logits; calibration (temperature) is applied outside, from the contract.
+
+    Returns:
+        (model, backbone) so callers can freeze and unfreeze the backbone.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
+    backbone = ARCHS[arch](
+        input_shape=(image_size, image_size, 3),
+        include_top=False,
+        weights=weights,
+        include_preprocessing=True,
+    )
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = backbone(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"mobilenet_v3_{arch}_classifier"), backbone
+
+
+def reparametrize_batchnorm(backbone: keras.Model, images: np.ndarray, batch_size: int = 16) -> int:
+    """Give folded batch-norm layers real statistics without changing the function.
+
+    The offline weights fold batch norm into the convolutions (each BN is identity + bias), so
+    fine-tuning with BN in training mode has no working normalisation. For each BN layer this
+    measures its input's per-channel mean m and variance v on ``images`` and sets
+    moving_mean=m, moving_variance=v, gamma=s*sqrt(v+eps), beta=t+s*m, where s and t are the
+    layer's current scale and shift: the inference output stays the same.
+
+    Returns:
+        How many BN layers were re-parametrised.
+    """
+    bns = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bns:
+        return 0
+    probe = keras.Model(backbone.input, [bn.input for bn in bns])
+    sums = [None] * len(bns)
+    sq = [None] * len(bns)
+    for start in range(0, len(images), batch_size):
+        acts = probe(images[start : start + batch_size].astype("float32"), training=False)
+        for k, a in enumerate(acts):
+            a = np.asarray(a, dtype=np.float64).reshape(-1, a.shape[-1])
+            sums[k] = a.sum(0) if sums[k] is None else sums[k] + a.sum(0)
+            sq[k] = (a * a).sum(0) if sq[k] is None else sq[k] + (a * a).sum(0)
+    for k, bn in enumerate(bns):
+        total = int(np.prod(bn.input.shape[1:-1])) * len(images)
+        m = sums[k] / total
+        v = np.maximum(sq[k] / total - m * m, 1e-6)
+        gamma, beta, mean, var = (np.asarray(w, dtype=np.float64) for w in bn.get_weights())
+        s = gamma / np.sqrt(var + bn.epsilon)
+        t = beta - mean * s
+        bn.set_weights(
+            [
+                (s * np.sqrt(v + bn.epsilon)).astype("float32"),
+                (t + s * m).astype("float32"),
+                m.astype("float32"),
+                v.astype("float32"),
+            ]
+        )
+    return len(bns)

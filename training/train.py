@@ -1,0 +1,274 @@
+"""Transfer learning in two phases (head, then fine-tune) with leak-free validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.classifier import calibrated_probabilities
+from edge.contract import MALIGNANT_DIAGNOSES, ModelContract, save_contract
+from training.datasets import DatasetError, load_dataset
+from training.splits import duplicate_groups, fingerprint, load_images, split_indices
+
+__all__ = ["TrainConfig", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    out: str
+    format: str = "auto"
+    task: str = "multiclass"  # or "binary"
+    arch: str = "small"
+    weights: str = "imagenet"
+    image_size: int = 224
+    head_epochs: int = 3
+    epochs: int = 15
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    val_fraction: float = 0.2
+    seed: int = 0
+    patience: int = 4
+    balance: str = "weights"  # "weights" (class-weighted loss) or "none"
+    max_images: int = 0  # 0 = all; for quick runs and tests
+    sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
+
+
+def _augmenter(seed: int):
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
+            keras.layers.RandomRotation(0.5, fill_mode="reflect", seed=seed),
+            keras.layers.RandomZoom((-0.25, 0.1), fill_mode="reflect", seed=seed),
+            keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
+            keras.layers.RandomContrast(0.15, seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def _dataset(images: np.ndarray, y: np.ndarray, batch: int, augment, seed: int):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((images, y)).shuffle(
+        len(y), seed=seed, reshuffle_each_iteration=True
+    )
+    ds = ds.batch(batch).map(lambda x, t: (tf.cast(x, tf.float32), t), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(
+            lambda x, t: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), t),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.prefetch(2)
+
+
+def _predict_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    out = [
+        np.asarray(model(images[i : i + batch].astype("float32"), training=False))
+        for i in range(0, len(images), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
+
+
+def _class_weights(y: np.ndarray, n: int) -> dict[int, float]:
+    counts = np.bincount(y, minlength=n).astype(float)
+    w = len(y) / (n * np.maximum(counts, 1))
+    return {i: float(w[i]) for i in range(n)}
+
+
+def train(config: TrainConfig) -> Path:
+    """Train, evaluate and write a run folder; returns its path.
+
+    Raises:
+        DatasetError: the data cannot be used (missing, empty, a single class).
+    """
+    import keras
+
+    from training import evaluate
+    from training.model import build_classifier, reparametrize_batchnorm, resolve_weights
+
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    dataset = load_dataset(config.data, config.format, "binary" if config.task == "binary" else "multiclass")
+    samples = list(dataset.samples)
+    if config.max_images and len(samples) > config.max_images:
+        rng = np.random.default_rng(config.seed)
+        samples = [samples[i] for i in sorted(rng.choice(len(samples), config.max_images, replace=False))]
+    labels = dataset.labels
+    malignant = tuple(name for name in labels if name.lower() in MALIGNANT_DIAGNOSES)
+    contract = ModelContract(
+        task="classify",
+        labels=labels,
+        arch=f"mobilenet_v3_{config.arch}",
+        image_size=config.image_size,
+        malignant_labels=malignant,
+    )
+    log.info("reading %d images from %s (%s)", len(samples), config.data, dataset.format)
+    loaded = load_images(samples, contract)
+    if len(loaded.samples) < 2:
+        raise DatasetError(f"only {len(loaded.samples)} readable images in {config.data}")
+    y = np.array([labels.index(s.label) for s in loaded.samples])
+    if len(np.unique(y)) < 2:
+        raise DatasetError(f"{config.data} has readable images of a single class only")
+    groups = duplicate_groups(loaded)
+    train_idx, val_idx = split_indices(y, groups, config.val_fraction, config.seed)
+    assert not set(groups[train_idx]) & set(groups[val_idx]), "a duplicate group straddles the split"
+    log.info(
+        "split: %d train / %d validation images; %d near-duplicate groups kept together",
+        len(train_idx), len(val_idx), int((np.bincount(groups) > 1).sum()),
+    )  # fmt: skip
+    x_tr, y_tr, x_va, y_va = loaded.images[train_idx], y[train_idx], loaded.images[val_idx], y[val_idx]
+
+    model, backbone = build_classifier(
+        len(labels), config.image_size, config.arch, resolve_weights(config.weights, config.arch)
+    )
+    if config.weights != "none":
+        n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
+        log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
+    weights = _class_weights(y_tr, len(labels)) if config.balance == "weights" else None
+    augment = _augmenter(config.seed)
+    train_ds = _dataset(x_tr, y_tr, config.batch_size, augment, config.seed)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    history: dict[str, list[float]] = {}
+
+    def fit(epochs: int, lr: Any, callbacks: list) -> None:
+        model.compile(
+            optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=loss, metrics=["accuracy"]
+        )
+        h = model.fit(
+            train_ds, validation_data=(x_va.astype("float32"), y_va), epochs=epochs,
+            class_weight=weights, callbacks=callbacks, verbose=2,
+        )  # fmt: skip
+        for key, values in h.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+
+    best = _BestBalancedAccuracy(x_va, y_va, history, config.patience)
+    if config.head_epochs and config.weights != "none":
+        backbone.trainable = False
+        log.info("phase 1: training the head for %d epochs", config.head_epochs)
+        fit(config.head_epochs, 1e-3, [best.callback()])
+    backbone.trainable = True
+    if config.epochs:
+        log.info("phase 2: fine-tuning everything for up to %d epochs", config.epochs)
+        steps = config.epochs * int(np.ceil(len(x_tr) / config.batch_size))
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, warmup_target=None)
+        best.reset_patience()
+        fit(config.epochs, schedule, [best.callback()])
+    best.restore(model)
+
+    logits = _predict_logits(model, x_va)
+    temperature = evaluate.fit_temperature(logits, y_va)
+    probs = calibrated_probabilities(logits, temperature)
+    risk_threshold = contract.risk_threshold
+    if malignant:
+        risk = probs[:, list(contract.replace(malignant_labels=malignant).malignant_indices)].sum(1)
+        risk_threshold = evaluate.risk_threshold_for_sensitivity(
+            risk, np.isin(y_va, contract.malignant_indices), config.sensitivity
+        )
+    contract = contract.replace(
+        temperature=round(temperature, 4),
+        risk_threshold=round(risk_threshold, 4),
+        data_fingerprint=fingerprint(loaded),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    val_metrics = evaluate.classification_metrics(y_va, probs, contract)
+    contract = contract.replace(
+        metrics={
+            k: round(val_metrics[k], 4)
+            for k in ("accuracy", "balanced_accuracy", "macro_auc")
+            if k in val_metrics
+        }
+    )
+    model.save(out / "model.keras")
+    save_contract(contract, out / "contract.json")
+    split = {
+        "train": [str(loaded.samples[i].path) for i in train_idx],
+        "validation": [str(loaded.samples[i].path) for i in val_idx],
+        "validation_labels": [labels[i] for i in y_va],
+    }
+    (out / "split.json").write_text(json.dumps(split))
+    metrics = {
+        "validation": val_metrics,
+        "ece_uncalibrated": evaluate.expected_calibration_error(calibrated_probabilities(logits, 1.0), y_va),
+        "ece_calibrated_crossfit": evaluate.cross_fitted_ece(logits, y_va),
+        "temperature": temperature,
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "n_skipped": len(loaded.skipped),
+        "skipped": loaded.skipped,
+        "best_epoch": best.best_epoch,
+        "history": history,
+        "train_seconds": time.time() - started,
+        "config": dataclasses.asdict(config),
+    }
+    evaluate.save_plots(out, y_va, probs, contract, history)
+    evaluate.write_model_card(out, contract, metrics, dataclasses.asdict(config) | {"format": dataset.format})
+    (out / "report.txt").write_text(_report(val_metrics))
+    log.info(
+        "validation: accuracy %.3f, balanced accuracy %.3f, macro AUC %s; wrote %s",
+        val_metrics["accuracy"], val_metrics["balanced_accuracy"], val_metrics.get("macro_auc", "n/a"), out,
+    )  # fmt: skip
+    return out
+
+
+def _report(m: dict[str, Any]) -> str:
+    lines = [f"{'class':32s} precision recall    f1  support"]
+    for name, c in m["per_class"].items():
+        lines.append(f"{name:32s} {c['precision']:9.3f} {c['recall']:6.3f} {c['f1']:5.3f} {c['support']:8d}")
+    lines.append(f"accuracy {m['accuracy']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+class _BestBalancedAccuracy:
+    """Tracks validation balanced accuracy across both phases; early stopping and best weights."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, history: dict[str, list[float]], patience: int) -> None:
+        self.x, self.y, self.history, self.patience = x, y, history, patience
+        self.best, self.best_weights, self.best_epoch, self.epoch, self.wait = -1.0, None, -1, 0, 0
+
+    def reset_patience(self) -> None:
+        self.wait = 0
+
+    def callback(self):
+        import keras
+        from sklearn.metrics import balanced_accuracy_score
+
+        outer = self
+
+        class _Callback(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                pred = _predict_logits(self.model, outer.x).argmax(1)
+                score = float(balanced_accuracy_score(outer.y, pred))
+                outer.history.setdefault("val_balanced_accuracy", []).append(score)
+                log.info("epoch %d: validation balanced accuracy %.3f", outer.epoch + 1, score)
+                if score > outer.best:
+                    outer.best, outer.best_epoch, outer.wait = score, outer.epoch + 1, 0
+                    outer.best_weights = self.model.get_weights()
+                else:
+                    outer.wait += 1
+                    if outer.wait >= outer.patience:
+                        log.info("early stop: no gain for %d epochs", outer.patience)
+                        self.model.stop_training = True
+                outer.epoch += 1
+
+        return _Callback()
+
+    def restore(self, model) -> None:
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+            log.info("kept the weights of epoch %d (balanced accuracy %.3f)", self.best_epoch, self.best)
