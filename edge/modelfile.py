@@ -102,7 +102,8 @@ def embed_contract(model_bytes: bytes, contract: ModelContract) -> bytes:
     payload = schema.BufferT()
     payload.data = list(contract.to_json().encode())
     model.buffers = list(model.buffers or [])
-    model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in (METADATA_NAME, METADATA_NAME.encode())]
+    ours = (METADATA_NAME, METADATA_NAME.encode())
+    model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in ours]
     model.buffers.append(payload)
     entry = schema.MetadataT()
     entry.name = METADATA_NAME

@@ -193,7 +193,8 @@ def write_model_card(
 **Not a medical device. Decision support at a kiosk only: never a diagnosis.**
 
 ## Data
-- Source: `{config["data"]}` (format {config["format"]}, task {config["task"]}); fingerprint {contract.data_fingerprint}.
+- Source: `{config["data"]}` (format {config["format"]}, task {config["task"]});
+  fingerprint {contract.data_fingerprint}.
 - Split: stratified, grouped (lesion id, identical files and near-duplicate images stay on one side),
   validation fraction {config["val_fraction"]}, seed {config["seed"]}: {metrics["n_train"]} train /
   {metrics["n_val"]} validation images; {metrics["n_skipped"]} unreadable files skipped.
