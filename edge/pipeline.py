@@ -1,0 +1,221 @@
+"""The frame loop as generator stages: source -> quality gate -> classify -> smoothing -> sinks.
+
+:func:`iter_results` is the reusable core: the CLI, the kiosk web page and the benchmarks all pull
+:class:`Result` records from it. It holds no resources; open the source with ``with`` around it.
+
+    >>> with open_source(camera=True, stop=stop) as frames:
+    ...     for result in iter_results(classifier, frames, stop=stop):
+    ...         show(result.frame.image, result.prediction)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from edge.classifier import Classifier, Prediction
+from edge.postprocess import Smoother, SmoothingConfig
+from edge.preprocess import preprocess
+from edge.quality import QualityThresholds, assess_quality
+from edge.sources import Frame
+
+__all__ = [
+    "FpsMeter",
+    "Result",
+    "Sink",
+    "assess_frames",
+    "classify_frames",
+    "install_stop_handlers",
+    "iter_results",
+    "run_sinks",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """One classified frame.
+
+    Attributes:
+        frame: the frame as it came from the source (RGB uint8 HWC).
+        prediction: calibrated (and, for camera streams, smoothed) probabilities, risk, flags and the
+            quality dict (``prediction.quality``).
+        fps: results per second over the last few frames (0.0 for the first).
+        smoothed: the probabilities are a moving average over more than this frame.
+    """
+
+    frame: Frame
+    prediction: Prediction
+    fps: float = 0.0
+    smoothed: bool = False
+
+    @property
+    def quality(self) -> dict[str, Any]:
+        return self.prediction.quality
+
+    @property
+    def latency_ms(self) -> float:
+        """Milliseconds from taking the frame from the source to the finished prediction."""
+        return self.prediction.total_ms
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready record: time, source, frame, the prediction's fields and the disclaimer."""
+        stamp = datetime.fromtimestamp(self.frame.timestamp, tz=timezone.utc)
+        return {
+            "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "source": self.frame.origin,
+            "frame": self.frame.index,
+            **self.prediction.to_dict(),
+            "smoothed": self.smoothed,
+            "fps": round(self.fps, 2),
+        }
+
+
+class Sink(Protocol):
+    """Anything that takes results: JSON lines, a window, a folder of annotated frames."""
+
+    def __call__(self, result: Result) -> None: ...
+
+
+class FpsMeter:
+    """Rate of calls to :meth:`tick` over the last ``window`` of them, in events per second."""
+
+    def __init__(self, window: int = 30) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+
+    def tick(self, now: float | None = None) -> float:
+        self._times.append(time.perf_counter() if now is None else now)
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+def _until(frames: Iterable[Frame], stop: threading.Event | None) -> Iterator[Frame]:
+    for frame in frames:
+        if stop is not None and stop.is_set():
+            return
+        yield frame
+
+
+def assess_frames(
+    frames: Iterable[Frame], crop_fraction: float = 1.0, thresholds: QualityThresholds | None = None
+) -> Iterator[tuple[Frame, dict[str, Any], float]]:
+    """Stage: attach the quality verdict to each frame, with the ``perf_counter`` time it arrived.
+
+    ``thresholds=None`` turns the gate off (every frame passes with an empty quality dict).
+    """
+    for frame in frames:
+        start = time.perf_counter()
+        quality = assess_quality(frame.image, crop_fraction, thresholds) if thresholds is not None else {}
+        yield frame, quality, start
+
+
+def classify_frames(
+    items: Iterable[tuple[Frame, dict[str, Any], float]],
+    classifier: Classifier,
+    smoother: Smoother | None = None,
+) -> Iterator[Result]:
+    """Stage: classify each frame; smooth the probabilities when a smoother is given.
+
+    The smoother restarts on every frame that fails the quality gate, and such a frame's own
+    probabilities are reported unsmoothed.
+    """
+    fps = FpsMeter()
+    for frame, quality, start in items:
+        probs = classifier.probabilities(preprocess(frame.image, classifier.contract))
+        invoke_ms = classifier.model.last_invoke_ms
+        smoothed = False
+        if smoother is not None:
+            if quality.get("retake"):
+                smoother.reset("the quality gate failed")
+            else:
+                probs = smoother.update(probs, frame.timestamp)
+                smoothed = smoother.count > 1
+        prediction = classifier.prediction_from(probs, invoke_ms, start, quality)
+        yield Result(frame, prediction, fps.tick(), smoothed)
+
+
+def iter_results(
+    classifier: Classifier,
+    source: Iterable[Frame],
+    *,
+    thresholds: QualityThresholds | None = QualityThresholds(),  # noqa: B008 - frozen, immutable
+    smooth: bool | None = None,
+    smoothing: SmoothingConfig | None = None,
+    stop: threading.Event | None = None,
+    limit: int | None = None,
+) -> Iterator[Result]:
+    """Classify the frames of ``source`` one by one and yield a :class:`Result` for each.
+
+    Args:
+        classifier: the model and its contract.
+        source: an opened :class:`edge.sources.Source` or any iterable of frames.
+        thresholds: quality-gate limits; None turns the gate off.
+        smooth: average probabilities over consecutive frames; None does so when the source says
+            its frames are ``sequential`` (cameras, videos), never across separate image files.
+        smoothing: the moving-average settings (defaults when None).
+        stop: when set, the loop ends before the next frame.
+        limit: stop after this many results.
+    """
+    if smooth is None:
+        smooth = bool(getattr(source, "sequential", False))
+    smoother = Smoother(smoothing) if smooth else None
+    frames = _until(source, stop)
+    results = classify_frames(
+        assess_frames(frames, classifier.contract.crop_fraction, thresholds), classifier, smoother
+    )
+    for n, result in enumerate(results, start=1):
+        yield result
+        if limit is not None and n >= limit:
+            return
+
+
+def run_sinks(results: Iterable[Result], sinks: Sequence[Sink]) -> Iterator[Result]:
+    """Stage: hand every result to each sink in turn, then pass it on."""
+    for result in results:
+        for sink in sinks:
+            sink(result)
+        yield result
+
+
+def install_stop_handlers(
+    stop: threading.Event, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)
+) -> Callable[[], None]:
+    """Make SIGINT/SIGTERM set ``stop`` (the frame loop then ends cleanly and releases the camera).
+
+    A second signal of the same kind acts at once (KeyboardInterrupt for SIGINT, the default action
+    otherwise). Call from the main thread, in the CLI only. Returns a function restoring the
+    previous handlers.
+    """
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: stopping now", name)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        log.info("%s: finishing the current frame and stopping", name)
+        stop.set()
+
+    for sig in signals:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
