@@ -1,0 +1,431 @@
+"""``edge-detect``: classify skin-lesion images from a camera, a video, or files, on the device.
+
+    edge-detect --camera                    # the kiosk: live camera, overlay window when a display exists
+    edge-detect --source lesion.jpg         # one image, a folder, a glob or a video file
+    edge-detect --source photos/ --json     # one JSON line per image on stdout
+    edge-detect --inspect --model m.tflite  # the model's embedded contract
+
+Results go to stdout (human lines or ``--json``); logs and errors go to stderr. Exit codes: 0 done,
+1 the run failed (camera lost, disk full), 2 bad usage or an unusable model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge.contract import ContractError
+from edge.modelfile import read_contract
+from edge.runtime import RuntimeMissingError
+from edge.sinks import SaveError
+from edge.sources import ImageSource, SourceError
+
+__all__ = ["DEFAULT_MODEL", "DEMO_IMAGES", "cli", "main"]
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO_ROOT / "models" / "isic9_int8.tflite"
+DEMO_IMAGES = REPO_ROOT.parent / "shared" / "data" / "isic9" / "train"
+
+
+class Fail(click.ClickException):
+    """One sentence on stderr and an exit code: 1 for a failed run, 2 for bad usage or a bad model."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _resolution(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 640x480, got {value!r}") from None
+    if not (16 <= width <= 8192 and 16 <= height <= 8192):
+        raise click.BadParameter(f"width and height must be within 16..8192, got {value!r}")
+    return width, height
+
+
+def _host_port(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT such as 127.0.0.1:8080, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else "%(asctime)s %(levelname)s %(message)s"
+    handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    try:
+        import cv2
+
+        quiet = level.upper() != "DEBUG"  # OpenCV's own warnings (e.g. probing a missing camera)
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR if quiet else cv2.utils.logging.LOG_LEVEL_INFO)
+    except (ImportError, AttributeError):  # pragma: no cover - older OpenCV builds
+        pass
+
+
+def _load_classifier(model: Path, threads: int | None) -> Any:
+    from edge.classifier import Classifier
+
+    if not model.is_file():
+        hint = "train and convert one, or pass --model" if model == DEFAULT_MODEL else "check the path"
+        raise Fail(f"no model at {model}; {hint}", 2)
+    try:
+        classifier = Classifier(model, threads=threads)
+    except ContractError as exc:
+        raise Fail(f"unusable model: {_first_line(exc)}", 2) from exc
+    except RuntimeMissingError as exc:
+        raise Fail(_first_line(exc), 1) from exc
+    log.info(
+        "model %s (%s, %d labels, %dpx) on %s",
+        model.name,
+        classifier.contract.arch,
+        len(classifier.contract.labels),
+        classifier.contract.image_size,
+        classifier.runtime,
+    )
+    return classifier
+
+
+def _camera_present(index: int) -> bool:
+    from edge.sources import picamera_status
+
+    if picamera_status()[0]:
+        return True
+    if sys.platform.startswith("linux"):
+        return Path(f"/dev/video{index}").exists()
+    import cv2
+
+    cap = cv2.VideoCapture(index)
+    try:
+        return bool(cap.isOpened())
+    finally:
+        cap.release()
+
+
+def _demo_source(camera_index: int) -> str | None:
+    """None for the camera, else the demo image folder; Fail when there is neither."""
+    if _camera_present(camera_index):
+        click.echo(f"demo: using camera {camera_index}", err=True)
+        return None
+    if DEMO_IMAGES.is_dir():
+        click.echo(f"demo: no camera found, classifying the sample images in {DEMO_IMAGES}", err=True)
+        return str(DEMO_IMAGES)
+    raise Fail(f"demo: no camera found and no sample images at {DEMO_IMAGES}; pass --source PATH", 2)
+
+
+def _display_wanted(display: bool | None, camera: bool) -> bool:
+    from edge.sinks import gui_available
+
+    has_screen = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if display is None:
+        if camera and has_screen and not gui_available():
+            log.info("no window: this OpenCV build has no GUI (opencv-python-headless)")
+        return camera and has_screen and gui_available()
+    if display and not gui_available():
+        raise Fail(
+            "--display needs an OpenCV build with a GUI, but this one is opencv-python-headless; "
+            "install opencv-python or drop --display",
+            2,
+        )
+    if display and not has_screen:
+        raise Fail("--display needs a screen, but neither DISPLAY nor WAYLAND_DISPLAY is set", 2)
+    return display
+
+
+def _repeat(make_source: Any, n: int) -> Iterator[Any]:
+    """Frames from fresh sources, one after another, until ``n`` (for --benchmark on short inputs)."""
+    produced = 0
+    while produced < n:
+        got = 0
+        with make_source() as frames:
+            for frame in islice(frames, n - produced):
+                got += 1
+                yield frame
+        produced += got
+        if got == 0:
+            return
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--camera", is_flag=True, envvar="EDGE_DETECT_CAMERA", help="Classify the live camera.")
+@click.option(
+    "--source",
+    metavar="PATH",
+    envvar="EDGE_DETECT_SOURCE",
+    help="An image, a folder of images (searched recursively), a glob pattern or a video file.",
+)
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_MODEL,
+    envvar="EDGE_DETECT_MODEL",
+    show_default="models/isic9_int8.tflite",
+    help="A .tflite classifier with an embedded contract (made by `convert`).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    envvar="EDGE_DETECT_THREADS",
+    show_default="the runtime's choice",
+    help="Interpreter threads.",
+)
+@click.option(
+    "--camera-index",
+    type=click.IntRange(0),
+    default=0,
+    envvar="EDGE_DETECT_CAMERA_INDEX",
+    show_default=True,
+    help="Camera number (/dev/videoN, or the Pi camera's index).",
+)
+@click.option(
+    "--resolution",
+    default="640x480",
+    callback=_resolution,
+    envvar="EDGE_DETECT_RESOLUTION",
+    show_default=True,
+    metavar="WxH",
+    help="Requested camera resolution.",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(1, 120),
+    default=15.0,
+    envvar="EDGE_DETECT_FPS",
+    show_default=True,
+    help="Requested camera frame rate.",
+)
+@click.option(
+    "--display/--no-display",
+    default=None,
+    envvar="EDGE_DETECT_DISPLAY",
+    show_default="a window for the camera when a screen is attached",
+    help="Show annotated frames in a window (needs a GUI build of OpenCV).",
+)
+@click.option(
+    "--json", "json_lines", is_flag=True, envvar="EDGE_DETECT_JSON", help="One JSON line per result on stdout."
+)
+@click.option(
+    "--save",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="EDGE_DETECT_SAVE",
+    help="Write annotated frames (JPEG) into this folder.",
+)
+@click.option(
+    "--benchmark",
+    type=click.IntRange(1),
+    metavar="N",
+    help="Classify N frames (repeating short inputs) and print latency percentiles and FPS.",
+)
+@click.option("--inspect", is_flag=True, help="Print the model's embedded contract as JSON and exit.")
+@click.option(
+    "--smooth/--no-smooth",
+    default=True,
+    envvar="EDGE_DETECT_SMOOTH",
+    show_default=True,
+    help="Average probabilities over consecutive camera or video frames.",
+)
+@click.option(
+    "--quality-gate/--no-quality-gate",
+    default=True,
+    envvar="EDGE_DETECT_QUALITY_GATE",
+    show_default=True,
+    help="Ask for a retake on blurred, badly exposed or empty frames.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    envvar="EDGE_DETECT_LOG_LEVEL",
+    show_default=True,
+    help="Detail of the log on stderr.",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Try it out: the default model on the camera, or on the sample images when no camera is found.",
+)
+@click.option(
+    "--serve",
+    metavar="HOST:PORT",
+    callback=_host_port,
+    envvar="EDGE_DETECT_SERVE",
+    help="Serve the kiosk web page instead of printing results.",
+)
+@click.version_option(package_name="skinedge", prog_name="edge-detect")
+def cli(
+    camera: bool,
+    source: str | None,
+    model: Path,
+    threads: int | None,
+    camera_index: int,
+    resolution: tuple[int, int] | None,
+    fps: float,
+    display: bool | None,
+    json_lines: bool,
+    save: Path | None,
+    benchmark: int | None,
+    inspect: bool,
+    smooth: bool,
+    quality_gate: bool,
+    log_level: str,
+    demo: bool,
+    serve: tuple[str, int] | None,
+) -> None:
+    """Classify skin-lesion images on this device. Decision support only: not a diagnosis."""
+    _configure_logging(log_level)
+    if inspect:
+        try:
+            click.echo(read_contract(model).to_json())
+        except FileNotFoundError as exc:
+            raise Fail(f"no model at {model}", 2) from exc
+        except ContractError as exc:
+            raise Fail(_first_line(exc), 2) from exc
+        return
+    if demo and not camera and source is None:
+        if not model.is_file():
+            _load_classifier(model, threads)  # the one-sentence "no model at ..." before anything else
+        source = _demo_source(camera_index)
+        camera = source is None
+    if camera and source is not None:
+        raise click.UsageError("pass either --camera or --source, not both")
+    if not camera and source is None:
+        raise click.UsageError("nothing to classify: pass --camera or --source PATH (or try --demo)")
+
+    classifier = _load_classifier(model, threads)
+    from edge.pipeline import install_stop_handlers
+    from edge.sources import open_source
+
+    stop = threading.Event()
+
+    def make_source() -> Any:
+        return open_source(source, camera=camera, camera_index=camera_index, resolution=resolution, fps=fps, stop=stop)
+
+    if serve is not None:
+        _serve(classifier, make_source(), serve)
+        return
+    show = _display_wanted(display, camera)
+    restore = install_stop_handlers(stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        _run(classifier, make_source, stop, show, json_lines, save, benchmark, smooth, quality_gate)
+    except BrokenPipeError:  # the reader of stdout went away (e.g. `| head`): stop without a message
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit cannot fail again
+        log.debug("stdout closed; stopping")
+        sys.exit(1)
+    except FileNotFoundError as exc:
+        raise Fail(_first_line(exc), 2) from exc
+    except (SaveError, SourceError, OSError) as exc:  # disk full, camera lost, unreadable video
+        raise Fail(_first_line(exc), 1) from exc
+    finally:
+        if restore is not None:
+            restore()
+    if stop.is_set():
+        log.info("stopped")
+
+
+def _serve(classifier: Any, source: Any, address: tuple[str, int]) -> None:
+    """Hand over to the kiosk web page (``edge.web.serve``), when this install has it."""
+    try:
+        from edge import web
+    except ImportError as exc:
+        raise Fail(f"--serve is not available in this install ({_first_line(exc)})", 2) from exc
+    serve = getattr(web, "serve", None)
+    if serve is None:
+        raise Fail("--serve is not available in this install (edge.web has no serve())", 2)
+    serve(classifier, source, host=address[0], port=address[1])
+
+
+def _run(
+    classifier: Any,
+    make_source: Any,
+    stop: threading.Event,
+    show: bool,
+    json_lines: bool,
+    save: Path | None,
+    benchmark: int | None,
+    smooth: bool,
+    quality_gate: bool,
+) -> None:
+    from edge.pipeline import iter_results, run_sinks
+    from edge.quality import QualityThresholds
+    from edge.sinks import DisplaySink, HumanSink, JsonLinesSink, LatencyStats, SaveSink, Summary
+
+    contract = classifier.contract
+    thresholds = QualityThresholds() if quality_gate else None
+    summary, stats = Summary(), LatencyStats()
+    sinks: list[Any] = [summary, stats]
+    display = DisplaySink(contract, stop) if show else None
+    with make_source() as src:
+        if benchmark is None:
+            sinks.append(JsonLinesSink(sys.stdout) if json_lines else HumanSink(sys.stdout, live=src.live))
+        if save is not None:
+            sinks.append(SaveSink(save, contract))
+        if display is not None:
+            sinks.append(display)
+        frames: Any = src
+        if benchmark is not None and not src.live:
+            frames = _repeat(make_source, benchmark + 1)  # +1: the first invoke warms up
+        results = iter_results(
+            classifier,
+            frames,
+            thresholds=thresholds,
+            smooth=None if smooth else False,
+            stop=stop,
+            limit=None if benchmark is None else benchmark + 1,
+        )
+        if benchmark is not None:
+            next(results, None)  # warm-up, not measured
+        try:
+            for _ in run_sinks(results, sinks):
+                pass
+        finally:
+            if display is not None:
+                display.close()
+        skipped = list(src.skipped)
+    if benchmark is not None:
+        _report_benchmark(stats, json_lines, classifier)
+    elif isinstance(src, ImageSource) and (len(src.paths) > 1 or skipped):
+        for line in summary.lines(skipped):  # a folder or glob: counts per label, skipped files
+            click.echo(line, err=json_lines)
+    if summary.results == 0 and not stop.is_set():
+        raise Fail("no frame could be classified" + (f" ({len(skipped)} skipped)" if skipped else ""), 1)
+
+
+def _report_benchmark(stats: Any, json_lines: bool, classifier: Any) -> None:
+    import json
+
+    if json_lines:
+        click.echo(json.dumps({"benchmark": stats.summary(), "runtime": classifier.runtime}))
+    else:
+        click.echo(f"benchmark: {classifier.model.path.name} on {classifier.runtime}\n")
+        click.echo(stats.table())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="edge-detect")
