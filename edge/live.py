@@ -1,0 +1,409 @@
+"""The kiosk's shared state and the background frame loop that feeds it.
+
+``FrameLoop`` (a thread) reads frames from a source, classifies them, draws the overlay and publishes
+the annotated JPEG, the latest :class:`~edge.classifier.Prediction`, counters and the frame time into
+``LiveState``; the web handlers (``edge.web``) read that state from their own threads. Results the
+user asked for (captures, uploads) are kept in memory only, in a bounded deque.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.classifier import Classifier, Prediction
+from edge.frames import Frame
+from edge.metrics import Metrics
+from edge.overlay import draw_overlay
+from edge.pipeline import Result, iter_results
+from edge.quality import QualityThresholds, assess_quality
+from edge.service import Notifier, Watchdog
+
+__all__ = ["FrameLoop", "LiveFrame", "LiveState", "ResultRecord", "encode_jpeg"]
+
+log = logging.getLogger(__name__)
+
+Annotate = Callable[[np.ndarray, Prediction], np.ndarray]
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 80, max_width: int | None = None) -> bytes:
+    """Encode an RGB uint8 HWC image as JPEG, first shrunk to ``max_width`` pixels wide if wider."""
+    if max_width and rgb.shape[1] > max_width:
+        height = max(1, round(rgb.shape[0] * max_width / rgb.shape[1]))
+        rgb = cv2.resize(rgb, (max_width, height), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"cannot encode a {rgb.shape} image as JPEG")
+    return buf.tobytes()
+
+
+@dataclass(frozen=True, eq=False)
+class LiveFrame:
+    """The newest classified frame: raw RGB pixels, its prediction and the annotated JPEG."""
+
+    seq: int
+    image: np.ndarray
+    prediction: Prediction
+    jpeg: bytes
+    origin: str
+    monotonic: float
+
+
+@dataclass(frozen=True, eq=False)
+class ResultRecord:
+    """A result the user asked for: a captured frame or an uploaded photo."""
+
+    id: str
+    kind: str  # "capture" or "upload"
+    time: float  # wall-clock seconds
+    prediction: Prediction
+    jpeg: bytes  # the frozen frame or a thumbnail of the photo
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.prediction.to_dict()
+        out.update(
+            id=self.id,
+            kind=self.kind,
+            time=datetime.fromtimestamp(self.time, timezone.utc).isoformat(timespec="seconds"),
+            top=[{"label": name, "probability": round(p, 4)} for name, p in self.prediction.top(3)],
+            image_url=f"results/{self.id}.jpg",
+        )
+        return out
+
+
+class LiveState:
+    """Thread-safe state shared by the frame loop and the web handlers.
+
+    Args:
+        classifier: the model for uploads; calls are serialised (a TFLite interpreter is not
+            thread-safe). The frame loop has its own instance, so uploads never wait for it.
+        recent_size: how many captures and uploads ``/results`` keeps.
+        stale_after_s: a source whose newest frame is older than this is unhealthy.
+        clock: monotonic seconds (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        classifier: Classifier | None,
+        *,
+        recent_size: int = 20,
+        stale_after_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.classifier = classifier
+        self.metrics = Metrics()
+        self.stale_after_s = stale_after_s
+        self._clock = clock
+        self._started = clock()
+        self._lock = threading.Lock()
+        self._new_frame = threading.Condition(self._lock)
+        self._classify_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._live: LiveFrame | None = None
+        self._seq = 0
+        self._frame_times: deque[float] = deque(maxlen=30)
+        self._source = "none"
+        self._source_state = "starting"  # starting -> live -> ended | failed
+        self._source_error = ""
+        self._recent: deque[ResultRecord] = deque(maxlen=recent_size)
+        self._ids = itertools.count(1)
+        self._streams = 0
+
+    # --- the model -------------------------------------------------------------------------------
+    @property
+    def model_loaded(self) -> bool:
+        return self.classifier is not None
+
+    def classify(self, image: np.ndarray, quality: dict[str, Any] | None = None) -> Prediction:
+        """Classify one RGB image (serialised with every other caller) and count the outcome."""
+        if self.classifier is None:
+            raise RuntimeError("no model is loaded")
+        start = time.perf_counter()
+        with self._classify_lock:
+            prediction = self.classifier.classify(image, quality=quality)
+        self.metrics.observe_latency(time.perf_counter() - start)
+        self.count_outcome(prediction)
+        return prediction
+
+    def assess_and_classify(self, image: np.ndarray) -> Prediction:
+        """The quality gates, then the model; a failed gate still classifies but reads "retake"."""
+        crop = self.classifier.contract.crop_fraction if self.classifier else 1.0
+        return self.classify(image, quality=assess_quality(image, crop))
+
+    def count_outcome(self, prediction: Prediction) -> None:
+        if prediction.quality.get("retake"):
+            self.metrics.inc("retake_total")
+        elif prediction.uncertain:
+            self.metrics.inc("uncertain_total")
+        if prediction.flagged:
+            self.metrics.inc("flagged_total")
+
+    # --- the live view ---------------------------------------------------------------------------
+    def source_started(self, origin: str) -> None:
+        with self._lock:
+            self._source, self._source_state, self._source_error = origin, "live", ""
+
+    def source_ended(self, error: str = "") -> None:
+        """The source ran out (``error`` empty) or failed with ``error``; health turns 503."""
+        with self._new_frame:
+            self._source_state = "failed" if error else "ended"
+            self._source_error = error
+            self._new_frame.notify_all()
+        if error:
+            self.metrics.error("source")
+
+    def publish(self, image: np.ndarray, prediction: Prediction, jpeg: bytes, origin: str) -> LiveFrame:
+        """Make a classified frame the newest one and wake every stream waiting for it."""
+        now = self._clock()
+        with self._new_frame:
+            self._seq += 1
+            self._live = LiveFrame(self._seq, image, prediction, jpeg, origin, now)
+            self._frame_times.append(now)
+            self._new_frame.notify_all()
+            live = self._live
+        self.metrics.inc("frames_total")
+        return live
+
+    def latest(self) -> LiveFrame | None:
+        with self._lock:
+            return self._live
+
+    def wait_frame(self, after_seq: int, timeout: float) -> LiveFrame | None:
+        """The newest frame once its ``seq`` passes ``after_seq``, or after ``timeout`` s whatever is
+        newest (None before the first frame); returns at once when stopping."""
+        deadline = self._clock() + timeout
+        with self._new_frame:
+            while not self._stop.is_set():
+                if self._live is not None and self._live.seq > after_seq:
+                    break
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                self._new_frame.wait(remaining)
+            return self._live
+
+    def fps(self) -> float:
+        with self._lock:
+            times = list(self._frame_times)
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def health(self) -> dict[str, Any]:
+        """The ``/healthz`` document; ``healthy`` is False when the source ended, failed or went stale."""
+        now = self._clock()
+        with self._lock:
+            live, state, error, origin = self._live, self._source_state, self._source_error, self._source
+        age = None if live is None else now - live.monotonic
+        alive = state == "live" and age is not None and age <= self.stale_after_s
+        if self._stop.is_set():
+            status = "stopping"
+        elif state in ("ended", "failed"):
+            status = state
+        elif live is None:
+            status = "starting"
+        else:
+            status = "ok" if alive else "stale"
+        return {
+            "healthy": self.model_loaded and alive and not self._stop.is_set(),
+            "status": status,
+            "model_loaded": self.model_loaded,
+            "source": origin,
+            "source_alive": alive,
+            "camera_alive": alive,
+            "source_error": error or None,
+            "last_frame_age_s": None if age is None else round(age, 3),
+            "stale_after_s": self.stale_after_s,
+            "frames_total": self.metrics.count("frames_total"),
+            "fps": round(self.fps(), 2),
+            "uptime_s": round(now - self._started, 1),
+        }
+
+    # --- results the user asked for --------------------------------------------------------------
+    def add_result(self, kind: str, prediction: Prediction, jpeg: bytes) -> ResultRecord:
+        record = ResultRecord(f"{next(self._ids):06d}", kind, time.time(), prediction, jpeg)
+        with self._lock:
+            self._recent.appendleft(record)
+        self.metrics.inc("captures_total" if kind == "capture" else "uploads_total")
+        return record
+
+    def recent(self) -> list[ResultRecord]:
+        """Captures and uploads, newest first."""
+        with self._lock:
+            return list(self._recent)
+
+    def result(self, record_id: str) -> ResultRecord | None:
+        with self._lock:
+            return next((r for r in self._recent if r.id == record_id), None)
+
+    # --- streams and stopping --------------------------------------------------------------------
+    def open_stream(self, limit: int) -> bool:
+        """Claim one of ``limit`` live-stream slots; False when all are taken."""
+        with self._lock:
+            if self._streams >= limit:
+                return False
+            self._streams += 1
+            return True
+
+    def close_stream(self) -> None:
+        with self._lock:
+            self._streams -= 1
+
+    def stream_count(self) -> int:
+        with self._lock:
+            return self._streams
+
+    @property
+    def stop_event(self) -> threading.Event:
+        return self._stop
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_stop(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` s, waking early (True) when the kiosk is stopping."""
+        return self._stop.wait(timeout)
+
+    def stop(self) -> None:
+        """Ask the frame loop and every stream to end (thread-safe; not from a signal handler)."""
+        self._stop.set()
+        with self._new_frame:
+            self._new_frame.notify_all()
+
+
+class FrameLoop(threading.Thread):
+    """Background thread: frames in, classified and annotated frames published into ``state``.
+
+    Classification is :func:`edge.pipeline.iter_results` (quality gates, the model, smoothing over
+    consecutive frames) with this loop's own ``classifier``; uploads use the state's.
+
+    Args:
+        state: where results go; its stop event ends the loop.
+        classifier: the model for live frames (used by this thread only).
+        source: an ``edge.sources.Source`` (opened and closed by the loop) or any iterable of frames.
+        annotate: draws the overlay; ``edge.overlay.draw_overlay`` when None.
+        notifier: systemd notifications (``READY=1`` on the first frame, ``STATUS=`` lines).
+        watchdog: ticked once per frame (it rate-limits itself); a stalled loop stops pinging.
+        max_fps: upper bound on frames classified per second (saves CPU on video files and fast
+            cameras); 0 for no bound.
+        smooth: average probabilities over consecutive frames (``edge.postprocess``).
+        quality_gate: run the quality gates (a failed gate reads "retake").
+        jpeg_quality: quality of the streamed JPEGs (1-100).
+        stream_width: streamed frames are shrunk to at most this many pixels wide.
+        status_every_s: seconds between ``STATUS=`` lines.
+    """
+
+    def __init__(
+        self,
+        state: LiveState,
+        classifier: Classifier,
+        source: Iterable[Frame],
+        *,
+        annotate: Annotate | None = None,
+        notifier: Notifier | None = None,
+        watchdog: Watchdog | None = None,
+        max_fps: float = 10.0,
+        smooth: bool = True,
+        quality_gate: bool = True,
+        jpeg_quality: int = 80,
+        stream_width: int = 800,
+        status_every_s: float = 5.0,
+    ) -> None:
+        super().__init__(name="frame-loop", daemon=True)
+        self.state = state
+        self.classifier = classifier
+        self.source = source
+        self.annotate = annotate or self._draw
+        self.notifier = notifier or Notifier("")
+        self.watchdog = watchdog
+        self.min_interval = 1.0 / max_fps if max_fps > 0 else 0.0
+        self.smooth = smooth
+        self.thresholds = QualityThresholds() if quality_gate else None
+        self.jpeg_quality = jpeg_quality
+        self.stream_width = stream_width
+        self.status_every_s = status_every_s
+        self._ready_sent = False
+        self._last_status = 0.0
+
+    def _draw(self, image: np.ndarray, prediction: Prediction) -> np.ndarray:
+        c = self.classifier.contract
+        return draw_overlay(image, prediction, crop_fraction=c.crop_fraction, risk_threshold=c.risk_threshold)
+
+    def stop(self) -> None:
+        """Ask the loop to end (thread-safe); the source is released by the loop thread."""
+        self.state.stop()
+        request_stop = getattr(self.source, "request_stop", None)
+        if request_stop is not None:
+            request_stop()
+
+    def run(self) -> None:
+        try:
+            if isinstance(self.source, AbstractContextManager):
+                with self.source:
+                    self._consume()
+            else:
+                self._consume()
+        except (OSError, ValueError, RuntimeError) as exc:  # a lost camera, an unreadable video
+            log.error("the frame source failed: %s", exc)
+            self.state.source_ended(error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except Exception as exc:  # a bug: keep the page up, report it, let health turn 503
+            log.exception("the frame loop crashed")
+            self.state.source_ended(error=f"internal error ({type(exc).__name__})")
+        else:
+            if not self.state.stopping:
+                log.warning("the frame source ended; the page keeps showing the last frame")
+                self.state.source_ended()
+
+    def _consume(self) -> None:
+        started = False
+        tick = time.monotonic()
+        results = iter_results(
+            self.classifier,
+            self.source,
+            thresholds=self.thresholds,
+            smooth=None if self.smooth else False,
+            stop=self.state.stop_event,
+        )
+        for result in results:
+            if not started:
+                self.state.source_started(result.frame.origin)
+                started = True
+            self._publish(result)
+            if self.watchdog is not None:
+                self.watchdog.tick()
+            spare = self.min_interval - (time.monotonic() - tick)
+            if spare > 0 and self.state.wait_stop(spare):
+                return
+            tick = time.monotonic()
+
+    def _publish(self, result: Result) -> None:
+        frame, prediction = result.frame, result.prediction
+        self.state.metrics.observe_latency(prediction.total_ms / 1000.0)
+        self.state.count_outcome(prediction)
+        try:
+            jpeg = encode_jpeg(self.annotate(frame.image, prediction), self.jpeg_quality, self.stream_width)
+        except ValueError as exc:  # an odd frame: skip it, keep going
+            self.state.metrics.error("frame")
+            log.warning("skipped frame %s#%s: %s", frame.origin, frame.index, exc)
+            return
+        self.state.publish(frame.image, prediction, jpeg, frame.origin)
+        if not self._ready_sent:
+            self._ready_sent = True
+            self.notifier.ready(status=f"live from {frame.origin}")
+            log.info("first frame in from %s: ready", frame.origin)
+        now = time.monotonic()
+        if now - self._last_status >= self.status_every_s:
+            self._last_status = now
+            self.notifier.status(f"live {result.fps:.1f} fps, last: {prediction.verdict} {prediction.confidence:.0%}")

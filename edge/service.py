@@ -1,0 +1,133 @@
+"""systemd integration without dependencies: ``sd_notify`` messages and the watchdog.
+
+Under ``Type=notify`` systemd hands the service ``$NOTIFY_SOCKET`` (an ``AF_UNIX`` datagram socket; a
+leading ``@`` names the abstract namespace). The kiosk sends ``READY=1`` once the model is loaded and the
+first frame is in, ``WATCHDOG=1`` from the frame loop at half of ``$WATCHDOG_USEC``, ``STATUS=`` lines
+and ``STOPPING=1``. When the frame loop stalls its pings stop, and systemd restarts the service. Outside
+systemd (no ``$NOTIFY_SOCKET``) every call is a cheap no-op. SIGTERM and SIGINT are routed by
+``edge.pipeline.install_stop_handlers``; ``edge.web.serve`` then stops the server and the camera.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+__all__ = ["Notifier", "Watchdog", "watchdog_interval"]
+
+log = logging.getLogger(__name__)
+
+
+def _socket_address(address: str) -> str | bytes:
+    """The ``sendto`` address for a ``$NOTIFY_SOCKET`` value; ``@name`` is the abstract namespace."""
+    if address.startswith("@"):
+        return b"\0" + address[1:].encode()
+    return address
+
+
+class Notifier:
+    """Sends ``sd_notify`` messages to ``$NOTIFY_SOCKET``; does nothing when it is unset.
+
+    Thread-safe; a failed send is logged once at debug level and never raised: systemd notifications
+    are best effort and must not take the kiosk down.
+
+    Args:
+        address: the socket path (``@`` for the abstract namespace); ``$NOTIFY_SOCKET`` when None.
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        address = os.environ.get("NOTIFY_SOCKET") if address is None else address
+        self._address = _socket_address(address) if address else None
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._warned = False
+
+    @property
+    def enabled(self) -> bool:
+        return self._address is not None
+
+    def send(self, **fields: str | int) -> bool:
+        """Send ``KEY=value`` lines, e.g. ``send(READY=1, STATUS="live")``; True when delivered."""
+        if self._address is None:
+            return False
+        message = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
+        with self._lock:
+            try:
+                if self._sock is None:
+                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._sock.sendto(message, self._address)
+                return True
+            except OSError as exc:
+                if not self._warned:
+                    log.debug("cannot notify systemd at %r: %s", self._address, exc)
+                    self._warned = True
+                return False
+
+    def ready(self, status: str | None = None) -> bool:
+        return self.send(READY=1, **({"STATUS": status} if status else {}))
+
+    def status(self, text: str) -> bool:
+        return self.send(STATUS=text.replace("\n", " "))
+
+    def watchdog(self) -> bool:
+        return self.send(WATCHDOG=1)
+
+    def stopping(self, status: str | None = None) -> bool:
+        return self.send(STOPPING=1, **({"STATUS": status} if status else {}))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
+    """Seconds between ``WATCHDOG=1`` pings: half of ``$WATCHDOG_USEC``; None when not asked for.
+
+    ``$WATCHDOG_PID``, when set, must be this process (systemd sets it for the main process only).
+    """
+    env = os.environ if environ is None else environ
+    usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid and pid != str(os.getpid()):
+        return None
+    return int(usec) / 2e6
+
+
+class Watchdog:
+    """Rate-limits ``WATCHDOG=1``: the frame loop calls :meth:`tick` per frame, at most one ping per
+    ``interval`` seconds leaves. A loop that stalls stops ticking, so the pings stop with it.
+
+    Args:
+        notifier: where pings go.
+        interval: seconds between pings; from :func:`watchdog_interval` when None (and then no pings
+            at all if systemd did not ask for a watchdog).
+        clock: monotonic seconds (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.notifier = notifier
+        self.interval = watchdog_interval() if interval is None else interval
+        self._clock = clock
+        self._last: float | None = None
+
+    def tick(self) -> bool:
+        """Ping systemd if ``interval`` has passed since the last ping; True when a ping was sent."""
+        if not self.interval or not self.notifier.enabled:
+            return False
+        now = self._clock()
+        if self._last is not None and now - self._last < self.interval:
+            return False
+        self._last = now
+        return self.notifier.watchdog()

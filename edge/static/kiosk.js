@@ -1,0 +1,228 @@
+// Clinic kiosk page: polls /results, shows the live result, captures frames and uploads photos.
+// Plain JavaScript, no libraries, nothing fetched from outside this kiosk.
+"use strict";
+
+(function () {
+  const body = document.body;
+  const maxUpload = Number(body.dataset.maxUpload);
+  const maxUploadMb = body.dataset.maxUploadMb;
+  const riskThreshold = Number(body.dataset.riskThreshold);
+  const $ = (id) => document.getElementById(id);
+  const template = $("result-template");
+  const STATUS_TEXT = {
+    ok: "Live",
+    starting: "Waiting for the camera…",
+    stale: "Camera stalled",
+    ended: "Camera stopped",
+    failed: "Camera failed",
+    stopping: "Shutting down",
+    offline: "Kiosk not responding",
+  };
+
+  const pct = (x) => `${Math.round(x * 100)}%`;
+
+  function headline(p) {
+    if (p.quality && p.quality.retake) {
+      const issues = (p.quality.issues || []).join(", ");
+      return { text: `Please retake${issues ? ": " + issues : ""}`, uncertain: true };
+    }
+    if (p.uncertain) return { text: "Uncertain: please retake or ask a clinician", uncertain: true };
+    return { text: p.label, uncertain: false };
+  }
+
+  // A result card (verdict, confidence, top-3, risk bar, "Not a diagnosis") from a prediction dict.
+  function renderResult(p) {
+    const node = template.content.firstElementChild.cloneNode(true);
+    const head = headline(p);
+    const verdict = node.querySelector(".verdict");
+    verdict.textContent = head.text;
+    verdict.classList.toggle("uncertain", head.uncertain);
+    node.querySelector(".confidence").textContent =
+      `Most likely: ${p.label} (${pct(p.confidence)} confidence)`;
+    const list = node.querySelector(".top3");
+    for (const item of p.top || []) {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = item.label;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      bar.setAttribute("aria-hidden", "true");
+      const fill = document.createElement("span");
+      fill.style.width = pct(item.probability);
+      bar.append(fill);
+      const value = document.createElement("span");
+      value.className = "pct";
+      value.textContent = pct(item.probability);
+      li.append(name, bar, value);
+      list.append(li);
+    }
+    const risk = node.querySelector(".risk");
+    if (p.risk === null || p.risk === undefined) {
+      risk.hidden = true;
+    } else {
+      node.querySelector(".risk-value").textContent =
+        `${pct(p.risk)} (clinician advised from ${pct(riskThreshold)})`;
+      const fill = node.querySelector(".riskbar .fill");
+      fill.style.width = pct(Math.min(Math.max(p.risk, 0), 1));
+      fill.classList.toggle("high", Boolean(p.flagged));
+      node.querySelector(".riskbar .tick").style.left = pct(riskThreshold);
+    }
+    node.querySelector(".flag").hidden = !p.flagged;
+    return node;
+  }
+
+  function localTime(iso) {
+    const when = new Date(iso);
+    return Number.isNaN(when.getTime()) ? "" : when.toLocaleTimeString();
+  }
+
+  function showFrozen(record) {
+    const slot = $("frozen");
+    const img = document.createElement("img");
+    img.src = record.image_url;
+    img.alt = record.kind === "capture" ? "The captured camera frame" : "The uploaded photo";
+    const when = document.createElement("p");
+    when.className = "when";
+    when.textContent = `${record.kind === "capture" ? "Captured" : "Photo checked"} at ${localTime(record.time)}`;
+    slot.replaceChildren(when, img, renderResult(record));
+  }
+
+  function showMessage(text, kind) {
+    const box = $("upload-message");
+    box.textContent = text;
+    box.className = `message ${kind}`;
+    box.hidden = false;
+  }
+
+  function renderRecent(records) {
+    const list = $("recent");
+    const items = records.map((r) => {
+      const li = document.createElement("li");
+      const img = document.createElement("img");
+      img.src = r.image_url;
+      img.alt = r.kind === "capture" ? "Captured frame" : "Uploaded photo";
+      img.loading = "lazy";
+      const what = document.createElement("p");
+      what.className = "what";
+      what.textContent = headline(r).text;
+      const meta = document.createElement("p");
+      meta.className = "meta";
+      const risk = r.risk === null || r.risk === undefined ? "" : `, risk ${pct(r.risk)}`;
+      meta.textContent = `${r.kind} · ${localTime(r.time)} · ${pct(r.confidence)}${risk}`;
+      const nad = document.createElement("p");
+      nad.className = "nad-small";
+      nad.textContent = "Not a diagnosis";
+      li.append(img, what, meta, nad);
+      return li;
+    });
+    list.replaceChildren(...items);
+  }
+
+  function setStatus(state, fps) {
+    const el = $("status");
+    const text = (STATUS_TEXT[state] || state) + (state === "ok" && fps ? ` · ${fps.toFixed(1)} fps` : "");
+    if (el.textContent !== text) el.textContent = text;
+    el.dataset.state = state;
+  }
+
+  let lastLive = "";
+  let lastRecent = "";
+  async function poll() {
+    if (document.hidden) return;
+    try {
+      const response = await fetch("results", { cache: "no-store" });
+      if (!response.ok) throw new Error(String(response.status));
+      const data = await response.json();
+      setStatus(data.status, data.fps);
+      const liveKey = JSON.stringify(data.live);
+      if (data.live && liveKey !== lastLive) {
+        $("live-result").replaceChildren(renderResult(data.live));
+        lastLive = liveKey;
+      }
+      const recentKey = data.recent.map((r) => r.id).join(",");
+      if (recentKey !== lastRecent) {
+        renderRecent(data.recent);
+        lastRecent = recentKey;
+      }
+    } catch (err) {
+      setStatus("offline", 0);
+    }
+  }
+
+  async function errorText(response) {
+    try {
+      const data = await response.json();
+      if (data && data.error) return data.error;
+    } catch (err) { /* not JSON: fall through */ }
+    if (response.status === 413) return `That photo is larger than ${maxUploadMb} MB; send a smaller one.`;
+    return `The kiosk could not check this (error ${response.status}).`;
+  }
+
+  $("capture").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    try {
+      const response = await fetch("capture", { method: "POST" });
+      if (!response.ok) {
+        showMessage(await errorText(response), "error");
+        return;
+      }
+      showFrozen(await response.json());
+      poll();
+    } catch (err) {
+      showMessage("The kiosk is not responding; try again in a moment.", "error");
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  $("upload").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const input = $("photo");
+    const file = input.files[0];
+    if (!file) {
+      showMessage("Choose a photo first.", "error");
+      return;
+    }
+    if (file.size === 0) {
+      showMessage("That file is empty; choose a photo.", "error");
+      return;
+    }
+    if (file.size > maxUpload) {
+      showMessage(`That photo is larger than ${maxUploadMb} MB; send a smaller one.`, "error");
+      return;
+    }
+    const button = form.querySelector("button");
+    button.disabled = true;
+    showMessage("Checking the photo…", "info");
+    try {
+      const data = new FormData();
+      data.append("image", file);
+      const response = await fetch("classify", { method: "POST", body: data });
+      if (!response.ok) {
+        showMessage(await errorText(response), "error");
+        return;
+      }
+      const record = await response.json();
+      showFrozen(record);
+      showMessage(`Photo checked: ${headline(record).text}. Not a diagnosis.`, "info");
+      form.reset();
+      poll();
+    } catch (err) {
+      showMessage("The kiosk is not responding; try again in a moment.", "error");
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  // The live view reconnects on its own after a restart or when a viewer slot frees up.
+  const stream = $("stream");
+  stream.addEventListener("error", () => {
+    setTimeout(() => { stream.src = `stream.mjpg?t=${Date.now()}`; }, 3000);
+  });
+
+  poll();
+  setInterval(poll, 1000);
+})();

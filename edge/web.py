@@ -1,0 +1,403 @@
+"""The clinic kiosk: one web page over the live frame loop, served by waitress.
+
+    edge-detect --camera --serve 127.0.0.1:8080
+
+``create_app(state, config)`` builds the Flask app over a :class:`edge.live.LiveState`; ``serve`` wires
+a classifier and a source into it, runs the frame loop and waitress, talks to systemd and stops
+cleanly on SIGTERM/SIGINT. Endpoints: ``/`` (the page), ``/stream.mjpg`` (annotated live view),
+``/results`` (the live result, recent captures and uploads; memory only), ``POST /capture``,
+``POST /classify`` (photo upload), ``/healthz`` and ``/metrics`` (Prometheus text).
+
+Security: loopback by default; any other address needs a token (``Authorization: Bearer``, or
+``?token=`` once, which sets a cookie). Nothing is written to disk unless ``record_dir`` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import io
+import ipaddress
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from flask import Flask, Response, jsonify, redirect, render_template, request
+from flask.wrappers import Request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from edge.classifier import DISCLAIMER, Classifier
+from edge.live import FrameLoop, LiveState, encode_jpeg
+from edge.service import Notifier, Watchdog
+from edge.uploads import MAX_PIXELS, Recorder, UploadError, read_upload
+
+__all__ = ["TOKEN_COOKIE", "KioskConfig", "create_app", "is_loopback", "serve"]
+
+log = logging.getLogger(__name__)
+
+TOKEN_COOKIE = "skinedge_token"
+MIN_TOKEN_LENGTH = 16
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    """Settings of the kiosk page and its frame loop.
+
+    Raises:
+        ValueError: a non-loopback ``host`` without a token, a short token, or a value out of range.
+    """
+
+    # --- where and who
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None  # required for any non-loopback host
+    record_dir: Path | None = None  # captures and uploads are saved here; None: memory only
+    # --- uploads
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_upload_pixels: int = MAX_PIXELS
+    # --- live view
+    max_fps: float = 10.0  # frames classified per second, at most
+    stream_fps: float = 10.0  # frames per second sent to each viewer, at most
+    max_streams: int = 4  # concurrent live viewers (each holds a server thread)
+    stale_after_s: float = 5.0  # /healthz turns 503 when the newest frame is older
+    recent_size: int = 20  # captures and uploads kept in memory
+    smooth: bool = True  # average probabilities over consecutive frames
+    quality_gate: bool = True  # ask for a retake on poor frames
+    # --- server
+    threads: int = 8  # waitress worker threads (streams + requests)
+    title: str = "Skin lesion check"
+
+    def __post_init__(self) -> None:
+        if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"the access token must be at least {MIN_TOKEN_LENGTH} characters, got {len(self.token)}; "
+                "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe())'"
+            )
+        if not is_loopback(self.host) and not self.token:
+            raise ValueError(
+                f"serving on {self.host} (beyond this machine) needs an access token: "
+                "pass --token or set EDGE_DETECT_TOKEN, or bind 127.0.0.1"
+            )
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be within 0..65535, got {self.port}")
+        if self.threads < self.max_streams + 2:
+            raise ValueError(f"threads ({self.threads}) must exceed max_streams ({self.max_streams}) by 2")
+        if self.max_upload_bytes < 1024 or self.stream_fps <= 0 or self.stale_after_s <= 0:
+            raise ValueError("max_upload_bytes, stream_fps and stale_after_s must be positive")
+
+
+class _MemoryRequest(Request):
+    """Keeps uploaded files in memory: werkzeug would spool those over 500 KB to a temporary file."""
+
+    def _get_file_stream(self, *args: Any, **kwargs: Any) -> io.BytesIO:
+        return io.BytesIO()
+
+
+def _error(status: int, message: str) -> tuple[Response, int]:
+    return jsonify(error=message, status=status), status
+
+
+def _request_host() -> str:
+    host = request.host
+    return host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+
+
+def _placeholder_jpeg(text: str = "Waiting for the camera...") -> bytes:
+    import cv2
+
+    image = np.full((360, 640, 3), 40, np.uint8)
+    cv2.putText(image, text, (40, 190), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (230, 230, 230), 2, cv2.LINE_AA)
+    return encode_jpeg(image)
+
+
+def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
+    """The kiosk's Flask app over ``state`` (which the frame loop fills).
+
+    Args:
+        state: live frames, results, counters; its classifier serves uploads.
+        config: settings; the defaults (loopback, no token, nothing recorded) when None.
+    """
+    config = config or KioskConfig()
+    app = Flask(__name__)
+    app.request_class = _MemoryRequest
+    app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes, JSON_SORT_KEYS=False)
+    recorder = Recorder(config.record_dir) if config.record_dir else None
+    placeholder = _placeholder_jpeg()
+    contract = state.classifier.contract if state.classifier else None
+    max_mb = config.max_upload_bytes / (1024 * 1024)
+
+    @app.before_request
+    def guard() -> Any:
+        if request.method == "POST":
+            origin = request.headers.get("Origin")
+            if origin and urlsplit(origin).netloc != request.host:
+                return _error(403, "Requests from other sites are refused.")
+        if not config.token:
+            # Loopback only: refuse other Host names, so a web page cannot reach us by DNS rebinding.
+            if _request_host() not in _LOOPBACK_NAMES | {config.host}:
+                return _error(403, "Unknown host name; open the kiosk at http://127.0.0.1 instead.")
+            return None
+        expected = config.token.encode()
+        query = request.args.get("token", "")
+        if query and hmac.compare_digest(query.encode(), expected):
+            if request.method == "GET":  # drop the token from the address bar, keep it in a cookie
+                args = "&".join(f"{k}={v}" for k, v in request.args.items(multi=True) if k != "token")
+                response = redirect(request.path + (f"?{args}" if args else ""), code=303)
+                response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict")
+                return response
+            return None
+        auth = request.headers.get("Authorization", "")
+        supplied = auth[7:] if auth.startswith("Bearer ") else request.cookies.get(TOKEN_COOKIE, "")
+        if supplied and hmac.compare_digest(supplied.encode(), expected):
+            return None
+        response, status = _error(401, "This kiosk needs its access token: open it with ?token=... once.")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="skinedge"'
+        return response, status
+
+    @app.after_request
+    def secure(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+        if request.endpoint != "static":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_exc: RequestEntityTooLarge) -> Any:
+        state.metrics.error("upload")
+        return _error(413, f"That photo is larger than {max_mb:g} MB; send a smaller one.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.get("/")
+    def index() -> str:
+        return render_template(
+            "index.html",
+            title=config.title,
+            disclaimer=DISCLAIMER,
+            max_upload_bytes=config.max_upload_bytes,
+            max_upload_mb=f"{max_mb:g}",
+            risk_threshold=contract.risk_threshold if contract else 0.5,
+            model=f"{contract.arch} {contract.version}" if contract else "no model",
+        )
+
+    @app.get("/stream.mjpg")
+    def stream() -> Any:
+        if not state.open_stream(config.max_streams):
+            return _error(503, f"Too many live viewers (at most {config.max_streams}); close another page.")
+        gap = 1.0 / config.stream_fps
+
+        def frames() -> Any:
+            seq = 0
+            while not state.stopping:
+                live = state.wait_frame(seq, timeout=1.0)  # re-sends the last frame each second
+                jpeg = placeholder if live is None else live.jpeg
+                seq = 0 if live is None else live.seq
+                yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                yield jpeg + b"\r\n"
+                if state.wait_stop(gap):
+                    return
+
+        response = Response(frames(), mimetype="multipart/x-mixed-replace; boundary=frame")
+        response.call_on_close(state.close_stream)
+        return response
+
+    @app.get("/results")
+    def results() -> Any:
+        live = state.latest()
+        health = state.health()
+        return jsonify(
+            live=None if live is None else {**live.prediction.to_dict(), "top": _top(live.prediction)},
+            status=health["status"],
+            source_alive=health["source_alive"],
+            fps=health["fps"],
+            recent=[record.to_dict() for record in state.recent()],
+        )
+
+    @app.get("/results/<record_id>.jpg")
+    def result_image(record_id: str) -> Any:
+        record = state.result(record_id)
+        if record is None:
+            return _error(404, "That result is no longer kept (only the most recent are).")
+        return Response(record.jpeg, mimetype="image/jpeg")
+
+    @app.post("/capture")
+    def capture() -> Any:
+        live = state.latest()
+        if live is None:
+            return _error(409, "No camera frame yet: wait for the live view, then capture.")
+        record = state.add_result("capture", live.prediction, live.jpeg)
+        if recorder is not None:
+            recorder.save("capture", record.id, encode_jpeg(live.image, 95), "JPEG", record.to_dict())
+        return jsonify(record.to_dict()), 201
+
+    @app.post("/classify")
+    def classify() -> Any:
+        upload = request.files.get("image") or next(iter(request.files.values()), None)
+        try:
+            if upload is None:
+                raise UploadError("No photo was sent: choose a photo file first.")
+            data = upload.read()
+            fmt, image = read_upload(data, config.max_upload_pixels)
+        except UploadError as exc:
+            state.metrics.error("upload")
+            return _error(400, str(exc))
+        prediction = state.assess_and_classify(image) if config.quality_gate else state.classify(image)
+        record = state.add_result("upload", prediction, encode_jpeg(image, 85, max_width=640))
+        if recorder is not None:
+            recorder.save("upload", record.id, data, fmt, record.to_dict())
+        return jsonify(record.to_dict())
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        health = state.health()
+        return jsonify(health), 200 if health["healthy"] else 503
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        from edge.metrics import CONTENT_TYPE
+
+        health = state.health()
+        age = health["last_frame_age_s"]
+        gauges = {
+            "model_loaded": (int(health["model_loaded"]), "1 when the model is loaded."),
+            "source_alive": (int(health["source_alive"]), "1 while the camera or video delivers fresh frames."),
+            "last_frame_age_seconds": (float("nan") if age is None else age, "Age of the newest frame."),
+            "fps": (health["fps"], "Frames classified per second, recently."),
+            "live_viewers": (state.stream_count(), "Open live streams."),
+            "uptime_seconds": (health["uptime_s"], "Seconds since the kiosk started."),
+        }
+        return Response(state.metrics.render(gauges), content_type=CONTENT_TYPE)
+
+    return app
+
+
+def _top(prediction: Any) -> list[dict[str, Any]]:
+    return [{"label": name, "probability": round(p, 4)} for name, p in prediction.top(3)]
+
+
+def serve(
+    classifier: Classifier,
+    source: Any,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    token: str | None = None,
+    record_dir: str | Path | None = None,
+    config: KioskConfig | None = None,
+    stop: threading.Event | None = None,
+    notifier: Notifier | None = None,
+) -> None:
+    """Run the kiosk until SIGTERM/SIGINT (or ``stop``): frame loop, web page, systemd notifications.
+
+    Args:
+        classifier: the loaded model (the frame loop's; uploads get a second interpreter).
+        source: an unopened ``edge.sources.Source``; the frame loop opens it and releases it on stop.
+        host, port: where to listen; a non-loopback host needs ``token``.
+        token: the access token (see :class:`KioskConfig`).
+        record_dir: save captures and uploads here; nothing is written to disk when None.
+        config: further settings; ``host``, ``port``, ``token`` and ``record_dir`` override its fields.
+        stop: an event that ends the run when set (for callers outside the main thread).
+        notifier: systemd notifications; from ``$NOTIFY_SOCKET`` when None.
+
+    Raises:
+        ValueError: a non-loopback host without a token, or a bad setting.
+        OSError: the address cannot be bound, or ``record_dir`` is not writable.
+    """
+    import waitress
+    from waitress import wasyncore
+
+    from edge.pipeline import install_stop_handlers
+
+    base = config or KioskConfig()
+    config = dataclasses.replace(
+        base,
+        host=host,
+        port=port,
+        token=token or base.token,
+        record_dir=Path(record_dir) if record_dir else base.record_dir,
+    )
+    uploads = Classifier(classifier.model.path, contract=classifier.contract)
+    state = LiveState(uploads, recent_size=config.recent_size, stale_after_s=config.stale_after_s)
+    app = create_app(state, config)
+    body_limit = config.max_upload_bytes + 1024 * 1024  # the multipart envelope on top of the photo
+    socket_map: dict[Any, Any] = {}
+    try:
+        server = waitress.create_server(
+            app,
+            map=socket_map,
+            host=config.host,
+            port=config.port,
+            threads=config.threads,
+            ident="skinedge",
+            max_request_body_size=body_limit,
+            inbuf_overflow=body_limit,  # request bodies stay in memory, never in a temporary file
+            outbuf_high_watermark=2 * 1024 * 1024,
+            outbuf_overflow=4 * 1024 * 1024,  # above the watermark: output never spills to disk either
+            channel_timeout=30,
+            connection_limit=200,
+        )
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
+    notifier = notifier or Notifier()
+    loop = FrameLoop(
+        state,
+        classifier,
+        source,
+        notifier=notifier,
+        watchdog=Watchdog(notifier),
+        max_fps=config.max_fps,
+        smooth=config.smooth,
+        quality_gate=config.quality_gate,
+    )
+    stop = stop or threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    restore = install_stop_handlers(stop) if in_main else None
+    server_thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    bound = server.effective_host, server.effective_port
+    log.info("kiosk page at http://%s:%s/ (%s)", *bound, "token required" if config.token else "loopback only")
+    loop.start()
+    server_thread.start()
+    try:
+        while not stop.wait(0.25):
+            if not server_thread.is_alive():
+                log.error("the web server stopped unexpectedly")
+                break
+    finally:
+        notifier.stopping("stopping")
+        loop.stop()  # wakes the streams too
+        server.pull_trigger(lambda: wasyncore.close_all(socket_map, ignore_all=True))
+        server.task_dispatcher.shutdown(timeout=0.5)
+        server_thread.join(0.5)
+        loop.join(0.5)
+        if loop.is_alive():
+            log.warning("the frame loop did not stop within 0.5 s; exiting anyway")
+        notifier.close()
+        if restore is not None:
+            restore()
+        log.info("kiosk stopped")
