@@ -1,0 +1,143 @@
+"""`convert`: Keras run folder -> self-describing TFLite file, with a fidelity check."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+
+def _resolve_model(source: Path) -> tuple[Path, Path | None]:
+    """(model.keras, run folder or None) for a run folder or a .keras file."""
+    if source.is_dir():
+        model = source / "model.keras"
+        if not model.is_file():
+            raise click.ClickException(f"{source} is not a training run folder: it has no model.keras")
+        return model, source
+    if not source.is_file():
+        raise click.ClickException(f"{source} does not exist")
+    if source.suffix != ".keras":
+        raise click.ClickException(f"{source} is not a Keras model (.keras file or a run folder from `train`)")
+    return source, source.parent if (source.parent / "contract.json").is_file() else None
+
+
+def _check_writable(out: Path) -> None:
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise click.ClickException(f"cannot write {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise click.ClickException(f"cannot write {out}: folder {parent} is not writable")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--int8", "mode", flag_value="int8", default=True, help="Full-integer int8 (uint8 input, int8 output).")
+@click.option("--float16", "mode", flag_value="float16", help="float16 weights, float compute.")
+@click.option("--float32", "mode", flag_value="float32", help="Plain float32 (the reference).")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset the model was trained on.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Output .tflite [default: models/<run>_<mode>.tflite]."
+)
+@click.option("--samples", type=click.IntRange(1), default=300, help="Representative images (stratified).")
+@click.option(
+    "--min-agreement", type=click.FloatRange(0, 1), default=0.98, help="Fail below this top-1 agreement with Keras."
+)
+@click.option("--force", is_flag=True, help="Write the file even when agreement is below --min-agreement.")
+@click.option("--float-layer", "float_layers", multiple=True, help="int8: keep this node in float (repeatable).")
+@click.option("--seed", type=int, default=0, help="Seed for the representative pick.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float, force: bool,
+         float_layers: tuple[str, ...], seed: int, log_level: str) -> None:  # fmt: skip
+    """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
+
+    The int8 model is calibrated on a stratified representative set drawn from the training side
+    of DATA through the same preprocessing as training; the model contract (labels, input size,
+    preprocessing, class groups, calibration, thresholds) is embedded in the .tflite file. A
+    fidelity report on the run's validation split is printed and written beside the output as
+    <out>.fidelity.json; the command exits 1 when agreement is below --min-agreement.
+    """
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    model_path, run_dir = _resolve_model(source)
+    contract_path = (run_dir or model_path.parent) / "contract.json"
+    from edge.contract import ContractError, load_contract
+
+    try:
+        contract = load_contract(contract_path)
+    except (FileNotFoundError, ContractError) as exc:
+        raise click.ClickException(f"{exc}; convert needs the contract.json that `train` writes") from None
+    out = out or Path("models") / f"{(run_dir or model_path.parent).name}_{mode}.tflite"
+    _check_writable(out)
+    if not data.exists():
+        raise click.ClickException(f"dataset {data} does not exist")
+
+    import keras
+
+    from convert.fidelity import fidelity_report, format_report, measure_latency, tflite_logits
+    from convert.quantize import QuantizeConfig, quantize, tiny_scales
+    from convert.representative import RepresentativeError, load_convert_data
+    from edge.modelfile import embed_contract, write_atomic
+    from edge.runtime import TFLiteModel
+
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise click.ClickException(f"cannot load {model_path} as a Keras model: {str(exc).splitlines()[0]}") from None
+    if model.output_shape[-1] != len(contract.labels):
+        raise click.ClickException(
+            f"{model_path} has {model.output_shape[-1]} outputs but {len(contract.labels)} labels"
+        )
+    try:
+        cdata = load_convert_data(data, contract, run_dir, samples, seed)
+    except RepresentativeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    config = QuantizeConfig.int8(cdata.representative, float_layers) if mode == "int8" else QuantizeConfig(mode)
+    log.info("converting %s to %s", model_path, mode)
+    converted = quantize(model, config)
+    for name, scale in tiny_scales(converted) if mode == "int8" else []:
+        log.warning("tensor %s has a degenerate quantization scale %.2e (a layer that never fired?)", name, scale)
+
+    keras_logits = model.predict(cdata.validation.astype("float32"), batch_size=64, verbose=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / "candidate.tflite"
+        candidate.write_bytes(converted)
+        lite_logits = tflite_logits(TFLiteModel(candidate), cdata.validation)
+        report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
+        report.update(mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data))
+        paths = {mode: candidate}
+        if mode != "float32":
+            reference = Path(tmp) / "float32.tflite"
+            reference.write_bytes(quantize(model, QuantizeConfig("float32")))
+            paths["float32"] = reference
+        report["latency_ms"] = measure_latency(paths, cdata.validation[0])
+    click.echo(format_report(report), err=True)
+
+    contract = contract.replace(metrics={**contract.metrics, f"{mode}_agreement": round(report["agreement"], 4)})
+    report_path = out.with_suffix(".fidelity.json")
+    if report["agreement"] < min_agreement and mode != "float32":
+        worst = sorted(report["disagreements_by_keras_class"].items(), key=lambda kv: -kv[1])[:3]
+        names = ", ".join(f"{n} ({c})" for n, c in worst) or "none"
+        message = (
+            f"{mode} model agrees with Keras on {report['agreement']:.1%} of validation images, below "
+            f"--min-agreement {min_agreement:.0%}; most disagreements on: {names}"
+        )
+        if not force:
+            raise click.ClickException(message + ". Nothing written; use --force to write it anyway.")
+        log.warning("%s; writing anyway (--force)", message)
+    try:
+        write_atomic(out, embed_contract(converted, contract))
+        write_atomic(report_path, json.dumps(report, indent=2).encode())
+        write_atomic(out.with_suffix(".contract.json"), contract.to_json().encode())
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
+    click.echo(str(out))

@@ -1,0 +1,84 @@
+"""Does the converted model still agree with the Keras model? Measured on the validation split."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
+
+from edge.classifier import calibrated_probabilities
+from edge.contract import ModelContract
+from edge.runtime import TFLiteModel
+
+__all__ = ["fidelity_report", "format_report", "measure_latency", "tflite_logits"]
+
+
+def tflite_logits(model: TFLiteModel, images: np.ndarray) -> np.ndarray:
+    return np.stack([model(image) for image in images]) if len(images) else np.zeros((0, 0))
+
+
+def measure_latency(paths: dict[str, Path], image: np.ndarray, runs: int = 50, threads: int = 1) -> dict[str, float]:
+    """Median invoke time in ms per model, runs interleaved so machine noise hits all alike."""
+    models = {name: TFLiteModel(path, threads=threads) for name, path in paths.items()}
+    for m in models.values():
+        m(image)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(runs):
+        for name, m in models.items():
+            start = time.perf_counter()
+            m(image)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def fidelity_report(
+    keras_logits: np.ndarray, lite_logits: np.ndarray, y: np.ndarray, contract: ModelContract
+) -> dict[str, Any]:
+    """Agreement, accuracy of both models, probability differences and per-class recall change."""
+    pk = calibrated_probabilities(keras_logits, contract.temperature)
+    pl = calibrated_probabilities(lite_logits, contract.temperature)
+    ak, al = pk.argmax(1), pl.argmax(1)
+    labels = list(contract.labels)
+    idx = list(range(len(labels)))
+    rk = recall_score(y, ak, labels=idx, average=None, zero_division=0)
+    rl = recall_score(y, al, labels=idx, average=None, zero_division=0)
+    diff = np.abs(pk - pl)
+    disagree = ak != al
+    worst = np.bincount(ak[disagree], minlength=len(labels))
+    return {
+        "n": int(len(y)),
+        "agreement": float((~disagree).mean()),
+        "keras": {"accuracy": float(accuracy_score(y, ak)), "balanced_accuracy": float(balanced_accuracy_score(y, ak))},
+        "tflite": {
+            "accuracy": float(accuracy_score(y, al)),
+            "balanced_accuracy": float(balanced_accuracy_score(y, al)),
+        },
+        "mean_prob_diff": float(diff.mean()),
+        "max_prob_diff": float(diff.max()),
+        "recall_change": {labels[i]: float(rl[i] - rk[i]) for i in idx},
+        "disagreements_by_keras_class": {labels[i]: int(worst[i]) for i in idx if worst[i]},
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A short table for the terminal."""
+    k, t = report["keras"], report["tflite"]
+    lines = [
+        f"fidelity on {report['n']} validation images ({report['mode']}):",
+        f"  top-1 agreement with Keras  {report['agreement']:.4f}",
+        f"  {'':28s}{'keras':>9s}{report['mode']:>9s}",
+        f"  {'accuracy':28s}{k['accuracy']:9.4f}{t['accuracy']:9.4f}",
+        f"  {'balanced accuracy':28s}{k['balanced_accuracy']:9.4f}{t['balanced_accuracy']:9.4f}",
+        f"  probability diff mean / max  {report['mean_prob_diff']:.4f} / {report['max_prob_diff']:.4f}",
+        f"  file size                    {report['size_bytes'] / 1e6:.2f} MB",
+    ]
+    if "latency_ms" in report:
+        lat = report["latency_ms"]
+        lines.append("  latency (1 thread, median)   " + ", ".join(f"{n} {v:.2f} ms" for n, v in lat.items()))
+    changed = {n: v for n, v in report["recall_change"].items() if abs(v) > 1e-9}
+    if changed:
+        lines.append("  recall change: " + ", ".join(f"{n} {v:+.3f}" for n, v in changed.items()))
+    return "\n".join(lines)

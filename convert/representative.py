@@ -1,0 +1,101 @@
+"""Pick and preprocess the images `convert` needs: a representative set and a validation set.
+
+Both go through the same ``edge.preprocess.preprocess`` as training and the edge runner.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.contract import ModelContract
+from training.datasets import DatasetError, Sample, load_dataset
+from training.splits import duplicate_groups, load_images, split_indices
+
+__all__ = ["ConvertData", "RepresentativeError", "load_convert_data", "stratified_pick"]
+
+log = logging.getLogger(__name__)
+
+
+class RepresentativeError(ValueError):
+    """The data given to `convert` cannot serve as a representative or validation set."""
+
+
+@dataclass
+class ConvertData:
+    representative: np.ndarray  # (R, S, S, 3) uint8, never validation images
+    validation: np.ndarray  # (V, S, S, 3) uint8
+    validation_labels: np.ndarray  # (V,) int indices into contract.labels
+    source: str
+
+
+def stratified_pick(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """Up to ``count`` indices with every class represented in proportion (at least one each)."""
+    rng = np.random.default_rng(seed)
+    if count >= len(labels):
+        return rng.permutation(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.maximum(1, np.floor(counts / counts.sum() * count).astype(int))
+    picks = [
+        rng.choice(np.nonzero(labels == c)[0], min(q, n), replace=False) for c, q, n in zip(classes, quota, counts)
+    ]
+    return rng.permutation(np.concatenate(picks))
+
+
+def _labels_of(samples: list[Sample], contract: ModelContract, source: str) -> np.ndarray:
+    names = {s.label for s in samples}
+    foreign = sorted(names - set(contract.labels))
+    if foreign:
+        raise RepresentativeError(
+            f"{source} has labels {foreign} that the model does not know (model labels: {list(contract.labels)})"
+        )
+    return np.array([contract.labels.index(s.label) for s in samples])
+
+
+def load_convert_data(
+    data: str | Path, contract: ModelContract, run_dir: Path | None, samples: int, seed: int = 0, task: str = "auto"
+) -> ConvertData:
+    """Representative images from the training side of ``data``; validation from the run's split.
+
+    When the run folder has a ``split.json`` its validation list is used (so fidelity is measured on
+    the same images as training's evaluation) and kept out of the representative set; otherwise a
+    leak-free 20% split of ``data`` is made here.
+    """
+    if task == "auto":
+        task = "binary" if set(contract.labels) == {"benign", "malignant"} else "multiclass"
+    try:
+        dataset = load_dataset(data, "auto", task)
+    except DatasetError as exc:
+        raise RepresentativeError(str(exc)) from exc
+    all_samples = list(dataset.samples)
+    _labels_of(all_samples, contract, str(data))
+    split_file = run_dir / "split.json" if run_dir else None
+    if split_file and split_file.is_file():
+        split = json.loads(split_file.read_text())
+        val_paths = set(split["validation"])
+        train_samples = [s for s in all_samples if str(s.path) not in val_paths]
+        by_path = {str(s.path): s for s in all_samples}
+        val_samples = [by_path[p] for p in split["validation"] if p in by_path]
+        if not val_samples:  # the run trained on other data: validate on a split of this data
+            val_samples, train_samples = _holdout(train_samples, contract, seed)
+    else:
+        val_samples, train_samples = _holdout(all_samples, contract, seed)
+    y_train = _labels_of(train_samples, contract, str(data))
+    pick = stratified_pick(y_train, samples, seed)
+    if len(pick) < min(samples, 10):
+        raise RepresentativeError(f"only {len(pick)} representative images available in {data}; need at least 10")
+    rep = load_images([train_samples[i] for i in pick], contract)
+    val = load_images(val_samples, contract)
+    log.info("representative set: %d images; validation set: %d images", len(rep.samples), len(val.samples))
+    return ConvertData(rep.images, val.images, _labels_of(val.samples, contract, str(data)), str(data))
+
+
+def _holdout(samples: list[Sample], contract: ModelContract, seed: int) -> tuple[list[Sample], list[Sample]]:
+    loaded = load_images(samples, contract)
+    y = _labels_of(loaded.samples, contract, "data")
+    train_idx, val_idx = split_indices(y, duplicate_groups(loaded), 0.2, seed)
+    return [loaded.samples[i] for i in val_idx], [loaded.samples[i] for i in train_idx]
