@@ -31,8 +31,13 @@ class RuntimeMissingError(RuntimeError):
     """No TFLite interpreter is installed."""
 
 
-def load_interpreter_class(preference: Sequence[tuple[str, str]] = RUNTIMES) -> tuple[type, str]:
-    """Return (Interpreter class, module name) of the first runtime that imports."""
+def load_interpreter_class(preference: Sequence[tuple[str, str]] | None = None) -> tuple[type, str]:
+    """Return (Interpreter class, module name) of the first runtime that imports.
+
+    ``preference`` defaults to :data:`RUNTIMES`, read at call time (so tests can patch it).
+    """
+    if preference is None:
+        preference = RUNTIMES
     tried = []
     for module_name, attr in preference:
         try:
