@@ -76,8 +76,9 @@ def _configure_logging(level: str) -> None:
     under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
     fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else "%(asctime)s %(levelname)s %(message)s"
     handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+    handler.set_name("edge-detect")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "edge-detect"] + [handler]
     root.setLevel(level.upper())
     try:
         import cv2
@@ -220,6 +221,11 @@ def _repeat(make_source: Any, n: int) -> Iterator[Any]:
     help="Requested camera frame rate.",
 )
 @click.option(
+    "--realtime",
+    is_flag=True,
+    help="Play a video --source at its own frame rate, like a camera (frames are dropped when slower).",
+)
+@click.option(
     "--display/--no-display",
     default=None,
     envvar="EDGE_DETECT_DISPLAY",
@@ -285,6 +291,7 @@ def cli(
     camera_index: int,
     resolution: tuple[int, int] | None,
     fps: float,
+    realtime: bool,
     display: bool | None,
     json_lines: bool,
     save: Path | None,
@@ -323,7 +330,15 @@ def cli(
     stop = threading.Event()
 
     def make_source() -> Any:
-        return open_source(source, camera=camera, camera_index=camera_index, resolution=resolution, fps=fps, stop=stop)
+        return open_source(
+            source,
+            camera=camera,
+            camera_index=camera_index,
+            resolution=resolution,
+            fps=fps,
+            realtime=realtime,
+            stop=stop,
+        )
 
     if serve is not None:
         _serve(classifier, make_source(), serve)

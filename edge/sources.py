@@ -110,6 +110,9 @@ def _hidden(rel: Path) -> bool:
 class VideoSource(Source):
     """Every frame of a video file, in order. Unreadable frames are skipped and recorded.
 
+    With ``realtime=True`` frames are paced at the file's frame rate and the source counts as live
+    (behind a :class:`ThreadedCapture` the newest frame wins, like a camera): a stand-in for a camera.
+
     Raises:
         FileNotFoundError: (on open) no such file.
         SourceError: (on open) OpenCV cannot decode it.
@@ -118,9 +121,12 @@ class VideoSource(Source):
     sequential = True
     max_bad_frames = 25  # this many unreadable frames in a row end the video
 
-    def __init__(self, path: str | Path, capture_factory: Callable[..., Any] = cv2.VideoCapture) -> None:
+    def __init__(
+        self, path: str | Path, realtime: bool = False, capture_factory: Callable[..., Any] = cv2.VideoCapture
+    ) -> None:
         super().__init__()
         self.path = Path(path)
+        self.live = realtime  # paced at the file's frame rate, as if it were a camera
         self._factory = capture_factory
         self._cap: Any = None
         self.frame_count = 0
@@ -146,10 +152,15 @@ class VideoSource(Source):
     def frames(self) -> Iterator[Frame]:
         if self._cap is None:
             self.open()
+        start = time.monotonic()
         index, pending = 0, []  # unreadable frames count as skipped once a later frame reads
         while not self._stop.is_set() and self._cap is not None:
             ok, bgr = self._cap.read()
             if ok and bgr is not None and bgr.size:
+                if self.live and self.fps > 0:
+                    lag = start + index / self.fps - time.monotonic()
+                    if lag > 0 and self._stop.wait(lag):
+                        return
                 for where in pending:
                     self.skip(where, "unreadable frame")
                 pending.clear()
@@ -174,6 +185,7 @@ def open_source(
     resolution: tuple[int, int] | None = None,
     fps: float | None = None,
     picamera: bool | None = None,
+    realtime: bool = False,
     stop: threading.Event | None = None,
     threaded: bool = True,
 ) -> Source:
@@ -187,6 +199,7 @@ def open_source(
         fps: requested camera frame rate.
         picamera: True forces picamera2, False forces OpenCV; None uses picamera2 when it imports and
             lists a camera.
+        realtime: play a video file at its own frame rate, as a live camera stand-in.
         stop: an event that ends iteration of threaded sources when set.
         threaded: run cameras and videos in a capture thread (:class:`ThreadedCapture`).
 
@@ -208,7 +221,7 @@ def open_source(
         camera_cls = PiCamera if picamera else OpenCVCamera
         chosen = camera_cls(camera_index, resolution, fps)
     elif Path(str(source)).suffix.lower() in VIDEO_SUFFIXES and not _GLOB_CHARS & set(str(source)):
-        chosen = VideoSource(source)
+        chosen = VideoSource(source, realtime=realtime)
     else:
         return ImageSource(source)
     return ThreadedCapture(chosen, stop=stop) if threaded else chosen
