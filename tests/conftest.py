@@ -73,3 +73,41 @@ def tiny_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_contract: ModelCo
     path = tmp_path_factory.mktemp("model") / "tiny_int8.tflite"
     path.write_bytes(embed_contract(conv.convert(), tiny_contract))
     return path
+
+
+def synthetic_lesion(rng: np.random.Generator, kind: int, size: int = 96) -> np.ndarray:
+    """A made-up 'lesion' (RGB uint8): a blob whose colour and shape depend on ``kind``."""
+    import cv2
+
+    skin = np.array([224, 180, 160]) + rng.integers(-15, 15, 3)
+    image = np.empty((size, size, 3), np.uint8)
+    image[:] = np.clip(skin, 0, 255)
+    colour = [(90, 50, 30), (30, 20, 20), (170, 40, 60), (120, 90, 60)][kind % 4]
+    centre = (size // 2 + int(rng.integers(-8, 8)), size // 2 + int(rng.integers(-8, 8)))
+    axes = (int(size * 0.25) + int(rng.integers(0, 6)), int(size * (0.15 + 0.08 * (kind % 3))))
+    cv2.ellipse(image, centre, axes, float(rng.integers(0, 180)), 0, 360, colour, -1)
+    noise = rng.normal(0, 6, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def make_folder_dataset(root: Path, classes: tuple[str, ...] = TINY_LABELS, per_class: int = 12, seed: int = 0) -> Path:
+    """A folder-per-class dataset of synthetic lesions."""
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(classes):
+        for i in range(per_class):
+            write_image(root / name / f"{name[:3]}_{i:03d}.jpg", synthetic_lesion(rng, k))
+    return root
+
+
+@pytest.fixture()
+def folder_dataset(tmp_path: Path) -> Path:
+    return make_folder_dataset(tmp_path / "data")

@@ -81,10 +81,10 @@ def detect_format(root: Path) -> str:
         raise DatasetError(f"{root} is a file but not a CSV; pass a dataset folder or a ground-truth CSV")
     if (root / HAM_CSV).is_file():
         return "ham10000"
-    if any(p.is_dir() for p in root.iterdir()):
-        return "folder"
     if any(p.suffix.lower() == ".csv" for p in root.iterdir()):
         return "isic-csv"
+    if any(p.is_dir() for p in root.iterdir()):
+        return "folder"
     raise DatasetError(f"cannot tell the layout of {root}: no class folders, no {HAM_CSV}, no CSV")
 
 

@@ -55,6 +55,11 @@ def build_classifier(
         weights=weights,
         include_preprocessing=True,
     )
+    # Keras sets momentum 0.999: with ~50 steps an epoch the moving statistics then lag the
+    # fine-tuned weights and validation (inference mode) swings wildly. 0.9 tracks them.
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = backbone(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

@@ -1,0 +1,101 @@
+import csv
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_folder_dataset, shared_data, synthetic_lesion, write_image
+from training.datasets import DatasetError, detect_format, load_dataset, to_binary
+
+
+def _write_csv(path, header, rows):
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_folder_format_reads_classes_in_sorted_order(folder_dataset):
+    ds = load_dataset(folder_dataset)
+    assert ds.format == "folder"
+    assert ds.labels == ("keratosis", "melanoma", "nevus")
+    assert ds.counts() == {"keratosis": 12, "melanoma": 12, "nevus": 12}
+
+
+def test_ham10000_keeps_lesion_ids_and_skips_missing_images(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "ham"
+    rows = []
+    for i, (lesion, dx) in enumerate([("L1", "mel"), ("L1", "mel"), ("L2", "nv"), ("L3", "bkl"), ("L4", "nv")]):
+        image_id = f"ISIC_{i:07d}"
+        rows.append([lesion, image_id, dx, "histo", 50, "male", "back"])
+        if i != 4:  # one listed image is missing
+            write_image(root / "images" / f"{image_id}.jpg", synthetic_lesion(rng, i))
+    header = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+    _write_csv(root / "HAM10000_metadata.csv", header, rows)
+    assert detect_format(root) == "ham10000"
+    ds = load_dataset(root)
+    assert len(ds.samples) == 4
+    assert [s.group for s in ds.samples][:2] == ["L1", "L1"]
+    assert ds.labels == ("bkl", "mel", "nv")
+    binary = load_dataset(root, task="binary")
+    assert binary.labels == ("benign", "malignant")
+    assert [s.label for s in binary.samples] == ["malignant", "malignant", "benign", "benign"]
+
+
+def test_ham10000_with_wrong_columns_is_a_clear_error(tmp_path):
+    root = tmp_path / "ham"
+    root.mkdir()
+    _write_csv(root / "HAM10000_metadata.csv", ["id", "diagnosis"], [["a", "mel"]])
+    with pytest.raises(DatasetError, match="lacks columns"):
+        load_dataset(root)
+
+
+def test_isic_ground_truth_csv(tmp_path):
+    rng = np.random.default_rng(2)
+    root = tmp_path / "isic"
+    header = ["image", "MEL", "NV", "BCC"]
+    rows = []
+    for i, hot in enumerate([0, 1, 2, 1]):
+        rows.append([f"ISIC_{i}", *[1.0 if k == hot else 0.0 for k in range(3)]])
+        write_image(root / "ISIC2018_Task3_Training_Input" / f"ISIC_{i}.jpg", synthetic_lesion(rng, hot))
+    _write_csv(root / "ISIC2018_Task3_Training_GroundTruth.csv", header, rows)
+    ds = load_dataset(root)
+    assert ds.format == "isic-csv"
+    assert [s.label for s in ds.samples] == ["MEL", "NV", "BCC", "NV"]
+
+
+def test_isic_csv_that_is_not_one_hot_is_rejected(tmp_path):
+    rng = np.random.default_rng(3)
+    write_image(tmp_path / "img" / "ISIC_0.jpg", synthetic_lesion(rng, 0))
+    _write_csv(tmp_path / "gt.csv", ["image", "MEL", "NV"], [["ISIC_0", 1, 1]])
+    with pytest.raises(DatasetError, match="not one-hot"):
+        load_dataset(tmp_path / "gt.csv")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "nope", "does not exist"),
+        (lambda p: make_folder_dataset(p / "one", classes=("nevus",), per_class=3), "single class"),
+        (lambda p: (p / "empty" / "a").mkdir(parents=True) or p / "empty", "no images"),
+    ],
+)
+def test_unusable_datasets_say_why(tmp_path, make, message):
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(make(tmp_path))
+
+
+def test_binary_mapping_names_the_malignant_diagnoses():
+    for name in ("mel", "bcc", "scc", "akiec", "melanoma", "basal cell carcinoma", "actinic keratosis"):
+        assert to_binary(name) == "malignant"
+    for name in ("nv", "bkl", "df", "vasc", "nevus", "seborrheic keratosis", "dermatofibroma"):
+        assert to_binary(name) == "benign"
+
+
+def test_real_datasets_read_in_their_formats():
+    isic9 = load_dataset(shared_data("isic9", "train"))
+    assert len(isic9.labels) == 9 and len(isic9.samples) == 2006
+    ham = load_dataset(shared_data("ham10000"))
+    assert ham.format == "ham10000" and set(ham.labels) == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    assert len({s.group for s in ham.samples}) == len(ham.samples)  # one image per lesion here

@@ -1,0 +1,74 @@
+import shutil
+
+import numpy as np
+
+from edge.contract import ModelContract
+from edge.preprocess import load_image, preprocess
+from tests.conftest import make_folder_dataset, shared_data, write_image
+from training.datasets import Sample, load_dataset
+from training.splits import duplicate_groups, load_images, split_indices
+
+
+def _contract(labels, size=64):
+    return ModelContract(task="classify", labels=labels, image_size=size)
+
+
+def test_duplicates_and_lesions_stay_on_one_side(tmp_path):
+    root = make_folder_dataset(tmp_path / "d", per_class=10)
+    # an exact copy and a near-duplicate (re-encoded, slightly brighter) of one image
+    src = root / "melanoma" / "mel_000.jpg"
+    shutil.copy(src, root / "melanoma" / "copy.jpg")
+    write_image(root / "melanoma" / "near.jpg", np.clip(load_image(src).astype(int) + 6, 0, 255).astype(np.uint8))
+    ds = load_dataset(root)
+    samples = [Sample(s.path, s.label, "lesion-x" if s.path.name in ("mel_005.jpg", "mel_006.jpg") else "")
+               for s in ds.samples]  # fmt: skip
+    loaded = load_images(samples, _contract(ds.labels))
+    groups = duplicate_groups(loaded)
+    names = [s.path.name for s in loaded.samples]
+    g = dict(zip(names, groups))
+    assert g["mel_000.jpg"] == g["copy.jpg"] == g["near.jpg"]
+    assert g["mel_005.jpg"] == g["mel_006.jpg"]
+    y = np.array([ds.labels.index(s.label) for s in loaded.samples])
+    for seed in range(5):
+        tr, va = split_indices(y, groups, 0.25, seed)
+        assert not set(groups[tr]) & set(groups[va])
+        assert set(y[va]) == set(y)  # stratified: every class in validation
+        assert len(set(tr) | set(va)) == len(y)
+
+
+def test_split_is_reproducible(tmp_path):
+    ds = load_dataset(make_folder_dataset(tmp_path / "d", per_class=10))
+    loaded = load_images(ds.samples, _contract(ds.labels))
+    y = np.array([ds.labels.index(s.label) for s in loaded.samples])
+    groups = duplicate_groups(loaded)
+    a, b = split_indices(y, groups, 0.2, 7), split_indices(y, groups, 0.2, 7)
+    assert all((x == z).all() for x, z in zip(a, b))
+
+
+def test_corrupt_and_non_image_files_are_skipped_and_listed(tmp_path):
+    root = make_folder_dataset(tmp_path / "d", per_class=4)
+    (root / "nevus" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (root / "nevus" / "notes.png").write_text("not an image")
+    ds = load_dataset(root)
+    loaded = load_images(ds.samples, _contract(ds.labels))
+    assert len(loaded.samples) == 12
+    assert sorted(p.split("/")[-1] for p, _ in loaded.skipped) == ["broken.jpg", "notes.png"]
+
+
+def test_loaded_images_are_exactly_the_edge_preprocessing(tmp_path):
+    ds = load_dataset(make_folder_dataset(tmp_path / "d", per_class=2))
+    contract = _contract(ds.labels, size=80)
+    loaded = load_images(ds.samples, contract)
+    for sample, array in zip(loaded.samples, loaded.images):
+        np.testing.assert_array_equal(array, preprocess(load_image(sample.path), contract))
+
+
+def test_real_isic9_exact_duplicates_never_straddle_the_split():
+    ds = load_dataset(shared_data("isic9", "train"))
+    loaded = load_images(ds.samples, _contract(ds.labels, size=64))
+    y = np.array([ds.labels.index(s.label) for s in loaded.samples])
+    groups = duplicate_groups(loaded)
+    tr, va = split_indices(y, groups, 0.2, 0)
+    md5 = np.array(loaded.md5)
+    assert len(set(md5)) < len(md5)  # the shared set does contain duplicates
+    assert not set(md5[tr]) & set(md5[va])
