@@ -8,6 +8,7 @@ needs. Reading walks the flatbuffer directly with the small ``flatbuffers`` pack
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def read_metadata(path: str | Path) -> dict[str, bytes]:
             data_start, data_len = _vector(buffer, 4)
             out[name] = bytes(buf[data_start : data_start + data_len])
         return out
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+    except (IndexError, ValueError, UnicodeDecodeError, struct.error) as exc:  # truncated or garbled
         raise ContractError(f"{path} is a damaged TFLite model file") from exc
 
 
