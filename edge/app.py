@@ -183,7 +183,6 @@ def _repeat(make_source: Any, n: int) -> Iterator[Any]:
 @click.option(
     "--model",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_MODEL,
     envvar="EDGE_DETECT_MODEL",
     show_default="models/isic9_int8.tflite",
     help="A .tflite classifier with an embedded contract (made by `convert`).",
@@ -286,7 +285,7 @@ def _repeat(make_source: Any, n: int) -> Iterator[Any]:
 def cli(
     camera: bool,
     source: str | None,
-    model: Path,
+    model: Path | None,
     threads: int | None,
     camera_index: int,
     resolution: tuple[int, int] | None,
@@ -305,6 +304,7 @@ def cli(
 ) -> None:
     """Classify skin-lesion images on this device. Decision support only: not a diagnosis."""
     _configure_logging(log_level)
+    model = model or DEFAULT_MODEL
     if inspect:
         try:
             click.echo(read_contract(model).to_json())

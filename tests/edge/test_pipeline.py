@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 import pytest
-from edge_synth import make_lesion
 
 from edge.classifier import DISCLAIMER, Classifier
 from edge.frames import Frame
 from edge.pipeline import Result, install_stop_handlers, iter_results, run_sinks
+from tests.edge.edge_synth import make_lesion
 
 RECORD_KEYS = {
     "time", "source", "frame", "label", "confidence", "probabilities", "risk", "flagged", "uncertain",

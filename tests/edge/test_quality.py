@@ -5,11 +5,11 @@ import random
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_data
-from edge_synth import make_lesion
 
 from edge.preprocess import ImageError, load_image
 from edge.quality import ISSUES, QualityThresholds, assess_quality
+from tests.conftest import shared_data
+from tests.edge.edge_synth import make_lesion
 
 
 @pytest.fixture
