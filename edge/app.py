@@ -372,7 +372,12 @@ def _serve(classifier: Any, source: Any, address: tuple[str, int]) -> None:
     serve = getattr(web, "serve", None)
     if serve is None:
         raise Fail("--serve is not available in this install (edge.web has no serve())", 2)
-    serve(classifier, source, host=address[0], port=address[1])
+    try:
+        serve(classifier, source, host=address[0], port=address[1])
+    except ValueError as exc:  # e.g. a public address without an access token
+        raise Fail(_first_line(exc), 2) from exc
+    except OSError as exc:  # the address cannot be bound
+        raise Fail(_first_line(exc), 1) from exc
 
 
 def _run(

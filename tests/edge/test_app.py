@@ -152,6 +152,12 @@ def test_serve_delegates_to_the_web_page_when_it_exists(tiny_tflite, monkeypatch
     assert len(calls) == 1 and calls[0][0] == "tiny_cnn" and calls[0][2:] == ("0.0.0.0", 8080)
     assert calls[0][1].live  # an (unopened) camera source
 
+    def refuse(*_args, **_kwargs):
+        raise ValueError("listening on 0.0.0.0 needs an access token")
+
+    fake.serve = refuse
+    assert_one_sentence(run("--model", tiny_tflite, "--camera", "--serve", "0.0.0.0:8080"), 2, "needs an access token")
+
     bare = types.ModuleType("edge.web")
     monkeypatch.setitem(sys.modules, "edge.web", bare)
     monkeypatch.setattr(edge, "web", bare, raising=False)
