@@ -120,7 +120,8 @@ def read_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, np.ndar
         raise UploadError("No photo was sent: choose a photo file first.")
     header = image_header(data)
     if header is None:
-        raise UploadError(f"That file is not a photo the kiosk can read ({', '.join(FORMATS)}).")
+        kinds = ", ".join(FORMATS[:-1]) + " or " + FORMATS[-1]
+        raise UploadError(f"That file is not a photo the kiosk can read ({kinds}).")
     fmt, width, height = header
     if width * height > max_pixels:
         raise UploadError(

@@ -390,11 +390,14 @@ def serve(
                 break
     finally:
         notifier.stopping("stopping")
-        loop.stop()  # wakes the streams too
-        server.pull_trigger(lambda: wasyncore.close_all(socket_map, ignore_all=True))
-        server.task_dispatcher.shutdown(timeout=0.5)
+        loop.stop()  # ends the streams too
+        server.task_dispatcher.shutdown(timeout=0.5)  # running requests finish while the loop still sends
+        log.debug("request threads done")
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map, ignore_all=True))
         server_thread.join(0.5)
+        log.debug("server closed")
         loop.join(0.5)
+        log.debug("frame loop joined")
         if loop.is_alive():
             log.warning("the frame loop did not stop within 0.5 s; exiting anyway")
         notifier.close()

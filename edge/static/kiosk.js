@@ -20,14 +20,18 @@
   };
 
   const pct = (x) => `${Math.round(x * 100)}%`;
+  const capital = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 
+  // The big line of a result: the label, or "Retake" / "Uncertain" with advice instead of a guess.
   function headline(p) {
     if (p.quality && p.quality.retake) {
       const issues = (p.quality.issues || []).join(", ");
-      return { text: `Please retake${issues ? ": " + issues : ""}`, uncertain: true };
+      return { text: "Retake", advice: `The image is ${issues || "not usable"}: please take it again.`, uncertain: true };
     }
-    if (p.uncertain) return { text: "Uncertain: please retake or ask a clinician", uncertain: true };
-    return { text: p.label, uncertain: false };
+    if (p.uncertain) {
+      return { text: "Uncertain", advice: "Please retake the image, or ask a clinician.", uncertain: true };
+    }
+    return { text: capital(p.label), advice: "", uncertain: false };
   }
 
   // A result card (verdict, confidence, top-3, risk bar, "Not a diagnosis") from a prediction dict.
@@ -37,6 +41,9 @@
     const verdict = node.querySelector(".verdict");
     verdict.textContent = head.text;
     verdict.classList.toggle("uncertain", head.uncertain);
+    const advice = node.querySelector(".advice");
+    advice.textContent = head.advice;
+    advice.hidden = !head.advice;
     node.querySelector(".confidence").textContent =
       `Most likely: ${p.label} (${pct(p.confidence)} confidence)`;
     const list = node.querySelector(".top3");
@@ -207,7 +214,7 @@
       }
       const record = await response.json();
       showFrozen(record);
-      showMessage(`Photo checked: ${headline(record).text}. Not a diagnosis.`, "info");
+      showMessage(`Photo checked: ${headline(record).text.toLowerCase()}. Not a diagnosis.`, "info");
       form.reset();
       poll();
     } catch (err) {

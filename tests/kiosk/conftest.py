@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-from kiosk_support import FakeClock, write_video
+
+# The helpers module beside this file imports as `kiosk_support` under either pytest import mode.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kiosk_support import FakeClock, write_video  # noqa: E402
 
 from edge.classifier import Classifier
 from edge.live import LiveState

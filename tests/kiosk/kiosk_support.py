@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +75,53 @@ def publish_frame(state: LiveState, i: int = 0) -> None:
     prediction = state.assess_and_classify(image)
     state.source_started("test:frames")
     state.publish(image, prediction, encode_jpeg(image), "test:frames")
+
+
+def edge_detect_command() -> list[str]:
+    """The installed ``edge-detect`` console script beside this Python, else the same entry point."""
+    script = Path(sys.executable).parent / "edge-detect"
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from edge.app import main; main()"]
+
+
+def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """(status, body) of a GET; HTTP errors are answers too."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_for(url: str, status: int | None = None, timeout: float = 30.0) -> tuple[int, bytes]:
+    """Poll ``url`` until it answers (with ``status``, when given); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            got = http_get(url, timeout=2.0)
+            if status is None or got[0] == status:
+                return got
+            last = got[0]
+        except OSError as exc:  # not listening yet
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer {status or ''} within {timeout} s (last: {last})")
+
+
+@contextlib.contextmanager
+def kiosk_process(model: Path, video: Path, port: int, *extra: str) -> Iterator[subprocess.Popen]:
+    """A real ``edge-detect --source VIDEO --serve 127.0.0.1:PORT`` process, ready to answer."""
+    cmd = [*edge_detect_command(), "--model", str(model), "--source", str(video)]
+    cmd += ["--serve", f"127.0.0.1:{port}", "--log-level", "warning", *extra]
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz", status=200)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)

@@ -1,0 +1,121 @@
+"""The kiosk page in a real browser: Debian's chromium, headless, driven by Playwright.
+
+Looks at what a person sees: the live view streams, a result with "Not a diagnosis" appears, capture
+and upload work, a bad upload explains itself, and nothing is fetched from outside the kiosk.
+Screenshots land in test-artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from kiosk_support import ROOT, free_port, jpeg_bytes, kiosk_process
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make browser)"),
+]
+
+
+@pytest.fixture(scope="module")
+def kiosk_url(tiny_tflite, tmp_path_factory):
+    from kiosk_support import write_video
+
+    video = write_video(tmp_path_factory.mktemp("browser") / "long.avi", frames=300)  # 30 s at 10 fps
+    port = free_port()
+    with kiosk_process(tiny_tflite, video, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def page(tmp_path, kiosk_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),  # a fresh user data dir
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            page.requests = []  # type: ignore[attr-defined]
+            page.console_errors = []  # type: ignore[attr-defined]
+            page.on("request", lambda r: page.requests.append(r.url))
+            page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+            yield page
+        finally:
+            context.close()
+
+
+def test_kiosk_page_in_chromium(page, kiosk_url, tmp_path):
+    page.goto(kiosk_url + "/")
+    page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=15_000)
+    live = page.locator("#live-result .result")
+    live.wait_for(timeout=15_000)
+    assert "Not a diagnosis" in live.inner_text()
+    assert re.search(r"Most likely: \w+ \(\d+% confidence\)", live.inner_text())
+    assert page.locator("#live-result .top3 li").count() == 3
+    assert page.locator("#status").inner_text().startswith("Live")
+
+    page.click("#capture")
+    frozen = page.locator("#frozen .result")
+    frozen.wait_for(timeout=10_000)
+    assert "Not a diagnosis" in frozen.inner_text()
+    assert "Captured at" in page.locator("#frozen .when").inner_text()
+
+    photo = tmp_path / "lesion.jpg"
+    photo.write_bytes(jpeg_bytes())
+    page.set_input_files("#photo", str(photo))
+    page.click("#upload button[type=submit]")
+    page.wait_for_function(
+        "document.querySelector('#frozen .when')?.textContent.startsWith('Photo checked')", timeout=10_000
+    )
+    assert "Not a diagnosis" in page.locator("#frozen .result").inner_text()
+    assert page.locator("#upload-message").inner_text().startswith("Photo checked:")
+    page.wait_for_function("document.querySelectorAll('#recent li').length === 2", timeout=5_000)
+    page.wait_for_function("[...document.images].every(img => img.complete && img.naturalWidth > 0)", timeout=5_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "kiosk.png"), full_page=True)
+
+    bogus = tmp_path / "notes.jpg"
+    bogus.write_text("these are my notes, not a photo")
+    page.set_input_files("#photo", str(bogus))
+    page.click("#upload button[type=submit]")
+    message = page.locator("#upload-message.error")
+    message.wait_for(timeout=10_000)
+    assert "not a photo the kiosk can read" in message.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "kiosk-bad-upload.png"))
+
+    outside = [url for url in page.requests if not url.startswith(kiosk_url)]
+    assert not outside, f"the page fetched from outside the kiosk: {outside}"
+    expected = "the server responded with a status of 400"  # the bad upload, on purpose
+    errors = [e for e in page.console_errors if expected not in e]
+    assert not errors, errors  # CSP violations and script errors land here
+
+
+def test_page_is_labelled_for_assistive_technology(page, kiosk_url):
+    page.goto(kiosk_url + "/")
+    assert page.locator("html").get_attribute("lang") == "en"
+    missing_alt = page.eval_on_selector_all("img", "imgs => imgs.filter(i => !i.alt).length")
+    assert missing_alt == 0
+    unlabelled = page.eval_on_selector_all("input", "els => els.filter(e => !(e.labels && e.labels.length)).length")
+    assert unlabelled == 0
+    assert page.get_by_role("button", name="Capture this frame").is_visible()
+    assert page.get_by_role("note").inner_text().startswith("Not a diagnosis.")

@@ -1,0 +1,80 @@
+"""Faults a kiosk meets: the source ends or fails, systemd stops it, the port is taken."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+
+import pytest
+from kiosk_support import frames_of, free_port, http_get, kiosk_process, wait_for, write_video
+
+from edge.frames import CameraError
+from edge.live import FrameLoop, LiveState
+from edge.sources import open_source
+from edge.web import KioskConfig, serve
+
+
+def test_source_end_turns_health_503_while_the_page_serves(classifier, tmp_path):
+    short = write_video(tmp_path / "short.avi", frames=8)
+    port, stop = free_port(), threading.Event()
+    runner = threading.Thread(
+        target=serve,
+        args=(classifier, open_source(str(short)), "127.0.0.1", port),
+        kwargs={"config": KioskConfig(max_fps=30.0), "stop": stop},
+        daemon=True,
+    )
+    runner.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        status, body = wait_for(f"{base}/healthz", status=503, timeout=20)
+        health = json.loads(body)
+        assert health["status"] == "ended" and health["source_alive"] is False
+        assert health["frames_total"] == 8
+        page_status, page = http_get(f"{base}/")
+        assert page_status == 200 and b"Not a diagnosis" in page
+        results = json.loads(http_get(f"{base}/results")[1])
+        assert results["status"] == "ended" and results["live"]["disclaimer"]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:  # the last frame still streams
+            conn.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head = conn.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200") and b"multipart/x-mixed-replace" in head
+    finally:
+        stop.set()
+        runner.join(5)
+    assert not runner.is_alive()
+
+
+def test_a_lost_camera_marks_the_source_failed(classifier):
+    def frames():
+        yield from frames_of(3)
+        raise CameraError("camera 0 was lost and did not come back within 30 s; check its cable")
+
+    state = LiveState(None)
+    loop = FrameLoop(state, classifier, frames(), max_fps=0)
+    loop.run()  # in this thread: returns once the source fails
+    health = state.health()
+    assert health["status"] == "failed" and not health["healthy"]
+    assert health["source_error"].startswith("camera 0 was lost")
+    assert 'errors_total{kind="source"} 1' in state.metrics.render()
+    assert state.latest().seq == 3
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_a_real_kiosk_within_a_second(tiny_tflite, video, signum):
+    port = free_port()
+    with kiosk_process(tiny_tflite, video, port) as proc:
+        viewer = socket.create_connection(("127.0.0.1", port), timeout=5)  # a live viewer holds a thread
+        viewer.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert viewer.recv(1024).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        proc.send_signal(signum)
+        proc.wait(timeout=10)
+        elapsed = time.monotonic() - started
+        viewer.close()
+        stderr = proc.stderr.read().decode()
+    assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
