@@ -40,8 +40,12 @@ class QuantizeConfig:
         return cls("int8", representative, float_layers)
 
     def representative_dataset(self) -> Iterator[list[np.ndarray]]:
-        for image in self.representative:
-            yield [image[None].astype(np.float32)]
+        for i, image in enumerate(self.representative):
+            batch = image[None].astype(np.float32)
+            if i == 0:  # pin the input range to the full 0..255 so uint8 pixels go in as they are (scale 1)
+                batch[0, 0, 0, :] = 0.0
+                batch[0, 0, 1, :] = 255.0
+            yield [batch]
 
 
 def _decomposed_hard_swish_layer():

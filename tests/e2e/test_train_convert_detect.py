@@ -1,0 +1,144 @@
+"""End to end: train a tiny model, convert it to int8, run edge-detect on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge.modelfile import read_contract
+from tests.conftest import ROOT, make_folder_dataset
+
+pytestmark = [pytest.mark.slow, pytest.mark.training]
+pytest.importorskip("tensorflow")
+
+WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v3_small_224_imagenet_no_top.weights.h5"
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, env=ENV, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    data = make_folder_dataset(tmp / "data", per_class=14)
+    (data / "nevus" / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    weights = str(WEIGHTS) if WEIGHTS.is_file() else "none"
+    run = tmp / "run"
+    _run("train", str(data), "--out", str(run), "--img-size", "64", "--epochs", "1", "--head-epochs", "1",
+         "--batch-size", "8", "--weights", weights)  # fmt: skip
+    return data, run
+
+
+def test_train_writes_every_artifact(trained):
+    _, run = trained
+    for name in ("model.keras", "contract.json", "metrics.json", "report.txt", "confusion_matrix.png", "roc.png",
+                 "training_curves.png", "model_card.md", "split.json"):  # fmt: skip
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_skipped"] == 1 and metrics["skipped"][0][0].endswith("corrupt.jpg")
+    val = metrics["validation"]
+    assert 0 <= val["balanced_accuracy"] <= 1 and set(val["per_class"]) == {"keratosis", "melanoma", "nevus"}
+    contract = json.loads((run / "contract.json").read_text())
+    assert contract["malignant_labels"] == ["melanoma"] and contract["image_size"] == 64
+    assert "Not a medical device" in (run / "model_card.md").read_text()
+
+
+def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
+    data, run = trained
+    out = tmp_path / "tiny_int8.tflite"
+    proc = _run("convert", str(run), "--int8", "--data", str(data), "--out", str(out), "--samples", "20",
+                "--min-agreement", "0")  # fmt: skip
+    assert "top-1 agreement" in proc.stderr
+    contract = read_contract(out)  # no TensorFlow needed
+    assert contract.labels == ("keratosis", "melanoma", "nevus") and "int8_agreement" in contract.metrics
+    report = json.loads(out.with_suffix(".fidelity.json").read_text())
+    assert report["size_bytes"] == pytest.approx(out.stat().st_size, rel=0.01)
+    assert set(report["latency_ms"]) == {"int8", "float32"}
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(out))
+    assert interp.get_input_details()[0]["dtype"] == np.uint8
+    assert interp.get_input_details()[0]["quantization"] == (1.0, 0)
+
+    detect = _run("edge-detect", "--model", str(out), "--source", str(data / "melanoma"), "--json")
+    lines = [json.loads(line) for line in detect.stdout.splitlines() if line.strip()]
+    assert len(lines) == 14
+    assert all(line["label"] in contract.labels and "diagnosis" in line["disclaimer"] for line in lines)
+
+    # the edge API gives the same answer, image by image
+    from edge.classifier import Classifier
+    from edge.preprocess import load_image
+
+    clf = Classifier(out)
+    for line in lines:
+        assert clf.classify(load_image(line["source"])).label == line["label"]
+
+
+def test_convert_refuses_a_broken_conversion(trained, tmp_path, monkeypatch):
+    data, run = trained
+    import keras
+
+    import convert.quantize as quantize_mod
+    from convert.cli import main
+
+    real = quantize_mod.quantize
+
+    def broken(model, config):  # converts a model with re-initialised weights
+        copy = keras.models.clone_model(model)
+        keras.utils.set_random_seed(123)
+        copy.set_weights([np.random.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+        return real(copy, config)
+
+    monkeypatch.setattr(quantize_mod, "quantize", broken)
+    out = tmp_path / "broken.tflite"
+    result = CliRunner().invoke(main, [str(run), "--data", str(data), "--out", str(out), "--samples", "10"])
+    assert result.exit_code == 1, result.output
+    assert "below --min-agreement" in result.output and "Nothing written" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".broken*"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{tmp}/missing_run"], "does not exist"),
+        (["{tmp}/model.h5"], "is not a Keras model"),
+        (["{run}", "--out", "/nonexistent/dir/x.tflite"], "does not exist"),
+    ],
+)
+def test_convert_bad_input_is_one_sentence(trained, tmp_path, args, message):
+    data, run = trained
+    (tmp_path / "model.h5").write_bytes(b"nope")
+    args = [a.format(tmp=tmp_path, run=run) for a in args]
+    proc = _run("convert", *args, "--data", str(data), check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_convert_rejects_a_dataset_with_other_labels(trained, tmp_path):
+    _, run = trained
+    other = make_folder_dataset(tmp_path / "other", classes=("apple", "pear"), per_class=4)
+    proc = _run("convert", str(run), "--data", str(other), "--out", str(tmp_path / "x.tflite"), check=False)
+    assert proc.returncode == 1 and "does not know" in proc.stderr
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_train_cli_errors_are_one_sentence(tmp_path):
+    proc = _run("train", str(tmp_path / "nothing"), "--out", str(tmp_path / "run"), check=False)
+    assert proc.returncode == 1 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    single = make_folder_dataset(tmp_path / "single", classes=("nevus",), per_class=3)
+    proc = _run("train", str(single), "--out", str(tmp_path / "run"), check=False)
+    assert proc.returncode == 1 and "single class" in proc.stderr
