@@ -281,6 +281,21 @@ def _repeat(make_source: Any, n: int) -> Iterator[Any]:
     envvar="EDGE_DETECT_SERVE",
     help="Serve the kiosk web page instead of printing results.",
 )
+@click.option(
+    "--token",
+    envvar="EDGE_DETECT_TOKEN",
+    metavar="TOKEN",
+    show_default="none: loopback only",
+    help="Access token for --serve, required to listen beyond 127.0.0.1 (Bearer header, or ?token= once).",
+)
+@click.option(
+    "--record",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="EDGE_DETECT_RECORD",
+    metavar="DIR",
+    show_default="nothing is written",
+    help="With --serve: save captures and uploads (image + JSON) in this folder.",
+)
 @click.version_option(package_name="skinedge", prog_name="edge-detect")
 def cli(
     camera: bool,
@@ -301,6 +316,8 @@ def cli(
     log_level: str,
     demo: bool,
     serve: tuple[str, int] | None,
+    token: str | None,
+    record: Path | None,
 ) -> None:
     """Classify skin-lesion images on this device. Decision support only: not a diagnosis."""
     _configure_logging(log_level)
@@ -322,6 +339,8 @@ def cli(
         raise click.UsageError("pass either --camera or --source, not both")
     if not camera and source is None:
         raise click.UsageError("nothing to classify: pass --camera or --source PATH (or try --demo)")
+    if serve is None and record is not None:
+        raise click.UsageError("--record saves kiosk captures and uploads: it needs --serve HOST:PORT")
 
     classifier = _load_classifier(model, threads)
     from edge.pipeline import install_stop_handlers
@@ -341,7 +360,7 @@ def cli(
         )
 
     if serve is not None:
-        _serve(classifier, make_source(), serve)
+        _serve(classifier, make_source(), serve, token, record, smooth, quality_gate)
         return
     show = _display_wanted(display, camera)
     restore = install_stop_handlers(stop) if threading.current_thread() is threading.main_thread() else None
@@ -363,7 +382,15 @@ def cli(
         log.info("stopped")
 
 
-def _serve(classifier: Any, source: Any, address: tuple[str, int]) -> None:
+def _serve(
+    classifier: Any,
+    source: Any,
+    address: tuple[str, int],
+    token: str | None = None,
+    record: Path | None = None,
+    smooth: bool = True,
+    quality_gate: bool = True,
+) -> None:
     """Hand over to the kiosk web page (``edge.web.serve``), when this install has it."""
     try:
         from edge import web
@@ -373,7 +400,16 @@ def _serve(classifier: Any, source: Any, address: tuple[str, int]) -> None:
     if serve is None:
         raise Fail("--serve is not available in this install (edge.web has no serve())", 2)
     try:
-        serve(classifier, source, host=address[0], port=address[1])
+        serve(
+            classifier,
+            source,
+            host=address[0],
+            port=address[1],
+            token=token,
+            record_dir=record,
+            smooth=smooth,
+            quality_gate=quality_gate,
+        )
     except ValueError as exc:  # e.g. a public address without an access token
         raise Fail(_first_line(exc), 2) from exc
     except OSError as exc:  # the address cannot be bound

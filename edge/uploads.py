@@ -146,7 +146,10 @@ class Recorder:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).expanduser()
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"cannot create the record folder {self.folder}: {exc.strerror or exc}") from exc
         if not os.access(self.folder, os.W_OK):
             raise PermissionError(f"cannot write to the record folder {self.folder}")
 

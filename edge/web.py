@@ -309,6 +309,8 @@ def serve(
     *,
     token: str | None = None,
     record_dir: str | Path | None = None,
+    smooth: bool | None = None,
+    quality_gate: bool | None = None,
     config: KioskConfig | None = None,
     stop: threading.Event | None = None,
     notifier: Notifier | None = None,
@@ -321,7 +323,8 @@ def serve(
         host, port: where to listen; a non-loopback host needs ``token``.
         token: the access token (see :class:`KioskConfig`).
         record_dir: save captures and uploads here; nothing is written to disk when None.
-        config: further settings; ``host``, ``port``, ``token`` and ``record_dir`` override its fields.
+        smooth, quality_gate: frame-loop switches (see :class:`KioskConfig`); None keeps ``config``'s.
+        config: further settings; the arguments above override its fields.
         stop: an event that ends the run when set (for callers outside the main thread).
         notifier: systemd notifications; from ``$NOTIFY_SOCKET`` when None.
 
@@ -341,6 +344,8 @@ def serve(
         port=port,
         token=token or base.token,
         record_dir=Path(record_dir) if record_dir else base.record_dir,
+        smooth=base.smooth if smooth is None else smooth,
+        quality_gate=base.quality_gate if quality_gate is None else quality_gate,
     )
     uploads = Classifier(classifier.model.path, contract=classifier.contract)
     state = LiveState(uploads, recent_size=config.recent_size, stale_after_s=config.stale_after_s)
@@ -363,7 +368,7 @@ def serve(
             connection_limit=200,
         )
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
+        raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
     notifier = notifier or Notifier()
     loop = FrameLoop(
         state,

@@ -144,7 +144,9 @@ def test_demo_falls_back_to_the_sample_images(tiny_tflite, folder, monkeypatch):
 def test_serve_delegates_to_the_web_page_when_it_exists(tiny_tflite, monkeypatch):
     calls = []
     fake = types.ModuleType("edge.web")
-    fake.serve = lambda classifier, source, host, port: calls.append((classifier.contract.arch, source, host, port))
+    fake.serve = lambda classifier, source, host, port, **_options: calls.append(
+        (classifier.contract.arch, source, host, port)
+    )
     monkeypatch.setitem(sys.modules, "edge.web", fake)
     monkeypatch.setattr(edge, "web", fake, raising=False)
     result = run("--model", tiny_tflite, "--camera", "--serve", "0.0.0.0:8080")

@@ -78,3 +78,48 @@ def test_signal_stops_a_real_kiosk_within_a_second(tiny_tflite, video, signum):
     assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
+
+
+def _cli(*args: str, env: dict[str, str] | None = None):
+    from click.testing import CliRunner
+
+    from edge.app import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env or {})
+
+
+def test_cli_refuses_to_listen_beyond_loopback_without_a_token(tiny_tflite, video):
+    result = _cli("--model", tiny_tflite, "--source", video, "--serve", "0.0.0.0:8080", env={"EDGE_DETECT_TOKEN": ""})
+    assert result.exit_code == 2
+    assert "needs an access token" in result.stderr and "Traceback" not in result.output
+    short = _cli("--model", tiny_tflite, "--source", video, "--serve", "0.0.0.0:8080", "--token", "abc")
+    assert short.exit_code == 2 and "at least 16 characters" in short.stderr
+
+
+def test_cli_says_when_the_port_is_taken(tiny_tflite, video):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _cli("--model", tiny_tflite, "--source", video, "--serve", f"127.0.0.1:{port}")
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert len(result.stderr.strip().splitlines()[-1]) < 200 and "Traceback" not in result.output
+
+
+def test_cli_record_needs_serve(tiny_tflite, video, tmp_path):
+    result = _cli("--model", tiny_tflite, "--source", video, "--record", tmp_path / "rec")
+    assert result.exit_code == 2 and "needs --serve" in result.output
+    assert not (tmp_path / "rec").exists()
+
+
+def test_a_real_kiosk_records_only_when_asked(tiny_tflite, video, tmp_path):
+    import urllib.request
+
+    folder = tmp_path / "records"
+    port = free_port()
+    with kiosk_process(tiny_tflite, video, port, "--record", str(folder)):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/capture", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+    assert sorted(p.suffix for p in folder.iterdir()) == [".jpg", ".json"]
