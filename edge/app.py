@@ -262,6 +262,13 @@ def _repeat(make_source: Any, n: int) -> Iterator[Any]:
     help="Ask for a retake on blurred, badly exposed or empty frames.",
 )
 @click.option(
+    "--pipelined/--serial",
+    default=True,
+    envvar="EDGE_DETECT_PIPELINED",
+    show_default=True,
+    help="Prepare the next frame in a worker thread while the model runs on this one.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default="info",
@@ -313,6 +320,7 @@ def cli(
     inspect: bool,
     smooth: bool,
     quality_gate: bool,
+    pipelined: bool,
     log_level: str,
     demo: bool,
     serve: tuple[str, int] | None,
@@ -365,7 +373,7 @@ def cli(
     show = _display_wanted(display, camera)
     restore = install_stop_handlers(stop) if threading.current_thread() is threading.main_thread() else None
     try:
-        _run(classifier, make_source, stop, show, json_lines, save, benchmark, smooth, quality_gate)
+        _run(classifier, make_source, stop, show, json_lines, save, benchmark, smooth, quality_gate, pipelined)
     except BrokenPipeError:  # the reader of stdout went away (e.g. `| head`): stop without a message
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit cannot fail again
@@ -426,6 +434,7 @@ def _run(
     benchmark: int | None,
     smooth: bool,
     quality_gate: bool,
+    pipelined: bool,
 ) -> None:
     from edge.pipeline import iter_results, run_sinks
     from edge.quality import QualityThresholds
@@ -453,6 +462,7 @@ def _run(
             smooth=None if smooth else False,
             stop=stop,
             limit=None if benchmark is None else benchmark + 1,
+            pipelined=pipelined,
         )
         if benchmark is not None:
             next(results, None)  # warm-up, not measured

@@ -1,26 +1,113 @@
-"""Run a source in its own thread behind a one-frame buffer, so capture overlaps inference."""
+"""Run a source (or any chain of generator stages) in its own thread behind a one-item buffer.
+
+Capture waits, decoding and preprocessing then overlap inference. Live inputs keep only the newest
+item (stale camera frames are dropped); files hand over every item in order.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from edge.frames import Frame, Source
 
-__all__ = ["ThreadedCapture"]
+__all__ = ["Handoff", "ThreadedCapture", "background"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+_EMPTY = object()
 
-@dataclass
-class _Slot:
-    frame: Frame | None = None
-    done: bool = False
-    error: BaseException | None = None
-    dropped: int = 0
-    cond: threading.Condition = field(default_factory=threading.Condition)
+
+class Handoff:
+    """A one-item buffer between a producer thread and a consumer.
+
+    Args:
+        latest: overwrite an item the consumer has not taken yet (counted in :attr:`dropped`)
+            instead of waiting for it to be taken.
+        should_stop: polled every 50 ms by both sides; True ends the hand-over.
+    """
+
+    def __init__(self, latest: bool = False, should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.latest = latest
+        self.should_stop = should_stop
+        self.dropped = 0
+        self._cond = threading.Condition()
+        self._item: Any = _EMPTY
+        self._done = False
+        self._error: BaseException | None = None
+
+    def _stopping(self) -> bool:
+        return self.should_stop()
+
+    def produce(self, items: Iterable[Any]) -> None:
+        """Feed ``items`` into the buffer until exhausted or stopped (run this in the producer thread)."""
+        try:
+            for item in items:
+                with self._cond:
+                    if not self.latest:
+                        while self._item is not _EMPTY and not self._stopping():
+                            self._cond.wait(0.05)
+                    if self._stopping():
+                        return
+                    if self._item is not _EMPTY:
+                        self.dropped += 1
+                    self._item = item
+                    self._cond.notify_all()
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def consume(self) -> Iterator[Any]:
+        """Items in hand-over order; re-raises the producer's error after the last one."""
+        while True:
+            with self._cond:
+                while self._item is _EMPTY and not self._done and not self._stopping():
+                    self._cond.wait(0.05)
+                if self._stopping():
+                    return
+                if self._item is _EMPTY:
+                    if self._error is not None:
+                        raise self._error
+                    return
+                item, self._item = self._item, _EMPTY
+                self._cond.notify_all()
+            yield item
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+def background(
+    items: Iterable[T], *, latest: bool = False, stop: threading.Event | None = None, name: str = "background"
+) -> Iterator[T]:
+    """Iterate ``items`` in a worker thread, one item ahead of the consumer.
+
+    Args:
+        items: an iterable (e.g. a chain of generator stages); only the worker touches it.
+        latest: keep only the newest item when the consumer is slower (live cameras); otherwise
+            every item is handed over in order.
+        stop: when set, both sides end within about 50 ms.
+        name: the worker thread's name.
+
+    Closing the returned generator ends the worker after its current item.
+    """
+    halt = threading.Event()
+    handoff = Handoff(latest, lambda: halt.is_set() or (stop is not None and stop.is_set()))
+    worker = threading.Thread(target=handoff.produce, args=(items,), name=name, daemon=True)
+    worker.start()
+    try:
+        yield from handoff.consume()
+    finally:
+        halt.set()
+        handoff.wake()
+        worker.join(timeout=1.0)
 
 
 class ThreadedCapture(Source):
@@ -43,12 +130,12 @@ class ThreadedCapture(Source):
         self.sequential = source.sequential
         self.skipped = source.skipped
         self._outer_stop = stop
-        self._slot = _Slot()
+        self._handoff = Handoff(self.live, self._stopping)
         self._thread: threading.Thread | None = None
 
     @property
     def dropped(self) -> int:
-        return self._slot.dropped
+        return self._handoff.dropped
 
     def _stopping(self) -> bool:
         return self._stop.is_set() or (self._outer_stop is not None and self._outer_stop.is_set())
@@ -56,51 +143,18 @@ class ThreadedCapture(Source):
     def open(self) -> None:
         self.source.open()
 
-    def _run(self) -> None:
-        slot = self._slot
-        try:
-            for frame in self.source:
-                with slot.cond:
-                    if not self.live:
-                        while slot.frame is not None and not self._stopping():
-                            slot.cond.wait(0.05)
-                    if self._stopping():
-                        break
-                    if slot.frame is not None:
-                        slot.dropped += 1
-                    slot.frame = frame
-                    slot.cond.notify_all()
-        except BaseException as exc:  # handed over to the consumer thread, which re-raises it
-            slot.error = exc
-        finally:
-            with slot.cond:
-                slot.done = True
-                slot.cond.notify_all()
-
     def frames(self) -> Iterator[Frame]:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"capture-{self.source!r}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._handoff.produce, args=(self.source,), name=f"capture-{self.source!r}", daemon=True
+            )
             self._thread.start()
-        slot = self._slot
-        while True:
-            with slot.cond:
-                while slot.frame is None and not slot.done and not self._stopping():
-                    slot.cond.wait(0.05)
-                if self._stopping():
-                    return
-                if slot.frame is None:  # done, nothing left
-                    if slot.error is not None:
-                        raise slot.error
-                    return
-                frame, slot.frame = slot.frame, None
-                slot.cond.notify_all()
-            yield frame
+        return self._handoff.consume()
 
     def close(self) -> None:
         self._stop.set()
         self.source.request_stop()
-        with self._slot.cond:
-            self._slot.cond.notify_all()
+        self._handoff.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
             if self._thread.is_alive():

@@ -21,7 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+import numpy as np
+
+from edge.capture import background
 from edge.classifier import Classifier, Prediction
+from edge.contract import ModelContract
 from edge.postprocess import Smoother, SmoothingConfig
 from edge.preprocess import preprocess
 from edge.quality import QualityThresholds, assess_quality
@@ -31,10 +35,10 @@ __all__ = [
     "FpsMeter",
     "Result",
     "Sink",
-    "assess_frames",
     "classify_frames",
     "install_stop_handlers",
     "iter_results",
+    "prepare_frames",
     "run_sinks",
 ]
 
@@ -107,32 +111,41 @@ def _until(frames: Iterable[Frame], stop: threading.Event | None) -> Iterator[Fr
         yield frame
 
 
-def assess_frames(
-    frames: Iterable[Frame], crop_fraction: float = 1.0, thresholds: QualityThresholds | None = None
-) -> Iterator[tuple[Frame, dict[str, Any], float]]:
-    """Stage: attach the quality verdict to each frame, with the ``perf_counter`` time it arrived.
+def prepare_frames(
+    frames: Iterable[Frame], contract: ModelContract, thresholds: QualityThresholds | None = None
+) -> Iterator[tuple[Frame, np.ndarray, dict[str, Any], float]]:
+    """Stage: preprocess each frame and attach its quality verdict.
 
-    ``thresholds=None`` turns the gate off (every frame passes with an empty quality dict).
+    Yields (frame, model input, quality dict, ``perf_counter`` time the frame arrived). The quality
+    gate measures the guide box; when the model input holds at least ``analysis_size`` pixels it
+    *is* the guide box, so it is measured there (saving a second crop and resize of the full frame),
+    otherwise on the frame. ``thresholds=None`` turns the gate off (an empty quality dict).
     """
     for frame in frames:
         start = time.perf_counter()
-        quality = assess_quality(frame.image, crop_fraction, thresholds) if thresholds is not None else {}
-        yield frame, quality, start
+        model_input = preprocess(frame.image, contract)
+        if thresholds is None:
+            quality: dict[str, Any] = {}
+        elif contract.image_size >= thresholds.analysis_size:
+            quality = assess_quality(model_input, 1.0, thresholds)
+        else:
+            quality = assess_quality(frame.image, contract.crop_fraction, thresholds)
+        yield frame, model_input, quality, start
 
 
 def classify_frames(
-    items: Iterable[tuple[Frame, dict[str, Any], float]],
+    items: Iterable[tuple[Frame, np.ndarray, dict[str, Any], float]],
     classifier: Classifier,
     smoother: Smoother | None = None,
 ) -> Iterator[Result]:
-    """Stage: classify each frame; smooth the probabilities when a smoother is given.
+    """Stage: classify each prepared frame; smooth the probabilities when a smoother is given.
 
     The smoother restarts on every frame that fails the quality gate, and such a frame's own
     probabilities are reported unsmoothed.
     """
     fps = FpsMeter()
-    for frame, quality, start in items:
-        probs = classifier.probabilities(preprocess(frame.image, classifier.contract))
+    for frame, model_input, quality, start in items:
+        probs = classifier.probabilities(model_input)
         invoke_ms = classifier.model.last_invoke_ms
         smoothed = False
         if smoother is not None:
@@ -154,6 +167,7 @@ def iter_results(
     smoothing: SmoothingConfig | None = None,
     stop: threading.Event | None = None,
     limit: int | None = None,
+    pipelined: bool = True,
 ) -> Iterator[Result]:
     """Classify the frames of ``source`` one by one and yield a :class:`Result` for each.
 
@@ -166,14 +180,17 @@ def iter_results(
         smoothing: the moving-average settings (defaults when None).
         stop: when set, the loop ends before the next frame.
         limit: stop after this many results.
+        pipelined: prepare (decode, preprocess, quality-check) the next frame in a worker thread
+            while the model runs on the current one; False runs every step in this thread.
     """
     if smooth is None:
         smooth = bool(getattr(source, "sequential", False))
     smoother = Smoother(smoothing) if smooth else None
     frames = _until(source, stop)
-    results = classify_frames(
-        assess_frames(frames, classifier.contract.crop_fraction, thresholds), classifier, smoother
-    )
+    prepared = prepare_frames(frames, classifier.contract, thresholds)
+    if pipelined:  # live sources: only the newest prepared frame waits, so latency stays one frame
+        prepared = background(prepared, latest=bool(getattr(source, "live", False)), stop=stop, name="prepare")
+    results = classify_frames(prepared, classifier, smoother)
     for n, result in enumerate(results, start=1):
         yield result
         if limit is not None and n >= limit:

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # The issue names a failed gate reports, in the order they are checked; short enough for an overlay.
 ISSUES = ("blurry", "too dark", "too bright", "no lesion in the box")
 
+_RANKS = np.arange(32 * 32, dtype=np.float32)  # positions in the sorted 32x32 thumbnail
+
 
 @dataclass(frozen=True)
 class QualityThresholds:
@@ -71,6 +73,8 @@ def guide_box_gray(image: np.ndarray, crop_fraction: float = 1.0, size: int = 16
         raise ImageError(f"expected uint8 pixels, got {gray.dtype}")
     x0, y0, x1, y1 = center_box(gray.shape[0], gray.shape[1], crop_fraction)
     box = gray[y0:y1, x0:x1]
+    if box.shape[0] == size:
+        return box
     interp = cv2.INTER_AREA if box.shape[0] >= size else cv2.INTER_LINEAR
     return cv2.resize(box, (size, size), interpolation=interp)
 
@@ -96,13 +100,12 @@ def assess_quality(
     """
     t = thresholds or QualityThresholds()
     gray = guide_box_gray(image, crop_fraction, t.analysis_size)
-    sharpness = float(cv2.Laplacian(gray, cv2.CV_32F).var())
+    sharpness = float(cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_32F))[1][0, 0] ** 2)
     brightness = float(gray.mean())
     dark = float(np.count_nonzero(gray <= t.dark_level)) / gray.size
     bright = float(np.count_nonzero(gray >= t.bright_level)) / gray.size
-    thumb = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA)
-    p5, p50 = np.percentile(thumb, (5, 50))
-    lesion_contrast = float(p50 - p5)
+    thumb = np.sort(cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA), axis=None).astype(np.float32)
+    lesion_contrast = float(np.interp(0.50 * 1023, _RANKS, thumb) - np.interp(0.05 * 1023, _RANKS, thumb))
 
     issues = []
     if sharpness < t.min_sharpness:

@@ -191,25 +191,32 @@ class Summary:
 
 
 class LatencyStats:
-    """Per-frame timings for ``--benchmark``: invoke and whole frame path (ms), and throughput."""
+    """Per-frame timings for ``--benchmark``.
+
+    ``invoke_ms``: the interpreter call; ``frame_ms``: latency from taking the frame from the source
+    to the finished prediction; ``period_ms``: time between consecutive results (1 / throughput),
+    the per-frame cost of the whole pipeline once its stages overlap; ``overhead``: median period
+    beyond the median invoke, as a fraction of invoke.
+    """
 
     def __init__(self) -> None:
         self.invoke: list[float] = []
         self.path: list[float] = []
-        self.start = time.perf_counter()
-        self.end = self.start
+        self.times: list[float] = []
 
     def __call__(self, result: Result) -> None:
-        if not self.invoke:
-            self.start = time.perf_counter() - result.latency_ms / 1000.0
         self.invoke.append(result.prediction.invoke_ms)
         self.path.append(result.latency_ms)
-        self.end = time.perf_counter()
+        self.times.append(time.perf_counter())
+
+    @property
+    def periods(self) -> list[float]:
+        return [(b - a) * 1000.0 for a, b in zip(self.times, self.times[1:])]
 
     @property
     def fps(self) -> float:
-        span = self.end - self.start
-        return len(self.path) / span if span > 0 else 0.0
+        span = self.times[-1] - self.times[0] if len(self.times) > 1 else 0.0
+        return (len(self.times) - 1) / span if span > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
         def pct(values: list[float]) -> dict[str, float]:
@@ -218,21 +225,30 @@ class LatencyStats:
             p50, p90, p99 = np.percentile(values, (50, 90, 99))
             return {"p50": round(float(p50), 3), "p90": round(float(p90), 3), "p99": round(float(p99), 3)}
 
+        invoke, period = pct(self.invoke), pct(self.periods)
+        overhead = (period["p50"] - invoke["p50"]) / invoke["p50"] if invoke["p50"] and self.periods else None
         return {
             "frames": len(self.path),
-            "invoke_ms": pct(self.invoke),
+            "invoke_ms": invoke,
             "frame_ms": pct(self.path),
+            "period_ms": period,
+            "overhead": None if overhead is None else round(overhead, 3),
             "fps": round(self.fps, 2),
         }
 
     def table(self) -> str:
         s = self.summary()
         rows = [
-            "| stage | p50 ms | p90 ms | p99 ms |",
+            "| per frame | p50 ms | p90 ms | p99 ms |",
             "|---|---|---|---|",
             *(
                 f"| {name} | {s[key]['p50']:.2f} | {s[key]['p90']:.2f} | {s[key]['p99']:.2f} |"
-                for name, key in (("invoke", "invoke_ms"), ("frame path", "frame_ms"))
+                for name, key in (
+                    ("invoke", "invoke_ms"),
+                    ("frame path (taken from source -> result)", "frame_ms"),
+                    ("period between results", "period_ms"),
+                )
             ),
         ]
-        return "\n".join(rows) + f"\n\n{s['frames']} frames, {s['fps']:.1f} FPS"
+        overhead = "n/a" if s["overhead"] is None else f"{s['overhead']:.0%} of invoke"
+        return "\n".join(rows) + f"\n\n{s['frames']} frames, {s['fps']:.1f} FPS, overhead beyond invoke: {overhead}"

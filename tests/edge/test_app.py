@@ -108,7 +108,11 @@ def test_inspect_prints_the_contract(tiny_tflite, tiny_contract):
 def test_benchmark_prints_percentiles_and_fps(tiny_tflite, folder):
     result = run("--model", tiny_tflite, "--source", folder / "a.jpg", "--benchmark", 7)
     assert result.exit_code == 0, result.output
-    assert "| invoke |" in result.stdout and "| frame path |" in result.stdout
+    assert (
+        "| invoke |" in result.stdout
+        and "| frame path" in result.stdout
+        and "| period between results |" in result.stdout
+    )
     assert "p50" in result.stdout and "p99" in result.stdout
     assert "7 frames" in result.stdout and "FPS" in result.stdout
     result = run("--model", tiny_tflite, "--source", folder, "--benchmark", 5, "--json")
@@ -116,6 +120,9 @@ def test_benchmark_prints_percentiles_and_fps(tiny_tflite, folder):
     assert bench["frames"] == 5 and bench["fps"] > 0
     assert bench["invoke_ms"]["p50"] <= bench["invoke_ms"]["p99"]
     assert bench["frame_ms"]["p50"] >= bench["invoke_ms"]["p50"]
+    assert bench["period_ms"]["p50"] > 0 and bench["overhead"] is not None
+    serial = json.loads(run("--model", tiny_tflite, "--source", folder, "--benchmark", 3, "--json", "--serial").stdout)
+    assert serial["benchmark"]["frames"] == 3
 
 
 def test_save_writes_annotated_frames(tiny_tflite, folder, tmp_path):

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from edge.capture import background
 from edge.classifier import DISCLAIMER, Classifier
 from edge.frames import Frame
 from edge.pipeline import Result, install_stop_handlers, iter_results, run_sinks
@@ -119,3 +120,50 @@ def test_signal_handler_sets_the_stop_flag_and_restores():
     finally:
         restore()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_pipelined_and_serial_runs_agree(classifier):
+    frames = _frames([make_lesion(240, 320, seed=i) for i in range(4)], origin="x.jpg")
+    a = [r.prediction.to_dict() for r in iter_results(classifier, frames, pipelined=True)]
+    b = [r.prediction.to_dict() for r in iter_results(classifier, frames, pipelined=False)]
+    strip = ("invoke_ms", "latency_ms")
+    assert [{k: v for k, v in d.items() if k not in strip} for d in a] == [
+        {k: v for k, v in d.items() if k not in strip} for d in b
+    ]
+
+
+def test_background_keeps_order_or_only_the_newest():
+    def slow_numbers(n, delay):
+        for i in range(n):
+            time.sleep(delay)
+            yield i
+
+    assert list(background(slow_numbers(30, 0.0))) == list(range(30))
+    newest = []
+    for i in background(slow_numbers(40, 0.002), latest=True):
+        newest.append(i)
+        time.sleep(0.015)
+    assert newest == sorted(newest) and newest[-1] == 39 and len(newest) < 30
+
+
+def test_background_passes_errors_on_and_stops_when_closed():
+    def failing():
+        yield 1
+        raise OSError("camera unplugged")
+
+    it = background(failing())
+    assert next(it) == 1
+    with pytest.raises(OSError, match="unplugged"):
+        next(it)
+
+    def endless():
+        i = 0
+        while True:
+            i += 1
+            yield i
+
+    gen = background(endless(), name="endless-test")
+    assert next(gen) == 1
+    gen.close()
+    time.sleep(0.1)
+    assert not any(t.name == "endless-test" for t in threading.enumerate())

@@ -1,0 +1,221 @@
+"""Measure ``edge-detect`` as a kiosk would feel it, and print a Markdown table.
+
+    python bench/edge_bench.py --model models/isic9_int8.tflite
+    python bench/edge_bench.py --make-standin /tmp/mnv3s_int8.tflite   # needs TensorFlow ([train])
+
+Measured, each through the installed ``edge-detect`` command in a fresh process:
+
+- start time: process launch to the first JSON result on one image (median of ``--runs``);
+- peak RSS: maximum resident memory of ``edge-detect`` classifying a 640x480 video (``wait4`` rusage);
+- per-frame overhead: median time between results minus median ``invoke()``, as a fraction of
+  ``invoke()``, from ``--benchmark`` on 640x480 video frames, pipelined (decode, preprocess and
+  quality gate of the next frame overlap inference: the default) and ``--serial`` (one thread);
+- FPS: results per second over a whole 640x480 video run with ``--json`` (decode, gate, classify, JSON).
+
+Targets (docs/BENCHMARKS.md): peak RSS <= 150 MB, start <= 1.5 s, overhead <= 25% of invoke.
+Not a test: it takes about a minute and its numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ISIC9 = (
+    "actinic keratosis", "basal cell carcinoma", "dermatofibroma", "melanoma", "nevus",
+    "pigmented benign keratosis", "seborrheic keratosis", "squamous cell carcinoma", "vascular lesion",
+)  # fmt: skip
+MALIGNANT = ("actinic keratosis", "basal cell carcinoma", "melanoma", "squamous cell carcinoma")
+
+
+def make_standin(path: Path, samples: int = 32) -> Path:
+    """A MobileNetV3-Small-sized int8 classifier (random weights) with an embedded contract."""
+    import keras
+    import tensorflow as tf
+
+    from edge.contract import ModelContract
+    from edge.modelfile import embed_contract
+
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV3Small(
+        input_shape=(224, 224, 3), include_top=False, weights=None, pooling="avg"
+    )
+    model = keras.Sequential([backbone, keras.layers.Dense(len(ISIC9))])
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(samples):
+            yield [rng.integers(0, 256, (1, 224, 224, 3)).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.int8
+    contract = ModelContract(
+        task="classify", labels=ISIC9, malignant_labels=MALIGNANT, arch="mobilenet_v3_small (stand-in, random)"
+    )
+    path.write_bytes(embed_contract(conv.convert(), contract))
+    return path
+
+
+def _lesion(height: int, width: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.empty((height, width, 3), np.float32)
+    img[:] = (214, 162, 140)
+    img += cv2.GaussianBlur(rng.normal(0, 14, (height, width)).astype(np.float32), (0, 0), 1.2)[..., None]
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    r = min(height, width) * 0.2
+    blob = np.clip(1.3 - ((yy - height / 2) / (0.8 * r)) ** 2 - ((xx - width / 2) / r) ** 2, 0, 1)[..., None]
+    img = img * (1 - 0.5 * blob)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_inputs(folder: Path, frames: int) -> tuple[Path, Path]:
+    """A 640x480 JPEG and a 640x480 MJPG video of ``frames`` slowly moving lesion frames."""
+    image = folder / "lesion.jpg"
+    cv2.imwrite(str(image), cv2.cvtColor(_lesion(480, 640, 0), cv2.COLOR_RGB2BGR))
+    video = folder / "lesion_640x480.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (640, 480))
+    base = cv2.cvtColor(_lesion(480, 720, 1), cv2.COLOR_RGB2BGR)
+    for i in range(frames):
+        shift = int(40 * np.sin(i / 10))
+        writer.write(np.ascontiguousarray(base[:, 40 + shift : 680 + shift]))
+    writer.release()
+    return image, video
+
+
+def start_time(cmd: list[str], runs: int) -> tuple[float, list[float]]:
+    """Median seconds from process launch to the first line on stdout."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = proc.stdout.readline()
+        times.append(time.perf_counter() - start)
+        proc.communicate()
+        if proc.returncode != 0 or not line:
+            raise SystemExit(f"edge-detect failed (exit {proc.returncode}): {' '.join(cmd)}")
+    return statistics.median(times), times
+
+
+def run_video(cmd: list[str]) -> tuple[float, float, int]:
+    """(peak RSS in MB, results per second after the first result, results) of one run."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first = last = None
+    n = 0
+    for _line in proc.stdout:
+        last = time.perf_counter()
+        first = first or last
+        n += 1
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or n < 2:
+        raise SystemExit(f"edge-detect failed (exit {proc.returncode}): {' '.join(cmd)}")
+    return usage.ru_maxrss / 1024.0, (n - 1) / (last - first), n
+
+
+def in_process_overhead(model: Path, threads: int | None, frames: int) -> dict[str, float]:
+    """Frame path in this process, one thread, frames already decoded: (path - invoke) / invoke.
+
+    Only the pipeline's own work per frame (quality gate, preprocess, (de)quantize, softmax,
+    smoothing) counts here: no video decoding, no capture thread, no output.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from edge.classifier import Classifier
+    from edge.frames import Frame
+    from edge.pipeline import iter_results
+
+    classifier = Classifier(model, threads=threads)
+    images = [_lesion(480, 640, seed) for seed in range(3)]
+
+    class Sequence(list):
+        sequential = True
+
+    batch = Sequence(Frame(images[i % 3], time.time(), "bench", i) for i in range(frames + 5))
+    invoke, path = [], []
+    for result in iter_results(classifier, batch, pipelined=False):
+        invoke.append(result.prediction.invoke_ms)
+        path.append(result.latency_ms)
+    inv, tot = np.median(invoke[5:]), np.median(path[5:])
+    return {"invoke_ms": float(inv), "path_ms": float(tot), "overhead": float((tot - inv) / inv)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="the .tflite classifier to measure")
+    parser.add_argument("--make-standin", type=Path, metavar="PATH", help="write a stand-in model and exit")
+    parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's)")
+    parser.add_argument("--runs", type=int, default=5, help="start-time runs (median)")
+    parser.add_argument("--frames", type=int, default=150, help="frames in the 640x480 test video")
+    parser.add_argument("--bench-frames", type=int, default=200, help="frames for the overhead measurement")
+    args = parser.parse_args()
+    if args.make_standin:
+        print(make_standin(args.make_standin))
+        return
+    if args.model is None or not args.model.is_file():
+        parser.error("pass --model PATH to an existing .tflite (or --make-standin PATH)")
+    exe = shutil.which("edge-detect", path=str(Path(sys.executable).parent)) or shutil.which("edge-detect")
+    if exe is None:
+        raise SystemExit("edge-detect is not installed: pip install -e .")
+    base = [exe, "--model", str(args.model), "--log-level", "error", "--json"]
+    if args.threads:
+        base += ["--threads", str(args.threads)]
+
+    with tempfile.TemporaryDirectory(prefix="edge_bench_") as tmp:
+        image, video = write_inputs(Path(tmp), args.frames)
+        start_median, starts = start_time([*base, "--source", str(image)], args.runs)
+        peak_mb, fps, n = run_video([*base, "--source", str(video)])
+        benches = {}
+        for mode in ("--pipelined", "--serial"):
+            proc = subprocess.run(
+                [*base, "--source", str(video), "--benchmark", str(args.bench_frames), mode],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            benches[mode] = json.loads(proc.stdout)["benchmark"]
+    piped, serial = benches["--pipelined"], benches["--serial"]
+    pure = in_process_overhead(args.model, args.threads, args.bench_frames)
+
+    threads = args.threads or "runtime default"
+    print(f"edge-detect on {platform.machine()}, {os.cpu_count()} cores, {dt.date.today()}, threads: {threads}")
+    print(f"model: {args.model} ({args.model.stat().st_size / 1e6:.2f} MB)\n")
+    print("| measure | value | target |")
+    print("|---|---|---|")
+    print(f"| start: launch to first result (median of {args.runs}) | {start_median:.2f} s | <= 1.5 s |")
+    print(f"| peak RSS, 640x480 video ({n} frames) | {peak_mb:.0f} MB | <= 150 MB |")
+    for label, b in (("pipelined (default)", piped), ("--serial", serial)):
+        inv, per = b["invoke_ms"]["p50"], b["period_ms"]["p50"]
+        print(
+            f"| per-frame overhead beyond invoke() at 640x480, {label}: p50 period {per:.2f} ms"
+            f" vs invoke {inv:.2f} ms | {b['overhead']:.0%} | <= 25% |"
+        )
+    print(
+        f"| per-frame overhead beyond invoke(), in process, one thread, frames pre-decoded: p50 path"
+        f" {pure['path_ms']:.2f} ms vs invoke {pure['invoke_ms']:.2f} ms | {pure['overhead']:.0%} | <= 25% |"
+    )
+    print(f"| FPS, 640x480 video with --json (whole run after the first result) | {fps:.1f} | - |")
+    for label, b in (("pipelined", piped), ("--serial", serial)):
+        for key, name in (("invoke_ms", "invoke"), ("frame_ms", "frame latency"), ("period_ms", "period")):
+            q = b[key]
+            print(f"| {label} {name} p50 / p90 / p99 | {q['p50']:.2f} / {q['p90']:.2f} / {q['p99']:.2f} ms | - |")
+    print(f"\nstart runs (s): {', '.join(f'{t:.2f}' for t in starts)}")
+
+
+if __name__ == "__main__":
+    main()
