@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import numpy as np
 from flask import Flask, Response, jsonify, redirect, render_template, request
@@ -140,7 +140,7 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
     config = config or KioskConfig()
     app = Flask(__name__)
     app.request_class = _MemoryRequest
-    app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes, JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes)
     recorder = Recorder(config.record_dir) if config.record_dir else None
     placeholder = _placeholder_jpeg()
     contract = state.classifier.contract if state.classifier else None
@@ -161,8 +161,9 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
         query = request.args.get("token", "")
         if query and hmac.compare_digest(query.encode(), expected):
             if request.method == "GET":  # drop the token from the address bar, keep it in a cookie
-                args = "&".join(f"{k}={v}" for k, v in request.args.items(multi=True) if k != "token")
-                response = redirect(request.path + (f"?{args}" if args else ""), code=303)
+                args = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "token"])
+                path = "/" + request.path.lstrip("/")  # never "//host": that would leave the kiosk
+                response = redirect(path + (f"?{args}" if args else ""), code=303)
                 response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict")
                 return response
             return None

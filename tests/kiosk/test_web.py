@@ -220,6 +220,10 @@ def test_loopback_default_and_token_required_beyond_it(state):
     assert first.status_code == 303 and first.headers["Location"] == "/"
     assert "HttpOnly" in first.headers["Set-Cookie"] and "SameSite=Strict" in first.headers["Set-Cookie"]
     assert client.get("/").status_code == 200  # the cookie now carries it
+    onward = client.get(f"/results?token={token}&a=1%262")
+    assert onward.status_code == 303 and onward.headers["Location"] == "/results?a=1%262"
+    raw = {"PATH_INFO": "//evil.example/results", "QUERY_STRING": f"token={token}"}  # as waitress passes it
+    assert client.get("/", environ_overrides=raw).headers["Location"] == "/evil.example/results"
     assert client.get("/healthz").status_code == 503  # authorised; just no frame yet
 
 
