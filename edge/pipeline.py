@@ -167,7 +167,7 @@ def iter_results(
     smoothing: SmoothingConfig | None = None,
     stop: threading.Event | None = None,
     limit: int | None = None,
-    pipelined: bool = True,
+    pipelined: bool = False,
 ) -> Iterator[Result]:
     """Classify the frames of ``source`` one by one and yield a :class:`Result` for each.
 
@@ -181,7 +181,8 @@ def iter_results(
         stop: when set, the loop ends before the next frame.
         limit: stop after this many results.
         pipelined: prepare (decode, preprocess, quality-check) the next frame in a worker thread
-            while the model runs on the current one; False runs every step in this thread.
+            while the model runs on the current one (more frames per second when a core is free;
+            results then trail the source by up to two frames); False runs every step in this thread.
     """
     if smooth is None:
         smooth = bool(getattr(source, "sequential", False))
