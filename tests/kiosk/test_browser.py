@@ -8,6 +8,7 @@ Screenshots land in test-artifacts/ (gitignored).
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,15 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make browser)"),
 ]
+
+
+def wait_js(page, expression: str, timeout: float = 10.0) -> None:
+    """Poll a JavaScript expression until it is truthy. Not page.wait_for_function: that evaluates
+    strings with eval(), which the kiosk's Content-Security-Policy (rightly) refuses."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout} s: {expression}"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +76,7 @@ def page(tmp_path, kiosk_url):
 
 def test_kiosk_page_in_chromium(page, kiosk_url, tmp_path):
     page.goto(kiosk_url + "/")
-    page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=15_000)
+    wait_js(page, "document.getElementById('stream').naturalWidth > 0", timeout=15)
     live = page.locator("#live-result .result")
     live.wait_for(timeout=15_000)
     assert "Not a diagnosis" in live.inner_text()
@@ -84,13 +94,11 @@ def test_kiosk_page_in_chromium(page, kiosk_url, tmp_path):
     photo.write_bytes(jpeg_bytes())
     page.set_input_files("#photo", str(photo))
     page.click("#upload button[type=submit]")
-    page.wait_for_function(
-        "document.querySelector('#frozen .when')?.textContent.startsWith('Photo checked')", timeout=10_000
-    )
+    wait_js(page, "document.querySelector('#frozen .when')?.textContent.startsWith('Photo checked')")
     assert "Not a diagnosis" in page.locator("#frozen .result").inner_text()
     assert page.locator("#upload-message").inner_text().startswith("Photo checked:")
-    page.wait_for_function("document.querySelectorAll('#recent li').length === 2", timeout=5_000)
-    page.wait_for_function("[...document.images].every(img => img.complete && img.naturalWidth > 0)", timeout=5_000)
+    wait_js(page, "document.querySelectorAll('#recent li').length === 2", timeout=5)
+    wait_js(page, "[...document.images].every(img => img.complete && img.naturalWidth > 0)", timeout=5)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "kiosk.png"), full_page=True)
 
