@@ -15,18 +15,19 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from itertools import islice
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from edge import detect
 from edge.contract import ContractError
+from edge.detect import RunOptions
 from edge.modelfile import read_contract
 from edge.runtime import RuntimeMissingError
 from edge.sinks import SaveError
-from edge.sources import ImageSource, SourceError
+from edge.sources import SourceError
 
 __all__ = ["DEFAULT_MODEL", "DEMO_IMAGES", "cli", "main"]
 
@@ -156,20 +157,6 @@ def _display_wanted(display: bool | None, camera: bool) -> bool:
     if display and not has_screen:
         raise Fail("--display needs a screen, but neither DISPLAY nor WAYLAND_DISPLAY is set", 2)
     return display
-
-
-def _repeat(make_source: Any, n: int) -> Iterator[Any]:
-    """Frames from fresh sources, one after another, until ``n`` (for --benchmark on short inputs)."""
-    produced = 0
-    while produced < n:
-        got = 0
-        with make_source() as frames:
-            for frame in islice(frames, n - produced):
-                got += 1
-                yield frame
-        produced += got
-        if got == 0:
-            return
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -373,7 +360,8 @@ def cli(
     show = _display_wanted(display, camera)
     restore = install_stop_handlers(stop) if threading.current_thread() is threading.main_thread() else None
     try:
-        _run(classifier, make_source, stop, show, json_lines, save, benchmark, smooth, quality_gate, pipelined)
+        options = RunOptions(show, json_lines, save, benchmark, smooth, quality_gate, pipelined)
+        detect.run(classifier, make_source, stop, options)
     except BrokenPipeError:  # the reader of stdout went away (e.g. `| head`): stop without a message
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit cannot fail again
@@ -422,74 +410,6 @@ def _serve(
         raise Fail(_first_line(exc), 2) from exc
     except OSError as exc:  # the address cannot be bound
         raise Fail(_first_line(exc), 1) from exc
-
-
-def _run(
-    classifier: Any,
-    make_source: Any,
-    stop: threading.Event,
-    show: bool,
-    json_lines: bool,
-    save: Path | None,
-    benchmark: int | None,
-    smooth: bool,
-    quality_gate: bool,
-    pipelined: bool,
-) -> None:
-    from edge.pipeline import iter_results, run_sinks
-    from edge.quality import QualityThresholds
-    from edge.sinks import DisplaySink, HumanSink, JsonLinesSink, LatencyStats, SaveSink, Summary
-
-    contract = classifier.contract
-    thresholds = QualityThresholds() if quality_gate else None
-    summary, stats = Summary(), LatencyStats()
-    sinks: list[Any] = [summary, stats]
-    display = DisplaySink(contract, stop) if show else None
-    with make_source() as src:
-        if benchmark is None:
-            sinks.append(JsonLinesSink(sys.stdout) if json_lines else HumanSink(sys.stdout, live=src.live))
-        if save is not None:
-            sinks.append(SaveSink(save, contract))
-        if display is not None:
-            sinks.append(display)
-        frames: Any = src
-        if benchmark is not None and not src.live:
-            frames = _repeat(make_source, benchmark + 1)  # +1: the first invoke warms up
-        results = iter_results(
-            classifier,
-            frames,
-            thresholds=thresholds,
-            smooth=None if smooth else False,
-            stop=stop,
-            limit=None if benchmark is None else benchmark + 1,
-            pipelined=pipelined,
-        )
-        if benchmark is not None:
-            next(results, None)  # warm-up, not measured
-        try:
-            for _ in run_sinks(results, sinks):
-                pass
-        finally:
-            if display is not None:
-                display.close()
-        skipped = list(src.skipped)
-    if benchmark is not None:
-        _report_benchmark(stats, json_lines, classifier)
-    elif isinstance(src, ImageSource) and (len(src.paths) > 1 or skipped):
-        for line in summary.lines(skipped):  # a folder or glob: counts per label, skipped files
-            click.echo(line, err=json_lines)
-    if summary.results == 0 and not stop.is_set():
-        raise Fail("no frame could be classified" + (f" ({len(skipped)} skipped)" if skipped else ""), 1)
-
-
-def _report_benchmark(stats: Any, json_lines: bool, classifier: Any) -> None:
-    import json
-
-    if json_lines:
-        click.echo(json.dumps({"benchmark": stats.summary(), "runtime": classifier.runtime}))
-    else:
-        click.echo(f"benchmark: {classifier.model.path.name} on {classifier.runtime}\n")
-        click.echo(stats.table())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
