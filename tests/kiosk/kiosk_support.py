@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -22,18 +23,23 @@ from edge.live import LiveState, encode_jpeg
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@functools.lru_cache(maxsize=32)
+def _skin(width: int, height: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    skin = np.array([205, 160, 135], np.float32) + rng.normal(0, 12, (height, width, 3)).astype(np.float32)
+    return np.clip(skin, 0, 255).astype(np.uint8)
+
+
 def lesion_image(i: int = 0, size: tuple[int, int] = (320, 240), seed: int = 0) -> np.ndarray:
     """A synthetic RGB lesion photo: textured skin with a dark blob that drifts with ``i``.
 
     Sharp, well exposed and with a lesion in the guide box, so it passes the quality gates.
     """
     width, height = size
-    rng = np.random.default_rng(seed + i)
-    skin = np.array([205, 160, 135], np.float32)
-    image = skin + rng.normal(0, 12, (height, width, 3)).astype(np.float32)
+    image = _skin(width, height, seed + i % 10).copy()
     centre = (width // 2 + (i % 10) - 5, height // 2 + (i % 6) - 3)
     cv2.ellipse(image, centre, (width // 7, height // 6), 20, 0, 360, (95, 60, 45), -1)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    return image
 
 
 def write_video(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: float = 10.0) -> Path:

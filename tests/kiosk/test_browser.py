@@ -46,7 +46,7 @@ def wait_js(page, expression: str, timeout: float = 10.0) -> None:
 def kiosk_url(tiny_tflite, tmp_path_factory):
     from kiosk_support import write_video
 
-    video = write_video(tmp_path_factory.mktemp("browser") / "long.avi", frames=300)  # 30 s at 10 fps
+    video = write_video(tmp_path_factory.mktemp("browser") / "long.avi", frames=900)  # 90 s at 10 fps
     port = free_port()
     with kiosk_process(tiny_tflite, video, port):
         yield f"http://127.0.0.1:{port}"

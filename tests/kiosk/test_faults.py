@@ -29,9 +29,12 @@ def test_source_end_turns_health_503_while_the_page_serves(classifier, tmp_path)
     runner.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        status, body = wait_for(f"{base}/healthz", status=503, timeout=20)
-        health = json.loads(body)
-        assert health["status"] == "ended" and health["source_alive"] is False
+        wait_for(f"{base}/healthz", timeout=20)  # listening
+        deadline = time.monotonic() + 20
+        while (health := json.loads(http_get(f"{base}/healthz")[1]))["status"] != "ended":
+            assert time.monotonic() < deadline, health
+            time.sleep(0.1)
+        assert http_get(f"{base}/healthz")[0] == 503 and health["source_alive"] is False
         assert health["frames_total"] == 8
         page_status, page = http_get(f"{base}/")
         assert page_status == 200 and b"Not a diagnosis" in page
