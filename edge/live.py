@@ -1,9 +1,9 @@
-"""The kiosk's shared state and the background frame loop that feeds it.
+"""The kiosk's shared state: the newest classified frame, counters, and the results the user asked for.
 
-``FrameLoop`` (a thread) reads frames from a source, classifies them, draws the overlay and publishes
-the annotated JPEG, the latest :class:`~edge.classifier.Prediction`, counters and the frame time into
-``LiveState``; the web handlers (``edge.web``) read that state from their own threads. Results the
-user asked for (captures, uploads) are kept in memory only, in a bounded deque.
+``edge.frameloop.FrameLoop`` (a thread) publishes the annotated JPEG, the latest
+:class:`~edge.classifier.Prediction` and the frame time into ``LiveState``; the web handlers
+(``edge.web``) read it from their own threads. Captures and uploads are kept in memory only, in a
+bounded deque.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -23,18 +22,12 @@ import cv2
 import numpy as np
 
 from edge.classifier import Classifier, Prediction
-from edge.frames import Frame
 from edge.metrics import Metrics
-from edge.overlay import draw_overlay
-from edge.pipeline import Result, iter_results
-from edge.quality import QualityThresholds, assess_quality
-from edge.service import Notifier, Watchdog
+from edge.quality import assess_quality
 
-__all__ = ["FrameLoop", "LiveFrame", "LiveState", "ResultRecord", "encode_jpeg"]
+__all__ = ["LiveFrame", "LiveState", "ResultRecord", "encode_jpeg"]
 
 log = logging.getLogger(__name__)
-
-Annotate = Callable[[np.ndarray, Prediction], np.ndarray]
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 80, max_width: int | None = None) -> bytes:
@@ -281,129 +274,3 @@ class LiveState:
         self._stop.set()
         with self._new_frame:
             self._new_frame.notify_all()
-
-
-class FrameLoop(threading.Thread):
-    """Background thread: frames in, classified and annotated frames published into ``state``.
-
-    Classification is :func:`edge.pipeline.iter_results` (quality gates, the model, smoothing over
-    consecutive frames) with this loop's own ``classifier``; uploads use the state's.
-
-    Args:
-        state: where results go; its stop event ends the loop.
-        classifier: the model for live frames (used by this thread only).
-        source: an ``edge.sources.Source`` (opened and closed by the loop) or any iterable of frames.
-        annotate: draws the overlay; ``edge.overlay.draw_overlay`` when None.
-        notifier: systemd notifications (``READY=1`` on the first frame, ``STATUS=`` lines).
-        watchdog: ticked once per frame (it rate-limits itself); a stalled loop stops pinging.
-        max_fps: upper bound on frames classified per second (saves CPU on video files and fast
-            cameras); 0 for no bound.
-        smooth: average probabilities over consecutive frames (``edge.postprocess``).
-        quality_gate: run the quality gates (a failed gate reads "retake").
-        jpeg_quality: quality of the streamed JPEGs (1-100).
-        stream_width: streamed frames are shrunk to at most this many pixels wide.
-        status_every_s: seconds between ``STATUS=`` lines.
-    """
-
-    def __init__(
-        self,
-        state: LiveState,
-        classifier: Classifier,
-        source: Iterable[Frame],
-        *,
-        annotate: Annotate | None = None,
-        notifier: Notifier | None = None,
-        watchdog: Watchdog | None = None,
-        max_fps: float = 10.0,
-        smooth: bool = True,
-        quality_gate: bool = True,
-        jpeg_quality: int = 80,
-        stream_width: int = 800,
-        status_every_s: float = 5.0,
-    ) -> None:
-        super().__init__(name="frame-loop", daemon=True)
-        self.state = state
-        self.classifier = classifier
-        self.source = source
-        self.annotate = annotate or self._draw
-        self.notifier = notifier or Notifier("")
-        self.watchdog = watchdog
-        self.min_interval = 1.0 / max_fps if max_fps > 0 else 0.0
-        self.smooth = smooth
-        self.thresholds = QualityThresholds() if quality_gate else None
-        self.jpeg_quality = jpeg_quality
-        self.stream_width = stream_width
-        self.status_every_s = status_every_s
-        self._ready_sent = False
-        self._last_status = 0.0
-
-    def _draw(self, image: np.ndarray, prediction: Prediction) -> np.ndarray:
-        c = self.classifier.contract
-        return draw_overlay(image, prediction, crop_fraction=c.crop_fraction, risk_threshold=c.risk_threshold)
-
-    def stop(self) -> None:
-        """Ask the loop to end (thread-safe); the source is released by the loop thread."""
-        self.state.stop()
-        request_stop = getattr(self.source, "request_stop", None)
-        if request_stop is not None:
-            request_stop()
-
-    def run(self) -> None:
-        try:
-            if isinstance(self.source, AbstractContextManager):
-                with self.source:
-                    self._consume()
-            else:
-                self._consume()
-        except (OSError, ValueError, RuntimeError) as exc:  # a lost camera, an unreadable video
-            log.error("the frame source failed: %s", exc)
-            self.state.source_ended(error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        except Exception as exc:  # a bug: keep the page up, report it, let health turn 503
-            log.exception("the frame loop crashed")
-            self.state.source_ended(error=f"internal error ({type(exc).__name__})")
-        else:
-            if not self.state.stopping:
-                log.warning("the frame source ended; the page keeps showing the last frame")
-                self.state.source_ended()
-
-    def _consume(self) -> None:
-        started = False
-        tick = time.monotonic()
-        results = iter_results(
-            self.classifier,
-            self.source,
-            thresholds=self.thresholds,
-            smooth=None if self.smooth else False,
-            stop=self.state.stop_event,
-        )
-        for result in results:
-            if not started:
-                self.state.source_started(result.frame.origin)
-                started = True
-            self._publish(result)
-            if self.watchdog is not None:
-                self.watchdog.tick()
-            spare = self.min_interval - (time.monotonic() - tick)
-            if spare > 0 and self.state.wait_stop(spare):
-                return
-            tick = time.monotonic()
-
-    def _publish(self, result: Result) -> None:
-        frame, prediction = result.frame, result.prediction
-        self.state.metrics.observe_latency(prediction.total_ms / 1000.0)
-        self.state.count_outcome(prediction)
-        try:
-            jpeg = encode_jpeg(self.annotate(frame.image, prediction), self.jpeg_quality, self.stream_width)
-        except ValueError as exc:  # an odd frame: skip it, keep going
-            self.state.metrics.error("frame")
-            log.warning("skipped frame %s#%s: %s", frame.origin, frame.index, exc)
-            return
-        self.state.publish(frame.image, prediction, jpeg, frame.origin)
-        if not self._ready_sent:
-            self._ready_sent = True
-            self.notifier.ready(status=f"live from {frame.origin}")
-            log.info("first frame in from %s: ready", frame.origin)
-        now = time.monotonic()
-        if now - self._last_status >= self.status_every_s:
-            self._last_status = now
-            self.notifier.status(f"live {result.fps:.1f} fps, last: {prediction.verdict} {prediction.confidence:.0%}")

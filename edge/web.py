@@ -31,7 +31,8 @@ from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from edge.classifier import DISCLAIMER, Classifier
-from edge.live import FrameLoop, LiveState, encode_jpeg
+from edge.frameloop import FrameLoop
+from edge.live import LiveState, encode_jpeg
 from edge.service import Notifier, Watchdog
 from edge.uploads import MAX_PIXELS, Recorder, UploadError, read_upload
 

@@ -11,8 +11,9 @@ import time
 import pytest
 from kiosk_support import frames_of, free_port, http_get, kiosk_process, wait_for, write_video
 
+from edge.frameloop import FrameLoop
 from edge.frames import CameraError
-from edge.live import FrameLoop, LiveState
+from edge.live import LiveState
 from edge.sources import open_source
 from edge.web import KioskConfig, serve
 

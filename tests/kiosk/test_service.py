@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from kiosk_support import frames_of, free_port
 
-from edge.live import FrameLoop, LiveState
+from edge.frameloop import FrameLoop
+from edge.live import LiveState
 from edge.service import Notifier, Watchdog, watchdog_interval
 from edge.sources import open_source
 from edge.web import KioskConfig, serve
