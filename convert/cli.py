@@ -53,10 +53,15 @@ def _check_writable(out: Path) -> None:
 )
 @click.option("--force", is_flag=True, help="Write the file even when agreement is below --min-agreement.")
 @click.option("--float-layer", "float_layers", multiple=True, help="int8: keep this node in float (repeatable).")
+@click.option(
+    "--fast-hardswish/--fused-hardswish", default=False,
+    help="int8: split hard-swish into MUL/ADD/RELU6 so the whole graph runs in XNNPACK (faster on CPUs, "
+    "lower agreement); the fused op keeps fidelity but runs outside XNNPACK.",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float, force: bool,
-         float_layers: tuple[str, ...], seed: int, log_level: str) -> None:  # fmt: skip
+         float_layers: tuple[str, ...], fast_hardswish: bool, seed: int, log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -101,7 +106,10 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     except RepresentativeError as exc:
         raise click.ClickException(str(exc)) from None
 
-    config = QuantizeConfig.int8(cdata.representative, float_layers) if mode == "int8" else QuantizeConfig(mode)
+    if mode == "int8":
+        config = QuantizeConfig.int8(cdata.representative, float_layers, fast_hardswish)
+    else:
+        config = QuantizeConfig(mode)
     log.info("converting %s to %s", model_path, mode)
     converted = quantize(model, config)
     for name, scale in tiny_scales(converted) if mode == "int8" else []:
@@ -113,7 +121,10 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         candidate.write_bytes(converted)
         lite_logits = tflite_logits(TFLiteModel(candidate), cdata.validation)
         report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
-        report.update(mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data))
+        report.update(
+            mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data),
+            fast_hardswish=fast_hardswish, representative_samples=len(cdata.representative),
+        )  # fmt: skip
         paths = {mode: candidate}
         if mode != "float32":
             reference = Path(tmp) / "float32.tflite"

@@ -28,6 +28,9 @@ class QuantizeConfig:
     mode: str = "int8"
     representative: np.ndarray | None = None  # (N, S, S, 3) uint8
     float_layers: tuple[str, ...] = ()  # int8 only: node names kept in float (selective quantization)
+    # Decompose hard-swish so int8 runs in one XNNPACK partition: ~2-3x faster on x86, but each
+    # extra requantization costs fidelity (measured in docs/BENCHMARKS.md). Off by default.
+    fast_hardswish: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -36,8 +39,10 @@ class QuantizeConfig:
             raise ValueError("int8 conversion needs representative images")
 
     @classmethod
-    def int8(cls, representative: np.ndarray, float_layers: tuple[str, ...] = ()) -> QuantizeConfig:
-        return cls("int8", representative, float_layers)
+    def int8(
+        cls, representative: np.ndarray, float_layers: tuple[str, ...] = (), fast_hardswish: bool = False
+    ) -> QuantizeConfig:
+        return cls("int8", representative, float_layers, fast_hardswish)
 
     def representative_dataset(self) -> Iterator[list[np.ndarray]]:
         for i, image in enumerate(self.representative):
@@ -86,10 +91,10 @@ def edge_friendly(model):
     return copy
 
 
-def _converter(model):
+def _converter(model, fast_hardswish: bool):
     import tensorflow as tf
 
-    return tf.lite.TFLiteConverter.from_keras_model(edge_friendly(model))
+    return tf.lite.TFLiteConverter.from_keras_model(edge_friendly(model) if fast_hardswish else model)
 
 
 def quantize(model, config: QuantizeConfig) -> bytes:
@@ -97,7 +102,7 @@ def quantize(model, config: QuantizeConfig) -> bytes:
     import tensorflow as tf
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    conv = _converter(model)
+    conv = _converter(model, config.fast_hardswish)
     if config.mode == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
