@@ -37,9 +37,9 @@ def analyze(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_unit_verifies(tmp_path):
     as_is = analyze("verify", str(UNIT))
     complaints = [line for line in as_is.stderr.splitlines() if line.strip()]
-    assert complaints == [
-        "edge-detect.service: Command /opt/skinedge/venv/bin/edge-detect is not executable: No such file or directory"
-    ], as_is.stderr  # the only complaint: the venv is not installed on this machine
+    assert complaints, "expected verify to notice that /opt/skinedge is not installed here"
+    for line in complaints:  # the only complaint: the venv is not installed on this machine
+        assert "/opt/skinedge/venv/bin/edge-detect" in line and "not executable" in line, as_is.stderr
     text = UNIT.read_text()
     assert "ExecStart=/opt/skinedge/venv/bin/edge-detect --camera --serve ${EDGE_DETECT_SERVE}" in text
     copy = tmp_path / "edge-detect.service"
