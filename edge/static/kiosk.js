@@ -126,11 +126,12 @@
     list.replaceChildren(...items);
   }
 
+  // The state is announced to screen readers when it changes; the frame rate is only shown.
   function setStatus(state, fps) {
-    const el = $("status");
-    const text = (STATUS_TEXT[state] || state) + (state === "ok" && fps ? ` · ${fps.toFixed(1)} fps` : "");
-    if (el.textContent !== text) el.textContent = text;
-    el.dataset.state = state;
+    const text = STATUS_TEXT[state] || state;
+    if ($("status").textContent !== text) $("status").textContent = text;
+    $("fps").textContent = state === "ok" && fps ? ` · ${fps.toFixed(1)} fps` : "";
+    $("status-pill").dataset.state = state;
   }
 
   let lastLive = "";
