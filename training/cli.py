@@ -13,9 +13,7 @@ __all__ = ["main"]
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("data", type=click.Path(path_type=str))
-@click.option(
-    "--out", default="runs/latest", help="Run folder to write (model, contract, metrics, plots, card)."
-)
+@click.option("--out", default="runs/latest", help="Run folder to write (model, contract, metrics, plots, card).")
 @click.option(
     "--format", "fmt", type=click.Choice(["auto", "folder", "ham10000", "isic-csv"]), default="auto",
     help="Dataset layout: a folder per class, HAM10000 metadata CSV + images, or an ISIC ground-truth CSV.",
@@ -31,9 +29,7 @@ __all__ = ["main"]
 )  # fmt: skip
 @click.option("--img-size", type=click.IntRange(32, 512), default=224, help="Square input size in pixels.")
 @click.option("--epochs", type=click.IntRange(0), default=15, help="Fine-tuning epochs (upper bound).")
-@click.option(
-    "--head-epochs", type=click.IntRange(0), default=3, help="Epochs training the head on a frozen backbone."
-)
+@click.option("--head-epochs", type=click.IntRange(0), default=3, help="Epochs training the head on a frozen backbone.")
 @click.option("--batch-size", type=click.IntRange(1), default=32)
 @click.option("--lr", type=float, default=3e-4, help="Peak fine-tuning learning rate (cosine decay).")
 @click.option("--val-fraction", type=click.FloatRange(0.05, 0.45), default=0.2, help="Validation share.")
@@ -43,11 +39,16 @@ __all__ = ["main"]
     "--balance", type=click.Choice(["weights", "none"]), default="weights",
     help="Class imbalance handling: class-weighted loss or nothing.",
 )  # fmt: skip
+@click.option(
+    "--extra-data", multiple=True,
+    help="Another dataset used for training only (repeatable); its labels are mapped to DATA's "
+    "(HAM10000 codes such as mel, nv, bkl map to the ISIC 9-class names); copies of validation images are left out.",
+)  # fmt: skip
 @click.option("--max-images", type=click.IntRange(0), default=0, help="Use a random subset (0 = all).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
          head_epochs: int, batch_size: int, lr: float, val_fraction: float, seed: int, patience: int,
-         balance: str, max_images: int, log_level: str) -> None:  # fmt: skip
+         balance: str, extra_data: tuple[str, ...], max_images: int, log_level: str) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA and write a run folder.
 
     DATA is a folder per class, a HAM10000 folder (HAM10000_metadata.csv + images/), or an ISIC
@@ -65,6 +66,7 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
         data=data, out=out, format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, seed=seed, patience=patience, balance=balance, max_images=max_images,
+        extra_data=tuple(extra_data),
     )  # fmt: skip
     try:
         run = train(config)
@@ -72,8 +74,6 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         if "n_splits" in str(exc) or "members" in str(exc):
-            raise click.ClickException(
-                f"too few images per class for a {val_fraction:.0%} validation split"
-            ) from None
+            raise click.ClickException(f"too few images per class for a {val_fraction:.0%} validation split") from None
         raise
     click.echo(str(run))

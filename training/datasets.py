@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "Sample",
     "detect_format",
     "load_dataset",
+    "map_labels",
     "to_binary",
 ]
 
@@ -43,11 +45,33 @@ class DatasetError(ValueError):
     """A dataset is missing, empty or malformed."""
 
 
+_ISIC_ID = re.compile(r"ISIC_\d{7}")
+
+# Diagnosis codes (HAM10000, ISIC 2018/2019) to the ISIC 9-class folder names.
+SYNONYMS = {
+    "akiec": "actinic keratosis",
+    "ak": "actinic keratosis",
+    "bcc": "basal cell carcinoma",
+    "bkl": "pigmented benign keratosis",
+    "df": "dermatofibroma",
+    "mel": "melanoma",
+    "nv": "nevus",
+    "scc": "squamous cell carcinoma",
+    "vasc": "vascular lesion",
+}
+
+
 @dataclass(frozen=True)
 class Sample:
     path: Path
     label: str
     group: str = ""  # samples sharing a group (lesion) stay on one side of a split
+
+    @property
+    def image_id(self) -> str:
+        """The ISIC archive id (ISIC_0024306) in the file name, or "": one image across collections."""
+        match = _ISIC_ID.search(self.path.stem)
+        return match.group(0) if match else ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,21 @@ class Dataset:
 def to_binary(label: str) -> str:
     """benign or malignant for a diagnosis name in any of the supported spellings."""
     return "malignant" if label.strip().lower() in MALIGNANT_DIAGNOSES else "benign"
+
+
+def map_labels(samples: list[Sample], labels: tuple[str, ...]) -> list[Sample]:
+    """Rename labels to ``labels`` through SYNONYMS (case-insensitive); drop samples that do not map."""
+    by_lower = {name.lower(): name for name in labels}
+    out = []
+    for s in samples:
+        key = s.label.lower()
+        name = by_lower.get(key) or by_lower.get(SYNONYMS.get(key, ""))
+        if name:
+            out.append(Sample(s.path, name, s.group))
+    dropped = len(samples) - len(out)
+    if dropped:
+        log.info("%d images with labels outside %s left out", dropped, list(labels))
+    return out
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -123,9 +162,7 @@ def _resolve_images(rows_ids: list[str], index: dict[str, Path], csv_path: Path)
     if not found:
         raise DatasetError(f"none of the {len(rows_ids)} images listed in {csv_path} were found near it")
     if missing:
-        log.warning(
-            "%d of %d images listed in %s are missing; skipped", missing, len(rows_ids), csv_path.name
-        )
+        log.warning("%d of %d images listed in %s are missing; skipped", missing, len(rows_ids), csv_path.name)
     return found
 
 
@@ -135,9 +172,7 @@ def _read_ham10000(root: Path) -> list[Sample]:
     rows = _read_csv(csv_path)
     needed = {"lesion_id", "image_id", "dx"}
     if not needed <= set(rows[0]):
-        raise DatasetError(
-            f"{csv_path} lacks columns {sorted(needed - set(rows[0]))}; is it HAM10000 metadata?"
-        )
+        raise DatasetError(f"{csv_path} lacks columns {sorted(needed - set(rows[0]))}; is it HAM10000 metadata?")
     folders = [base / "images", base / "HAM10000_images_part_1", base / "HAM10000_images_part_2", base]
     paths = _resolve_images([r["image_id"] for r in rows], _image_index(folders), csv_path)
     return [

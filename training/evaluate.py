@@ -63,9 +63,7 @@ def cross_fitted_ece(logits: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
     return float(np.average(eces, weights=weights))
 
 
-def risk_threshold_for_sensitivity(
-    risk: np.ndarray, is_malignant: np.ndarray, sensitivity: float = 0.9
-) -> float:
+def risk_threshold_for_sensitivity(risk: np.ndarray, is_malignant: np.ndarray, sensitivity: float = 0.9) -> float:
     """The highest risk threshold that still flags ``sensitivity`` of the malignant cases."""
     pos = np.sort(risk[is_malignant.astype(bool)])
     if len(pos) == 0:
@@ -171,9 +169,7 @@ def save_plots(
     return paths
 
 
-def write_model_card(
-    out_dir: Path, contract: ModelContract, metrics: dict[str, Any], config: dict[str, Any]
-) -> Path:
+def write_model_card(out_dir: Path, contract: ModelContract, metrics: dict[str, Any], config: dict[str, Any]) -> Path:
     """A Markdown model card: data, intended use, metrics on the validation split, limits."""
     val = metrics["validation"]
     rows = "\n".join(

@@ -20,6 +20,7 @@ from edge.preprocess import ImageError, load_image, preprocess
 from training.datasets import Sample
 
 __all__ = [
+    "leaks_into",
     "LoadedImages",
     "thumbnail_descriptor",
     "duplicate_groups",
@@ -47,6 +48,15 @@ class LoadedImages:
     descriptors: np.ndarray  # (N, 768) unit-norm colour thumbnails
     skipped: list[tuple[str, str]]  # (path, reason)
 
+    def subset(self, index: np.ndarray) -> LoadedImages:
+        return LoadedImages(
+            self.images[index],
+            [self.samples[i] for i in index],
+            [self.md5[i] for i in index],
+            self.descriptors[index],
+            [],
+        )
+
 
 def thumbnail_descriptor(image: np.ndarray, side: int = 16) -> np.ndarray:
     """A zero-mean, unit-norm 16x16 colour thumbnail: near-duplicate images have cosine ~1."""
@@ -64,9 +74,7 @@ def _load_one(sample: Sample, contract: ModelContract) -> tuple[np.ndarray | Non
     return preprocess(image, contract), hashlib.md5(raw).hexdigest(), ""
 
 
-def load_images(
-    samples: list[Sample] | tuple[Sample, ...], contract: ModelContract, workers: int = 4
-) -> LoadedImages:
+def load_images(samples: list[Sample] | tuple[Sample, ...], contract: ModelContract, workers: int = 4) -> LoadedImages:
     """Decode and preprocess every sample with the shared edge preprocessing; skip unreadable ones."""
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(lambda s: _load_one(s, contract), samples))
@@ -98,7 +106,11 @@ def duplicate_groups(loaded: LoadedImages, min_similarity: float = NEAR_DUPLICAT
 
     first: dict[str, int] = {}
     for i, s in enumerate(loaded.samples):
-        for key in (f"g:{s.group}" if s.group else None, f"m:{loaded.md5[i]}"):
+        for key in (
+            f"g:{s.group}" if s.group else None,
+            f"i:{s.image_id}" if s.image_id else None,
+            f"m:{loaded.md5[i]}",
+        ):
             if key is None:
                 continue
             if key in first:
@@ -113,6 +125,31 @@ def duplicate_groups(loaded: LoadedImages, min_similarity: float = NEAR_DUPLICAT
             if start + i < j:
                 union(start + int(i), int(j))
     return np.array([find(i) for i in range(n)])
+
+
+def leaks_into(
+    extra: LoadedImages, held_out: LoadedImages, min_similarity: float = NEAR_DUPLICATE_SIMILARITY
+) -> np.ndarray:
+    """A mask over ``extra``: images that are (near-)copies of a held-out image and must not train.
+
+    Matches by ISIC image id, lesion id, identical bytes, or thumbnail similarity.
+    """
+    ids = {s.image_id for s in held_out.samples if s.image_id}
+    groups = {s.group for s in held_out.samples if s.group}
+    md5 = set(held_out.md5)
+    mask = np.array(
+        [(s.image_id in ids) or (s.group in groups) or (m in md5) for s, m in zip(extra.samples, extra.md5)]
+    )
+    if len(held_out.samples) and len(extra.samples):
+        both = np.concatenate([extra.descriptors, held_out.descriptors])
+        centre = both.mean(axis=0)
+        a = extra.descriptors - centre
+        b = held_out.descriptors - centre
+        a /= np.linalg.norm(a, axis=1, keepdims=True) + 1e-6
+        b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-6
+        for start in range(0, len(a), 512):
+            mask[start : start + 512] |= (a[start : start + 512] @ b.T >= min_similarity).any(axis=1)
+    return mask
 
 
 def split_indices(

@@ -15,8 +15,8 @@ import numpy as np
 
 from edge.classifier import calibrated_probabilities
 from edge.contract import MALIGNANT_DIAGNOSES, ModelContract, save_contract
-from training.datasets import DatasetError, load_dataset
-from training.splits import duplicate_groups, fingerprint, load_images, split_indices
+from training.datasets import DatasetError, load_dataset, map_labels
+from training.splits import LoadedImages, duplicate_groups, fingerprint, leaks_into, load_images, split_indices
 
 __all__ = ["TrainConfig", "train"]
 
@@ -41,6 +41,7 @@ class TrainConfig:
     patience: int = 4
     balance: str = "weights"  # "weights" (class-weighted loss) or "none"
     max_images: int = 0  # 0 = all; for quick runs and tests
+    extra_data: tuple[str, ...] = ()  # training-only datasets, labels mapped to the main ones
     sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
 
 
@@ -62,9 +63,7 @@ def _augmenter(seed: int):
 def _dataset(images: np.ndarray, y: np.ndarray, batch: int, augment, seed: int):
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((images, y)).shuffle(
-        len(y), seed=seed, reshuffle_each_iteration=True
-    )
+    ds = tf.data.Dataset.from_tensor_slices((images, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch).map(lambda x, t: (tf.cast(x, tf.float32), t), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(
@@ -76,8 +75,7 @@ def _dataset(images: np.ndarray, y: np.ndarray, batch: int, augment, seed: int):
 
 def _predict_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
     out = [
-        np.asarray(model(images[i : i + batch].astype("float32"), training=False))
-        for i in range(0, len(images), batch)
+        np.asarray(model(images[i : i + batch].astype("float32"), training=False)) for i in range(0, len(images), batch)
     ]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
 
@@ -133,6 +131,10 @@ def train(config: TrainConfig) -> Path:
         len(train_idx), len(val_idx), int((np.bincount(groups) > 1).sum()),
     )  # fmt: skip
     x_tr, y_tr, x_va, y_va = loaded.images[train_idx], y[train_idx], loaded.images[val_idx], y[val_idx]
+    for extra in config.extra_data:
+        more = _extra_training_data(extra, config, contract, loaded.subset(val_idx))
+        x_tr = np.concatenate([x_tr, more.images])
+        y_tr = np.concatenate([y_tr, [labels.index(s.label) for s in more.samples]]).astype(int)
 
     model, backbone = build_classifier(
         len(labels), config.image_size, config.arch, resolve_weights(config.weights, config.arch)
@@ -147,9 +149,7 @@ def train(config: TrainConfig) -> Path:
     history: dict[str, list[float]] = {}
 
     def fit(epochs: int, lr: Any, callbacks: list) -> None:
-        model.compile(
-            optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=loss, metrics=["accuracy"]
-        )
+        model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=loss, metrics=["accuracy"])
         h = model.fit(
             train_ds, validation_data=(x_va.astype("float32"), y_va), epochs=epochs,
             class_weight=weights, callbacks=callbacks, verbose=2,
@@ -189,9 +189,7 @@ def train(config: TrainConfig) -> Path:
     val_metrics = evaluate.classification_metrics(y_va, probs, contract)
     contract = contract.replace(
         metrics={
-            k: round(val_metrics[k], 4)
-            for k in ("accuracy", "balanced_accuracy", "macro_auc")
-            if k in val_metrics
+            k: round(val_metrics[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_auc") if k in val_metrics
         }
     )
     model.save(out / "model.keras")
@@ -224,6 +222,20 @@ def train(config: TrainConfig) -> Path:
         val_metrics["accuracy"], val_metrics["balanced_accuracy"], val_metrics.get("macro_auc", "n/a"), out,
     )  # fmt: skip
     return out
+
+
+def _extra_training_data(path: str, config: TrainConfig, contract: ModelContract, val: LoadedImages) -> LoadedImages:
+    """Images from another collection for training only, minus any copy of a validation image."""
+    extra = load_dataset(path, "auto", "binary" if config.task == "binary" else "multiclass")
+    samples = map_labels(list(extra.samples), contract.labels)
+    if not samples:
+        raise DatasetError(f"no image of {path} has a label the model knows ({list(contract.labels)})")
+    loaded = load_images(samples, contract)
+    leak = leaks_into(loaded, val)
+    log.info(
+        "extra training data %s: %d images, %d left out as copies of validation images", path, len(samples), leak.sum()
+    )
+    return loaded.subset(np.nonzero(~leak)[0])
 
 
 def _report(m: dict[str, Any]) -> str:

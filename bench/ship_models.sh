@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Reproduce the shipped models in models/: the exact train and convert commands behind
+# models/README.md and docs/BENCHMARKS.md. Needs the [train] extra and ../shared/data.
+# About 1.5 hours on a 2-core x86_64 machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+BIN=${BIN:-.venv/bin}
+
+# 1. ISIC 9-class default model (HAM10000 adds training images; copies of validation images are left out)
+$BIN/train "$DATA/isic9/train" --extra-data "$DATA/ham10000" --out runs/isic9_ham --epochs 12 --head-epochs 2 --patience 5
+$BIN/convert runs/isic9_ham --int8 --data "$DATA/isic9/train" --out models/isic9_int8.tflite --force
+
+# 2. benign / malignant model (the binary set + HAM10000 mapped to two classes)
+$BIN/train "$DATA/malignant-vs-benign/train" --task binary --extra-data "$DATA/ham10000" --out runs/binary_ham \
+  --epochs 8 --head-epochs 2 --patience 4
+$BIN/convert runs/binary_ham --int8 --data "$DATA/malignant-vs-benign/train" --out models/benign_malignant_int8.tflite --force
