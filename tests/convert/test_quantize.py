@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from convert.representative import load_convert_data, stratified_pick
+from edge.contract import ModelContract
+from edge.preprocess import load_image, preprocess
+from tests.conftest import make_folder_dataset
+
+pytestmark = pytest.mark.training
+
+
+def test_stratified_pick_keeps_every_class_and_proportions():
+    labels = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    pick = stratified_pick(labels, 20, seed=0)
+    counts = np.bincount(labels[pick], minlength=3)
+    assert counts.tolist() == [16, 3, 1]
+    assert len(set(pick)) == len(pick)
+    assert (stratified_pick(labels, 20, seed=0) == pick).all()
+
+
+def test_representative_images_are_the_training_preprocessing_and_never_validation(tmp_path):
+    data = make_folder_dataset(tmp_path / "d", per_class=10)
+    contract = ModelContract(task="classify", labels=("keratosis", "melanoma", "nevus"), image_size=48)
+    cd = load_convert_data(data, contract, None, samples=12)
+    everything = {preprocess(load_image(p), contract).tobytes() for p in sorted(data.rglob("*.jpg"))}
+    rep = {x.tobytes() for x in cd.representative}
+    val = {x.tobytes() for x in cd.validation}
+    assert rep <= everything and val <= everything
+    assert not rep & val
+    assert len(cd.representative) == 12 and cd.representative.dtype == np.uint8
+
+
+def test_edge_friendly_hard_swish_keeps_the_function_and_leaves_no_fused_op(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from convert.quantize import QuantizeConfig, edge_friendly, quantize
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(8, 3)(x)
+    x = keras.layers.Activation("hard_swish")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    fast = edge_friendly(model)
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
+    np.testing.assert_allclose(model.predict(images, verbose=0), fast.predict(images, verbose=0), atol=1e-5)
+
+    def op_names(config):
+        interp = tf.lite.Interpreter(model_content=quantize(model, config))
+        return {d["op_name"] for d in interp._get_ops_details()}
+
+    assert "HARD_SWISH" in op_names(QuantizeConfig.int8(images))
+    assert "HARD_SWISH" not in op_names(QuantizeConfig.int8(images, fast_hardswish=True))
+
+
+def test_int8_needs_representative_images():
+    from convert.quantize import QuantizeConfig
+
+    with pytest.raises(ValueError, match="representative"):
+        QuantizeConfig("int8")
+    with pytest.raises(ValueError, match="mode must be"):
+        QuantizeConfig("int4")
