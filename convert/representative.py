@@ -43,7 +43,10 @@ def stratified_pick(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray
     picks = [
         rng.choice(np.nonzero(labels == c)[0], min(q, n), replace=False) for c, q, n in zip(classes, quota, counts)
     ]
-    return rng.permutation(np.concatenate(picks))
+    chosen = np.concatenate(picks)[:count]
+    rest = np.setdiff1d(np.arange(len(labels)), chosen)
+    top_up = rng.choice(rest, count - len(chosen), replace=False) if len(chosen) < count else []
+    return rng.permutation(np.concatenate([chosen, top_up]).astype(int))
 
 
 def _labels_of(samples: list[Sample], contract: ModelContract, source: str) -> np.ndarray:

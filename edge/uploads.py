@@ -156,8 +156,8 @@ class Recorder:
     def save(self, kind: str, record_id: str, image: bytes, fmt: str, prediction: dict[str, Any]) -> Path:
         """Write ``<time>-<kind>-<id>.<ext>`` and its ``.json``; returns the image path."""
         stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{record_id}"
-        # write_atomic goes through mkstemp, so the files are created 0600
-        path = write_atomic(self.folder / (stem + _SUFFIX.get(fmt, ".bin")), image)
-        write_atomic(self.folder / (stem + ".json"), (json.dumps(prediction, indent=2) + "\n").encode())
+        # patient images: readable by the service user only
+        path = write_atomic(self.folder / (stem + _SUFFIX.get(fmt, ".bin")), image, mode=0o600)
+        write_atomic(self.folder / (stem + ".json"), (json.dumps(prediction, indent=2) + "\n").encode(), mode=0o600)
         log.info("recorded %s %s in %s", kind, record_id, self.folder)
         return path
