@@ -11,7 +11,15 @@ import numpy as np
 
 from edge.contract import ModelContract
 
-__all__ = ["IMAGE_SUFFIXES", "ImageError", "center_box", "decode_image", "load_image", "preprocess"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageError",
+    "center_box",
+    "decode_image",
+    "load_image",
+    "preprocess",
+    "preprocess_mask",
+]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
@@ -76,3 +84,31 @@ def preprocess(image: np.ndarray, contract: ModelContract) -> np.ndarray:
     if interp == cv2.INTER_AREA and crop.shape[0] < size:
         interp = cv2.INTER_LINEAR  # INTER_AREA upsamples like nearest; linear is smoother
     return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+def preprocess_mask(mask: np.ndarray, contract: ModelContract, size: int | None = None) -> np.ndarray:
+    """Bring a binary mask into the model's frame: the same crop as :func:`preprocess`, then resize.
+
+    The mask is cropped to the centred square exactly like its image and resized to ``size``
+    (default ``contract.image_size``) by area averaging and a 0.5 threshold (a majority vote per
+    output pixel, so thin borders neither grow nor vanish as with nearest-neighbour picking).
+
+    Args:
+        mask: HxW (or HxWx1) array; nonzero = lesion. Must match its image's height and width.
+        contract: the model contract (crop fraction, image size).
+        size: output side in pixels, e.g. the model's half-resolution output.
+
+    Returns:
+        ``size`` x ``size`` uint8 array of 0 and 1.
+    """
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[:, :, 0]
+    if mask.ndim != 2:
+        raise ImageError(f"expected an HxW mask, got shape {mask.shape}")
+    x0, y0, x1, y1 = center_box(mask.shape[0], mask.shape[1], contract.crop_fraction)
+    crop = (mask[y0:y1, x0:x1] > 0).astype(np.float32)
+    size = size or contract.image_size
+    if crop.shape[0] != size:
+        interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+        crop = cv2.resize(crop, (size, size), interpolation=interp)
+    return (crop >= 0.5).astype(np.uint8)
