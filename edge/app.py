@@ -4,6 +4,7 @@
     edge-detect --source lesion.jpg         # one image, a folder, a glob or a video file
     edge-detect --source photos/ --json     # one JSON line per image on stdout
     edge-detect --inspect --model m.tflite  # the model's embedded contract
+    edge-detect --segment --source lesion.jpg  # outline the lesion first, classify its crop
 
 Results go to stdout (human lines or ``--json``); logs and errors go to stderr. Exit codes: 0 done,
 1 the run failed (camera lost, disk full), 2 bad usage or an unusable model.
@@ -29,12 +30,13 @@ from edge.runtime import RuntimeMissingError
 from edge.sinks import SaveError
 from edge.sources import SourceError
 
-__all__ = ["DEFAULT_MODEL", "DEMO_IMAGES", "cli", "main"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_SEGMENTER", "DEMO_IMAGES", "cli", "main"]
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "isic9_int8.tflite"
+DEFAULT_SEGMENTER = REPO_ROOT / "models" / "ph2_segment_int8.tflite"
 DEMO_IMAGES = REPO_ROOT.parent / "shared" / "data" / "isic9" / "train"
 
 
@@ -111,6 +113,20 @@ def _load_classifier(model: Path, threads: int | None) -> Any:
         classifier.runtime,
     )
     return classifier
+
+
+def _load_segmenter(model: Path, threads: int | None) -> Any:
+    from edge.segment import Segmenter
+
+    if not model.is_file():
+        hint = "train and convert one (train DATA --task segment)" if model == DEFAULT_SEGMENTER else "check the path"
+        raise Fail(f"no segmentation model at {model}; {hint}", 2)
+    try:
+        segmenter = Segmenter(model, threads=threads)
+    except ContractError as exc:
+        raise Fail(f"unusable segmentation model: {_first_line(exc)}", 2) from exc
+    log.info("segmenter %s (%dpx) finds the lesion before classifying", model.name, segmenter.contract.image_size)
+    return segmenter
 
 
 def _camera_present(index: int) -> bool:
@@ -235,6 +251,17 @@ def _display_wanted(display: bool | None, camera: bool) -> bool:
 )
 @click.option("--inspect", is_flag=True, help="Print the model's embedded contract as JSON and exit.")
 @click.option(
+    "--segment",
+    "segment_model",
+    is_flag=False,
+    flag_value=str(DEFAULT_SEGMENTER),
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="EDGE_DETECT_SEGMENT",
+    metavar="[SEG_MODEL]",
+    help="Outline the lesion with this segmenter first (models/ph2_segment_int8.tflite when no path is given), "
+    "report its area and border irregularity, and classify its crop (the centre crop when none is found).",
+)
+@click.option(
     "--smooth/--no-smooth",
     default=True,
     envvar="EDGE_DETECT_SMOOTH",
@@ -305,6 +332,7 @@ def cli(
     save: Path | None,
     benchmark: int | None,
     inspect: bool,
+    segment_model: Path | None,
     smooth: bool,
     quality_gate: bool,
     pipelined: bool,
@@ -336,8 +364,11 @@ def cli(
         raise click.UsageError("nothing to classify: pass --camera or --source PATH (or try --demo)")
     if serve is None and record is not None:
         raise click.UsageError("--record saves kiosk captures and uploads: it needs --serve HOST:PORT")
+    if serve is not None and segment_model is not None:
+        raise click.UsageError("--segment works with --camera and --source, not yet with the --serve kiosk page")
 
     classifier = _load_classifier(model, threads)
+    segmenter = _load_segmenter(segment_model, threads) if segment_model is not None else None
     from edge.pipeline import install_stop_handlers
     from edge.sources import open_source
 
@@ -361,7 +392,7 @@ def cli(
     restore = install_stop_handlers(stop) if threading.current_thread() is threading.main_thread() else None
     try:
         options = RunOptions(show, json_lines, save, benchmark, smooth, quality_gate, pipelined)
-        detect.run(classifier, make_source, stop, options)
+        detect.run(classifier, make_source, stop, options, segmenter)
     except BrokenPipeError:  # the reader of stdout went away (e.g. `| head`): stop without a message
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit cannot fail again

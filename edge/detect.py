@@ -21,6 +21,7 @@ import click
 from edge.classifier import Classifier
 from edge.pipeline import iter_results, run_sinks
 from edge.quality import QualityThresholds
+from edge.segment import Segmenter
 from edge.sinks import DisplaySink, HumanSink, JsonLinesSink, LatencyStats, SaveSink, Summary
 from edge.sources import ImageSource, Source, SourceError
 
@@ -57,9 +58,16 @@ def repeat_frames(make_source: Callable[[], Source], n: int) -> Iterator[Any]:
 
 
 def run(
-    classifier: Classifier, make_source: Callable[[], Source], stop: threading.Event, options: RunOptions
+    classifier: Classifier,
+    make_source: Callable[[], Source],
+    stop: threading.Event,
+    options: RunOptions,
+    segmenter: Segmenter | None = None,
 ) -> Summary:
     """Classify every frame of a new source from ``make_source`` until it ends or ``stop`` is set.
+
+    With a ``segmenter`` each frame's lesion is found, outlined and measured first, and the
+    classifier gets its crop.
 
     Raises:
         SourceError: the source failed, or not a single frame could be classified.
@@ -90,6 +98,7 @@ def run(
             stop=stop,
             limit=None if o.benchmark is None else o.benchmark + 1,
             pipelined=o.pipelined,
+            segmenter=segmenter,
         )
         if o.benchmark is not None:
             next(results, None)  # warm-up, not measured

@@ -1,4 +1,4 @@
-"""Draw the result on a frame: guide box, top-3 labels, malignancy risk bar, FPS, "Not a diagnosis".
+"""Draw the result on a frame: guide box, lesion outline, top-3 labels, malignancy risk bar, FPS, "Not a diagnosis".
 
 Runs on every displayed or saved frame, so it uses only OpenCV primitives on a copy of the frame
 and darkens just the panel areas behind the text (about a millisecond at 640x480).
@@ -7,12 +7,16 @@ and darkens just the panel areas behind the text (about a millisecond at 640x480
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edge.classifier import Prediction
 from edge.preprocess import center_box
+
+if TYPE_CHECKING:
+    from edge.segment import Lesion
 
 __all__ = ["NOT_A_DIAGNOSIS", "draw_overlay"]
 
@@ -27,6 +31,7 @@ _RISK_HIGH = (230, 40, 40)
 _RISK_LOW = (240, 200, 40)
 _WHITE = (255, 255, 255)
 _GREY = (170, 170, 170)
+_OUTLINE = (0, 230, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -49,6 +54,7 @@ def draw_overlay(
     fps: float | None = None,
     risk_threshold: float | None = None,
     color_order: str = "RGB",
+    lesion: Lesion | None = None,
 ) -> np.ndarray:
     """Return a copy of ``image`` with the result drawn on it.
 
@@ -60,6 +66,7 @@ def draw_overlay(
         risk_threshold: where to tick the risk bar (the contract's ``risk_threshold``).
         color_order: "RGB" or "BGR", the channel order of ``image`` (OpenCV windows and
             ``cv2.imencode`` want BGR).
+        lesion: a segmenter's finding: its outline and the square the classifier saw are drawn.
 
     Returns:
         A new uint8 image of the same shape and channel order.
@@ -84,6 +91,10 @@ def draw_overlay(
     x0, y0, x1, y1 = center_box(h, w, crop_fraction)
     inset = max(1, thick)
     cv2.rectangle(out, (x0 + inset, y0 + inset), (x1 - 1 - inset, y1 - 1 - inset), col(_RETAKE if retake else _GOOD), 2)
+    if lesion is not None and lesion.outline is not None:
+        cv2.polylines(out, [lesion.outline.reshape(-1, 1, 2)], True, col(_OUTLINE), max(2, thick + 1), cv2.LINE_AA)
+        if lesion.crop is not None:
+            cv2.rectangle(out, lesion.crop[:2], (lesion.crop[2] - 1, lesion.crop[3] - 1), col(_OUTLINE), 1)
 
     if prediction is not None:
         lines: list[tuple[str, tuple[int, int, int]]] = []

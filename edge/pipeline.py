@@ -29,6 +29,7 @@ from edge.contract import ModelContract
 from edge.postprocess import Smoother, SmoothingConfig
 from edge.preprocess import preprocess
 from edge.quality import QualityThresholds, assess_quality
+from edge.segment import Lesion, Segmenter, lesion_input
 from edge.sources import Frame
 
 __all__ = [
@@ -55,12 +56,14 @@ class Result:
             quality dict (``prediction.quality``).
         fps: results per second over the last few frames (0.0 for the first).
         smoothed: the probabilities are a moving average over more than this frame.
+        lesion: the segmenter's finding (outline, area, border, crop) when one ran, else None.
     """
 
     frame: Frame
     prediction: Prediction
     fps: float = 0.0
     smoothed: bool = False
+    lesion: Lesion | None = None
 
     @property
     def quality(self) -> dict[str, Any]:
@@ -74,7 +77,7 @@ class Result:
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready record: time, source, frame, the prediction's fields and the disclaimer."""
         stamp = datetime.fromtimestamp(self.frame.timestamp, tz=timezone.utc)
-        return {
+        record = {
             "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "source": self.frame.origin,
             "frame": self.frame.index,
@@ -82,6 +85,9 @@ class Result:
             "smoothed": self.smoothed,
             "fps": round(self.fps, 2),
         }
+        if self.lesion is not None:
+            record["lesion"] = self.lesion.to_dict()
+        return record
 
 
 class Sink(Protocol):
@@ -112,14 +118,19 @@ def _until(frames: Iterable[Frame], stop: threading.Event | None) -> Iterator[Fr
 
 
 def prepare_frames(
-    frames: Iterable[Frame], contract: ModelContract, thresholds: QualityThresholds | None = None
-) -> Iterator[tuple[Frame, np.ndarray, dict[str, Any], float]]:
-    """Stage: preprocess each frame and attach its quality verdict.
+    frames: Iterable[Frame],
+    contract: ModelContract,
+    thresholds: QualityThresholds | None = None,
+    segmenter: Segmenter | None = None,
+) -> Iterator[tuple[Frame, np.ndarray, dict[str, Any], float, Lesion | None]]:
+    """Stage: preprocess each frame and attach its quality verdict (and, with a segmenter, the lesion).
 
-    Yields (frame, model input, quality dict, ``perf_counter`` time the frame arrived). The quality
-    gate measures the guide box; when the model input holds at least ``analysis_size`` pixels it
-    *is* the guide box, so it is measured there (saving a second crop and resize of the full frame),
-    otherwise on the frame. ``thresholds=None`` turns the gate off (an empty quality dict).
+    Yields (frame, model input, quality dict, ``perf_counter`` time the frame arrived, lesion or
+    None). The quality gate measures the guide box; when the model input holds at least
+    ``analysis_size`` pixels it *is* the guide box, so it is measured there (saving a second crop
+    and resize of the full frame), otherwise on the frame. ``thresholds=None`` turns the gate off
+    (an empty quality dict). With a ``segmenter`` the model input becomes the found lesion's square
+    crop (it stays the centre crop when none is found); the gate still judges the guide box.
     """
     for frame in frames:
         start = time.perf_counter()
@@ -130,11 +141,14 @@ def prepare_frames(
             quality = assess_quality(model_input, 1.0, thresholds)
         else:
             quality = assess_quality(frame.image, contract.crop_fraction, thresholds)
-        yield frame, model_input, quality, start
+        lesion = segmenter.segment(frame.image) if segmenter is not None else None
+        if lesion is not None and lesion.found:
+            model_input = lesion_input(frame.image, lesion, contract)
+        yield frame, model_input, quality, start, lesion
 
 
 def classify_frames(
-    items: Iterable[tuple[Frame, np.ndarray, dict[str, Any], float]],
+    items: Iterable[tuple[Frame, np.ndarray, dict[str, Any], float, Lesion | None]],
     classifier: Classifier,
     smoother: Smoother | None = None,
 ) -> Iterator[Result]:
@@ -144,7 +158,7 @@ def classify_frames(
     probabilities are reported unsmoothed.
     """
     fps = FpsMeter()
-    for frame, model_input, quality, start in items:
+    for frame, model_input, quality, start, lesion in items:
         probs = classifier.probabilities(model_input)
         invoke_ms = classifier.model.last_invoke_ms
         smoothed = False
@@ -155,7 +169,7 @@ def classify_frames(
                 probs = smoother.update(probs, frame.timestamp)
                 smoothed = smoother.count > 1
         prediction = classifier.prediction_from(probs, invoke_ms, start, quality)
-        yield Result(frame, prediction, fps.tick(), smoothed)
+        yield Result(frame, prediction, fps.tick(), smoothed, lesion)
 
 
 def iter_results(
@@ -168,6 +182,7 @@ def iter_results(
     stop: threading.Event | None = None,
     limit: int | None = None,
     pipelined: bool = False,
+    segmenter: Segmenter | None = None,
 ) -> Iterator[Result]:
     """Classify the frames of ``source`` one by one and yield a :class:`Result` for each.
 
@@ -183,12 +198,13 @@ def iter_results(
         pipelined: prepare (decode, preprocess, quality-check) the next frame in a worker thread
             while the model runs on the current one (more frames per second when a core is free;
             results then trail the source by up to two frames); False runs every step in this thread.
+        segmenter: find the lesion first and classify its crop (runs in the prepare stage).
     """
     if smooth is None:
         smooth = bool(getattr(source, "sequential", False))
     smoother = Smoother(smoothing) if smooth else None
     frames = _until(source, stop)
-    prepared = prepare_frames(frames, classifier.contract, thresholds)
+    prepared = prepare_frames(frames, classifier.contract, thresholds, segmenter)
     if pipelined:  # live sources: only the newest prepared frame waits, so latency stays one frame
         prepared = background(prepared, latest=bool(getattr(source, "live", False)), stop=stop, name="prepare")
     results = classify_frames(prepared, classifier, smoother)

@@ -50,6 +50,10 @@ def describe(result: Result) -> str:
     parts = [f"{p.label} {p.confidence:.0%}"]
     if p.risk is not None:
         parts.append(f"malignancy risk {p.risk:.0%}" + (" (flagged: see a clinician)" if p.flagged else ""))
+    lesion = result.lesion
+    if lesion is not None:
+        found = f"lesion {lesion.area_fraction:.0%} of view, border irregularity {lesion.irregularity:.2f}"
+        parts.append(found if lesion.found else "no lesion outlined (centre crop)")
     verdict = "" if p.verdict == p.label else f"{p.verdict}; "
     return f"{where}: {verdict}{', '.join(parts)} (not a diagnosis)"
 
@@ -114,6 +118,7 @@ class SaveSink:
             fps=result.fps or None,
             risk_threshold=self.contract.risk_threshold,
             color_order="BGR",
+            lesion=result.lesion,
         )
         ok, data = cv2.imencode(".jpg", bgr, self.params)
         path = self.directory / self._name(result)
@@ -152,6 +157,7 @@ class DisplaySink:
             fps=result.fps or None,
             risk_threshold=self.contract.risk_threshold,
             color_order="BGR",
+            lesion=result.lesion,
         )
         cv2.imshow(self.window, bgr)
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
