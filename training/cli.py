@@ -19,8 +19,10 @@ __all__ = ["main"]
     help="Dataset layout: a folder per class, HAM10000 metadata CSV + images, or an ISIC ground-truth CSV.",
 )  # fmt: skip
 @click.option(
-    "--task", type=click.Choice(["multiclass", "binary"]), default="multiclass",
-    help="binary maps diagnoses to benign/malignant (mel, bcc, scc, akiec and 'malignant' are malignant).",
+    "--task", type=click.Choice(["multiclass", "binary", "segment"]), default="multiclass",
+    help="binary maps diagnoses to benign/malignant (mel, bcc, scc, akiec and 'malignant' are malignant); "
+    "segment trains a lesion segmenter on images + masks (images/<id>.jpg + masks/<id>.png, or ISIC "
+    "<id>_segmentation.png).",
 )  # fmt: skip
 @click.option("--arch", type=click.Choice(["small", "large"]), default="small", help="MobileNetV3 variant.")
 @click.option(
@@ -62,6 +64,11 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
     from training.datasets import DatasetError
     from training.train import TrainConfig, train
 
+    if task == "segment":
+        _segment(data, out, arch, weights, img_size, epochs, head_epochs, batch_size, lr, val_fraction, seed,
+                 patience, max_images)  # fmt: skip
+        return
+
     config = TrainConfig(
         data=data, out=out, format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
@@ -76,4 +83,39 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
         if "n_splits" in str(exc) or "members" in str(exc):
             raise click.ClickException(f"too few images per class for a {val_fraction:.0%} validation split") from None
         raise
+    click.echo(str(run))
+
+
+def _segment(
+    data: str,
+    out: str,
+    arch: str,
+    weights: str,
+    img_size: int,
+    epochs: int,
+    head_epochs: int,
+    batch_size: int,
+    lr: float,
+    val_fraction: float,
+    seed: int,
+    patience: int,
+    max_images: int,
+) -> None:
+    """`train DATA --task segment`: the lesion segmenter (training/segmentation.py)."""
+    from training.datasets import DatasetError
+    from training.segmentation import SegmentConfig, train_segmenter
+
+    if arch != "small":
+        raise click.BadParameter("segmentation supports MobileNetV3-Small only", param_hint="--arch")
+    if img_size % 32 or img_size < 64:
+        raise click.BadParameter(f"segmentation needs a multiple of 32, 64 or more; got {img_size}", "--img-size")
+    config = SegmentConfig(
+        data=data, out=out, arch=arch, weights=weights, image_size=img_size, head_epochs=head_epochs, epochs=epochs,
+        batch_size=batch_size, learning_rate=lr, val_fraction=val_fraction, seed=seed, patience=patience,
+        max_images=max_images,
+    )  # fmt: skip
+    try:
+        run = train_segmenter(config)
+    except (DatasetError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(str(run))
