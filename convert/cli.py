@@ -8,8 +8,12 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from edge.contract import ModelContract
 
 __all__ = ["main"]
 
@@ -51,6 +55,10 @@ def _check_writable(out: Path) -> None:
 @click.option(
     "--min-agreement", type=click.FloatRange(0, 1), default=0.98, help="Fail below this top-1 agreement with Keras."
 )
+@click.option(
+    "--min-mask-iou", type=click.FloatRange(0, 1), default=0.95,
+    help="Segmenters: fail below this mean per-image IoU between the Keras and converted masks.",
+)  # fmt: skip
 @click.option("--force", is_flag=True, help="Write the file even when agreement is below --min-agreement.")
 @click.option("--float-layer", "float_layers", multiple=True, help="int8: keep this node in float (repeatable).")
 @click.option(
@@ -60,8 +68,9 @@ def _check_writable(out: Path) -> None:
 )  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
-def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float, force: bool,
-         float_layers: tuple[str, ...], fast_hardswish: bool, seed: int, log_level: str) -> None:  # fmt: skip
+def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
+         min_mask_iou: float, force: bool, float_layers: tuple[str, ...], fast_hardswish: bool, seed: int,
+         log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -84,6 +93,10 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     _check_writable(out)
     if not data.exists():
         raise click.ClickException(f"dataset {data} does not exist")
+    if contract.task == "segment":
+        _segment(model_path, run_dir, contract, data, out, mode, samples, min_mask_iou, force, float_layers,
+                 fast_hardswish, seed)  # fmt: skip
+        return
 
     import keras
 
@@ -151,4 +164,32 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         write_atomic(out.with_suffix(".contract.json"), contract.to_json().encode())
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
+    click.echo(str(out))
+
+
+def _segment(
+    model_path: Path,
+    run_dir: Path | None,
+    contract: ModelContract,
+    data: Path,
+    out: Path,
+    mode: str,
+    samples: int,
+    min_iou: float,
+    force: bool,
+    float_layers: tuple[str, ...],
+    fast_hardswish: bool,
+    seed: int,
+) -> None:
+    """A segmentation run (contract task "segment"): mask IoU is the fidelity measure (convert/segment.py)."""
+    from convert.segment import SegmentConvertError, convert_segmenter
+
+    try:
+        convert_segmenter(
+            model_path, run_dir, contract, data, out, mode=mode, samples=samples, min_iou=min_iou, force=force,
+            float_layers=float_layers, fast_hardswish=fast_hardswish, seed=seed,
+            show=lambda text: click.echo(text, err=True),
+        )  # fmt: skip
+    except SegmentConvertError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(str(out))
