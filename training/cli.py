@@ -108,7 +108,8 @@ def _segment(
     if arch != "small":
         raise click.BadParameter("segmentation supports MobileNetV3-Small only", param_hint="--arch")
     if img_size % 32 or img_size < 64:
-        raise click.BadParameter(f"segmentation needs a multiple of 32, 64 or more; got {img_size}", "--img-size")
+        message = f"segmentation needs a multiple of 32, 64 or more; got {img_size}"
+        raise click.BadParameter(message, param_hint="--img-size")
     config = SegmentConfig(
         data=data, out=out, arch=arch, weights=weights, image_size=img_size, head_epochs=head_epochs, epochs=epochs,
         batch_size=batch_size, learning_rate=lr, val_fraction=val_fraction, seed=seed, patience=patience,
