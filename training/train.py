@@ -131,8 +131,10 @@ def train(config: TrainConfig) -> Path:
         len(train_idx), len(val_idx), int((np.bincount(groups) > 1).sum()),
     )  # fmt: skip
     x_tr, y_tr, x_va, y_va = loaded.images[train_idx], y[train_idx], loaded.images[val_idx], y[val_idx]
+    fingerprints = [fingerprint(loaded)]
     for extra in config.extra_data:
         more = _extra_training_data(extra, config, contract, loaded.subset(val_idx))
+        fingerprints.append(fingerprint(more))
         x_tr = np.concatenate([x_tr, more.images])
         y_tr = np.concatenate([y_tr, [labels.index(s.label) for s in more.samples]]).astype(int)
 
@@ -183,7 +185,7 @@ def train(config: TrainConfig) -> Path:
     contract = contract.replace(
         temperature=round(temperature, 4),
         risk_threshold=round(risk_threshold, 4),
-        data_fingerprint=fingerprint(loaded),
+        data_fingerprint=" + ".join(fingerprints),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     val_metrics = evaluate.classification_metrics(y_va, probs, contract)

@@ -1,0 +1,39 @@
+"""Score a converted .tflite model on its training run's validation split, as the edge runs it.
+
+    python bench/evaluate_model.py runs/isic9_ham models/isic9_int8.tflite
+
+Prints accuracy, balanced accuracy, macro and malignant AUC, ECE (with the contract's temperature)
+and sensitivity / specificity at the contract's risk threshold, as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge.classifier import Classifier
+from edge.preprocess import load_image, preprocess
+from training.evaluate import classification_metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="training run folder (has split.json)")
+    parser.add_argument("model", type=Path, help="converted .tflite with its contract embedded")
+    args = parser.parse_args()
+    split = json.loads((args.run / "split.json").read_text())
+    clf = Classifier(args.model)
+    c = clf.contract
+    y = np.array([c.labels.index(name) for name in split["validation_labels"]])
+    probs = np.stack([clf.probabilities(preprocess(load_image(p), c)) for p in split["validation"]])
+    m = classification_metrics(y, probs, c)
+    keep = ("n", "accuracy", "balanced_accuracy", "macro_auc", "malignant_auc", "ece", "risk_threshold",
+            "malignant_sensitivity", "malignant_specificity")  # fmt: skip
+    print(json.dumps({"model": str(args.model), **{k: m[k] for k in keep if k in m}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
