@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,12 +98,12 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         return
 
     import keras
+    import numpy as np
 
-    from convert.fidelity import fidelity_report, format_report, measure_latency, tflite_logits
+    from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
     from convert.quantize import QuantizeConfig, quantize, tiny_scales
     from convert.representative import RepresentativeError, load_convert_data
     from edge.modelfile import embed_contract, write_atomic
-    from edge.runtime import TFLiteModel
 
     try:
         model = keras.models.load_model(model_path, compile=False)
@@ -129,21 +128,13 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         log.warning("tensor %s has a degenerate quantization scale %.2e (a layer that never fired?)", name, scale)
 
     keras_logits = model.predict(cdata.validation.astype("float32"), batch_size=64, verbose=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = Path(tmp) / "candidate.tflite"
-        candidate.write_bytes(converted)
-        lite_logits = tflite_logits(TFLiteModel(candidate), cdata.validation)
-        report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
-        report.update(
-            mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data),
-            fast_hardswish=fast_hardswish, representative_samples=len(cdata.representative),
-        )  # fmt: skip
-        paths = {mode: candidate}
-        if mode != "float32":
-            reference = Path(tmp) / "float32.tflite"
-            reference.write_bytes(quantize(model, QuantizeConfig("float32")))
-            paths["float32"] = reference
-        report["latency_ms"] = measure_latency(paths, cdata.validation[0])
+    lite_logits = np.stack(candidate_outputs(converted, cdata.validation))
+    report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
+    report.update(
+        mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data),
+        fast_hardswish=fast_hardswish, representative_samples=len(cdata.representative),
+    )  # fmt: skip
+    report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
     click.echo(format_report(report), err=True)
 
     contract = contract.replace(metrics={**contract.metrics, f"{mode}_agreement": round(report["agreement"], 4)})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +16,45 @@ from edge.classifier import calibrated_probabilities
 from edge.contract import ModelContract
 from edge.runtime import TFLiteModel
 
-__all__ = ["fidelity_report", "format_report", "measure_latency", "tflite_logits"]
+__all__ = [
+    "candidate_outputs",
+    "fidelity_report",
+    "format_report",
+    "latency_against_float32",
+    "measure_latency",
+    "tflite_logits",
+]
 
 
 def tflite_logits(model: TFLiteModel, images: np.ndarray) -> np.ndarray:
     return np.stack([model(image) for image in images]) if len(images) else np.zeros((0, 0))
+
+
+@contextmanager
+def _as_files(models: dict[str, bytes]) -> Iterator[dict[str, Path]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {name: Path(tmp) / f"{name}.tflite" for name in models}
+        for name, data in models.items():
+            paths[name].write_bytes(data)
+        yield paths
+
+
+def candidate_outputs(converted: bytes, images: np.ndarray) -> list[np.ndarray]:
+    """The converted model's float output for each image, run by the edge runtime."""
+    with _as_files({"candidate": converted}) as paths:
+        model = TFLiteModel(paths["candidate"])
+        return [model(image) for image in images]
+
+
+def latency_against_float32(keras_model, converted: bytes, mode: str, image: np.ndarray) -> dict[str, float]:
+    """Median invoke ms of the converted model and of a float32 conversion of the same model."""
+    from convert.quantize import QuantizeConfig, quantize
+
+    models = {mode: converted}
+    if mode != "float32":
+        models["float32"] = quantize(keras_model, QuantizeConfig("float32"))
+    with _as_files(models) as paths:
+        return measure_latency(paths, image)
 
 
 def measure_latency(paths: dict[str, Path], image: np.ndarray, runs: int = 50, threads: int = 1) -> dict[str, float]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,10 +150,9 @@ def convert_segmenter(
     """
     import keras
 
-    from convert.fidelity import measure_latency
+    from convert.fidelity import candidate_outputs, latency_against_float32
     from convert.quantize import QuantizeConfig, quantize, tiny_scales
     from edge.modelfile import embed_contract, write_atomic
-    from edge.runtime import TFLiteModel
 
     try:
         model = keras.models.load_model(model_path, compile=False)
@@ -172,21 +170,13 @@ def convert_segmenter(
 
     size = contract.image_size
     keras_logits = model.predict(cdata.validation.astype("float32"), batch_size=16, verbose=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = Path(tmp) / "candidate.tflite"
-        candidate.write_bytes(converted)
-        lite = TFLiteModel(candidate)
-        report = segment_fidelity(keras_logits, [lite(im) for im in cdata.validation], cdata.validation_masks, size)
-        report.update(
-            mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data),
-            fast_hardswish=fast_hardswish, representative_samples=len(cdata.representative),
-        )  # fmt: skip
-        paths = {mode: candidate}
-        if mode != "float32":
-            reference = Path(tmp) / "float32.tflite"
-            reference.write_bytes(quantize(model, QuantizeConfig("float32")))
-            paths["float32"] = reference
-        report["latency_ms"] = measure_latency(paths, cdata.validation[0])
+    lite_logits = candidate_outputs(converted, cdata.validation)
+    report = segment_fidelity(keras_logits, lite_logits, cdata.validation_masks, size)
+    report.update(
+        mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data),
+        fast_hardswish=fast_hardswish, representative_samples=len(cdata.representative),
+    )  # fmt: skip
+    report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
     (show or log.info)(format_segment_report(report))
 
     iou = report["mask_iou"]
