@@ -36,6 +36,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+
+def _annotated_bgr(result: Result, contract: ModelContract) -> np.ndarray:
+    """The frame with the overlay drawn, in OpenCV's BGR order (for imwrite and imshow)."""
+    return draw_overlay(
+        cv2.cvtColor(result.frame.image, cv2.COLOR_RGB2BGR),
+        result.prediction,
+        crop_fraction=contract.crop_fraction,
+        fps=result.fps or None,
+        risk_threshold=contract.risk_threshold,
+        color_order="BGR",
+        lesion=result.lesion,
+    )
+
 class SaveError(OSError):
     """Annotated frames cannot be written (folder missing, read-only, disk full)."""
 
@@ -111,15 +124,7 @@ class SaveSink:
         return f"{result.frame.index:05d}_{stem}.jpg"
 
     def __call__(self, result: Result) -> None:
-        bgr = draw_overlay(
-            cv2.cvtColor(result.frame.image, cv2.COLOR_RGB2BGR),
-            result.prediction,
-            crop_fraction=self.contract.crop_fraction,
-            fps=result.fps or None,
-            risk_threshold=self.contract.risk_threshold,
-            color_order="BGR",
-            lesion=result.lesion,
-        )
+        bgr = _annotated_bgr(result, self.contract)
         ok, data = cv2.imencode(".jpg", bgr, self.params)
         path = self.directory / self._name(result)
         try:
@@ -150,15 +155,7 @@ class DisplaySink:
         self.stop = stop
 
     def __call__(self, result: Result) -> None:
-        bgr = draw_overlay(
-            cv2.cvtColor(result.frame.image, cv2.COLOR_RGB2BGR),
-            result.prediction,
-            crop_fraction=self.contract.crop_fraction,
-            fps=result.fps or None,
-            risk_threshold=self.contract.risk_threshold,
-            color_order="BGR",
-            lesion=result.lesion,
-        )
+        bgr = _annotated_bgr(result, self.contract)
         cv2.imshow(self.window, bgr)
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             log.info("window closed by key press")

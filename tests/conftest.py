@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SKINEDGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 TINY_LABELS = ("nevus", "melanoma", "keratosis")
+WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v3_small_224_imagenet_no_top.weights.h5"
+
+
+def run_command(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run one of the installed console commands (train, convert, edge-detect) as a user would."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [str(Path(sys.executable).parent / args[0]), *args[1:]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
 
 
 def shared_data(*parts: str) -> Path:

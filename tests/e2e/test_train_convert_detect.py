@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from edge.modelfile import read_contract
-from tests.conftest import ROOT, make_folder_dataset
+from tests.conftest import WEIGHTS, make_folder_dataset
+from tests.conftest import run_command as _run
 
 pytestmark = [pytest.mark.slow, pytest.mark.training]
 pytest.importorskip("tensorflow")
-
-WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v3_small_224_imagenet_no_top.weights.h5"
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, env=ENV, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")

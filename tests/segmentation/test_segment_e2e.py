@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -13,22 +10,12 @@ import numpy as np
 import pytest
 
 from edge.modelfile import read_contract
-from tests.conftest import ROOT
+from tests.conftest import WEIGHTS
+from tests.conftest import run_command as _run
 from tests.segmentation.seg_synth import lesion_pair, write_ph2_layout
 
 pytestmark = [pytest.mark.slow, pytest.mark.training]
 pytest.importorskip("tensorflow")
-
-WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v3_small_224_imagenet_no_top.weights.h5"
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, env=ENV, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
