@@ -47,8 +47,8 @@ MALIGNANT = ("actinic keratosis", "basal cell carcinoma", "melanoma", "squamous 
 def make_standin(path: Path, samples: int = 32) -> Path:
     """A MobileNetV3-Small-sized int8 classifier (random weights) with an embedded contract."""
     import keras
-    import tensorflow as tf
 
+    from convert.quantize import QuantizeConfig, quantize
     from edge.contract import ModelContract
     from edge.modelfile import embed_contract
 
@@ -58,21 +58,12 @@ def make_standin(path: Path, samples: int = 32) -> Path:
     )
     model = keras.Sequential([backbone, keras.layers.Dense(len(ISIC9))])
     rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(samples):
-            yield [rng.integers(0, 256, (1, 224, 224, 3)).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.uint8
-    conv.inference_output_type = tf.int8
+    images = rng.integers(0, 256, (samples, 224, 224, 3)).astype(np.uint8)
+    converted = quantize(model, QuantizeConfig.int8(images))
     contract = ModelContract(
         task="classify", labels=ISIC9, malignant_labels=MALIGNANT, arch="mobilenet_v3_small (stand-in, random)"
     )
-    path.write_bytes(embed_contract(conv.convert(), contract))
+    path.write_bytes(embed_contract(converted, contract))
     return path
 
 

@@ -57,9 +57,10 @@ def tiny_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_contract: ModelCo
 
     Built with TensorFlow (the [train] extra) once per session; its weights are random but fixed.
     """
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     import keras
 
+    from convert.quantize import QuantizeConfig, quantize
     from edge.modelfile import embed_contract
 
     keras.utils.set_random_seed(0)
@@ -71,20 +72,10 @@ def tiny_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_contract: ModelCo
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(len(tiny_contract.labels))(x)
     model = keras.Model(inputs, outputs)
-    rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(16):
-            yield [rng.integers(0, 256, (1, size, size, 3)).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.uint8
-    conv.inference_output_type = tf.int8
+    images = np.random.default_rng(0).integers(0, 256, (16, size, size, 3)).astype(np.uint8)
+    converted = quantize(model, QuantizeConfig.int8(images))
     path = tmp_path_factory.mktemp("model") / "tiny_int8.tflite"
-    path.write_bytes(embed_contract(conv.convert(), tiny_contract))
+    path.write_bytes(embed_contract(converted, tiny_contract))
     return path
 
 
