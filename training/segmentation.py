@@ -19,6 +19,7 @@ import numpy as np
 
 from edge.contract import ModelContract, save_contract
 from edge.segment import mask_from_logits
+from training.best_epoch import BestEpoch
 from training.datasets import DatasetError
 from training.segdata import SegmentationData, find_mask_pairs, load_segmentation_data, split_pairs
 from training.segmetrics import segmentation_metrics
@@ -137,7 +138,10 @@ def train_segmenter(config: SegmentConfig) -> Path:
     out_size = int(model.output_shape[1])
     train_ds = _dataset(tr.images, tr.masks, config.batch_size, config.seed, out_size)
     history: dict[str, list[float]] = {}
-    best = _BestJaccard(va, history, config.patience)
+    best = BestEpoch(
+        lambda m: segmentation_metrics(predict_masks(m, va.images), va.masks)["mean_jaccard"],
+        history, config.patience, name="mean Jaccard", key="val_mean_jaccard",
+    )  # fmt: skip
 
     def fit(epochs: int, lr: Any) -> None:
         model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=bce_dice_loss)
@@ -153,7 +157,7 @@ def train_segmenter(config: SegmentConfig) -> Path:
     if config.epochs:
         log.info("phase 2: fine-tuning everything for up to %d epochs", config.epochs)
         steps = config.epochs * int(np.ceil(len(tr.images) / config.batch_size))
-        best.wait = 0
+        best.reset_patience()
         fit(config.epochs, keras.optimizers.schedules.CosineDecay(config.learning_rate, steps))
     best.restore(model)
 
@@ -197,39 +201,3 @@ def _fingerprint(data: SegmentationData) -> str:
     for md5 in sorted(data.md5):
         digest.update(f"{md5}\n".encode())
     return f"sha256:{digest.hexdigest()[:16]} ({len(data.md5)} image/mask pairs)"
-
-
-class _BestJaccard:
-    """Validation mean Jaccard after every epoch, across both phases; early stopping, best weights."""
-
-    def __init__(self, val: SegmentationData, history: dict[str, list[float]], patience: int) -> None:
-        self.val, self.history, self.patience = val, history, patience
-        self.best, self.best_weights, self.best_epoch, self.epoch, self.wait = -1.0, None, -1, 0, 0
-
-    def callback(self):
-        import keras
-
-        outer = self
-
-        class _Callback(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                scores = segmentation_metrics(predict_masks(self.model, outer.val.images), outer.val.masks)
-                score = scores["mean_jaccard"]
-                outer.history.setdefault("val_mean_jaccard", []).append(score)
-                outer.epoch += 1
-                log.info("epoch %d: validation mean Jaccard %.3f", outer.epoch, score)
-                if score > outer.best:
-                    outer.best, outer.best_epoch, outer.wait = score, outer.epoch, 0
-                    outer.best_weights = self.model.get_weights()
-                else:
-                    outer.wait += 1
-                    if outer.wait >= outer.patience:
-                        log.info("early stop: no gain for %d epochs", outer.patience)
-                        self.model.stop_training = True
-
-        return _Callback()
-
-    def restore(self, model) -> None:
-        if self.best_weights is not None:
-            model.set_weights(self.best_weights)
-            log.info("kept the weights of epoch %d (mean Jaccard %.3f)", self.best_epoch, self.best)

@@ -15,6 +15,7 @@ import numpy as np
 
 from edge.classifier import calibrated_probabilities
 from edge.contract import MALIGNANT_DIAGNOSES, ModelContract, save_contract
+from training.best_epoch import BestEpoch
 from training.datasets import DatasetError, load_dataset, map_labels
 from training.splits import LoadedImages, duplicate_groups, fingerprint, leaks_into, load_images, split_indices
 
@@ -93,6 +94,7 @@ def train(config: TrainConfig) -> Path:
         DatasetError: the data cannot be used (missing, empty, a single class).
     """
     import keras
+    from sklearn.metrics import balanced_accuracy_score
 
     from training import evaluate
     from training.model import build_classifier, reparametrize_batchnorm, resolve_weights
@@ -159,7 +161,10 @@ def train(config: TrainConfig) -> Path:
         for key, values in h.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
 
-    best = _BestBalancedAccuracy(x_va, y_va, history, config.patience)
+    best = BestEpoch(
+        lambda m: balanced_accuracy_score(y_va, _predict_logits(m, x_va).argmax(1)),
+        history, config.patience, name="balanced accuracy", key="val_balanced_accuracy",
+    )  # fmt: skip
     if config.head_epochs and config.weights != "none":
         backbone.trainable = False
         log.info("phase 1: training the head for %d epochs", config.head_epochs)
@@ -246,43 +251,3 @@ def _report(m: dict[str, Any]) -> str:
         lines.append(f"{name:32s} {c['precision']:9.3f} {c['recall']:6.3f} {c['f1']:5.3f} {c['support']:8d}")
     lines.append(f"accuracy {m['accuracy']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}")
     return "\n".join(lines) + "\n"
-
-
-class _BestBalancedAccuracy:
-    """Tracks validation balanced accuracy across both phases; early stopping and best weights."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, history: dict[str, list[float]], patience: int) -> None:
-        self.x, self.y, self.history, self.patience = x, y, history, patience
-        self.best, self.best_weights, self.best_epoch, self.epoch, self.wait = -1.0, None, -1, 0, 0
-
-    def reset_patience(self) -> None:
-        self.wait = 0
-
-    def callback(self):
-        import keras
-        from sklearn.metrics import balanced_accuracy_score
-
-        outer = self
-
-        class _Callback(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                pred = _predict_logits(self.model, outer.x).argmax(1)
-                score = float(balanced_accuracy_score(outer.y, pred))
-                outer.history.setdefault("val_balanced_accuracy", []).append(score)
-                log.info("epoch %d: validation balanced accuracy %.3f", outer.epoch + 1, score)
-                if score > outer.best:
-                    outer.best, outer.best_epoch, outer.wait = score, outer.epoch + 1, 0
-                    outer.best_weights = self.model.get_weights()
-                else:
-                    outer.wait += 1
-                    if outer.wait >= outer.patience:
-                        log.info("early stop: no gain for %d epochs", outer.patience)
-                        self.model.stop_training = True
-                outer.epoch += 1
-
-        return _Callback()
-
-    def restore(self, model) -> None:
-        if self.best_weights is not None:
-            model.set_weights(self.best_weights)
-            log.info("kept the weights of epoch %d (balanced accuracy %.3f)", self.best_epoch, self.best)

@@ -1,0 +1,69 @@
+"""Early stopping on a validation score, keeping the best epoch's weights (classifier and segmenter training)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BestEpoch"]
+
+log = logging.getLogger(__name__)
+
+
+class BestEpoch:
+    """Scores the model on validation after every epoch, across fit() calls; early stopping, best weights.
+
+    ``score_fn(model)`` returns the validation score (higher is better). Each score is appended to
+    ``history[key]`` and logged as "epoch N: validation <name> S". After ``patience`` epochs in a row
+    without a strictly higher score the callback sets ``model.stop_training``; ``restore`` puts back
+    the weights of the best epoch. Epochs are numbered from 1 and keep counting across phases.
+    """
+
+    def __init__(
+        self,
+        score_fn: Callable[[Any], float],
+        history: dict[str, list[float]],
+        patience: int,
+        name: str,
+        key: str,
+    ) -> None:
+        self.score_fn, self.history, self.patience, self.name, self.key = score_fn, history, patience, name, key
+        self.best, self.best_weights, self.best_epoch, self.epoch, self.wait = -1.0, None, -1, 0, 0
+
+    def reset_patience(self) -> None:
+        """Start counting epochs without gain afresh (at the start of a new training phase)."""
+        self.wait = 0
+
+    def end_epoch(self, model) -> None:
+        """Score ``model`` after an epoch: record, keep its weights if best, stop it when patience runs out."""
+        score = float(self.score_fn(model))
+        self.history.setdefault(self.key, []).append(score)
+        self.epoch += 1
+        log.info("epoch %d: validation %s %.3f", self.epoch, self.name, score)
+        if score > self.best:
+            self.best, self.best_epoch, self.wait = score, self.epoch, 0
+            self.best_weights = model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                log.info("early stop: no gain for %d epochs", self.patience)
+                model.stop_training = True
+
+    def callback(self):
+        """A Keras callback that calls ``end_epoch`` with the model being fitted."""
+        import keras
+
+        outer = self
+
+        class _Callback(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                outer.end_epoch(self.model)
+
+        return _Callback()
+
+    def restore(self, model) -> None:
+        """Give ``model`` the weights of the best epoch (if any epoch was scored)."""
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+            log.info("kept the weights of epoch %d (%s %.3f)", self.best_epoch, self.name, self.best)
