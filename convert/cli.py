@@ -65,11 +65,27 @@ def _check_writable(out: Path) -> None:
     help="int8: split hard-swish into MUL/ADD/RELU6 so the whole graph runs in XNNPACK (faster on CPUs, "
     "lower agreement); the fused op keeps fidelity but runs outside XNNPACK.",
 )  # fmt: skip
+@click.option(
+    "--qat-epochs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="int8: first fine-tune the model this many epochs under simulated int8 (quantization-aware, "
+    "distilling the original model on the training side of DATA; ~25 s an epoch per 1,600 images here). "
+    "Raises agreement and accuracy of the int8 file; 0 = post-training quantization only.",
+)
+@click.option(
+    "--qat-lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3e-5,
+    show_default=True,
+    help="Learning rate for --qat-epochs.",
+)
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
-         min_mask_iou: float, force: bool, float_layers: tuple[str, ...], fast_hardswish: bool, seed: int,
-         log_level: str) -> None:  # fmt: skip
+         min_mask_iou: float, force: bool, float_layers: tuple[str, ...], fast_hardswish: bool, qat_epochs: int,
+         qat_lr: float, seed: int, log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -92,7 +108,11 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     _check_writable(out)
     if not data.exists():
         raise click.ClickException(f"dataset {data} does not exist")
+    if qat_epochs and mode != "int8":
+        raise click.UsageError("--qat-epochs applies to --int8 only")
     if contract.task == "segment":
+        if qat_epochs:
+            raise click.UsageError("--qat-epochs is for classifiers; segmenters convert post-training only")
         _segment(model_path, run_dir, contract, data, out, mode, samples, min_mask_iou, force, float_layers,
                  fast_hardswish, seed)  # fmt: skip
         return
@@ -114,7 +134,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
             f"{model_path} has {model.output_shape[-1]} outputs but {len(contract.labels)} labels"
         )
     try:
-        cdata = load_convert_data(data, contract, run_dir, samples, seed)
+        cdata = load_convert_data(data, contract, run_dir, samples, seed, with_training=qat_epochs > 0)
     except RepresentativeError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -122,8 +142,14 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         config = QuantizeConfig.int8(cdata.representative, float_layers, fast_hardswish)
     else:
         config = QuantizeConfig(mode)
+    source_model = model
+    if qat_epochs:
+        from convert.qat import QATConfig, quantization_aware_finetune
+
+        qat = QATConfig(epochs=qat_epochs, learning_rate=qat_lr, seed=seed)
+        source_model, _ = quantization_aware_finetune(model, cdata.training, cdata.representative, qat)
     log.info("converting %s to %s", model_path, mode)
-    converted = quantize(model, config)
+    converted = quantize(source_model, config)
     for name, scale in tiny_scales(converted) if mode == "int8" else []:
         log.warning("tensor %s has a degenerate quantization scale %.2e (a layer that never fired?)", name, scale)
 
@@ -134,6 +160,8 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data),
         fast_hardswish=fast_hardswish, representative_samples=len(cdata.representative),
     )  # fmt: skip
+    if qat_epochs:
+        report["qat"] = {"epochs": qat_epochs, "learning_rate": qat_lr, "images": len(cdata.training)}
     report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
     click.echo(format_report(report), err=True)
 

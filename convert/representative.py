@@ -31,6 +31,7 @@ class ConvertData:
     validation: np.ndarray  # (V, S, S, 3) uint8
     validation_labels: np.ndarray  # (V,) int indices into contract.labels
     source: str
+    training: np.ndarray | None = None  # (T, S, S, 3) uint8, the whole training side (for QAT)
 
 
 def stratified_pick(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
@@ -60,7 +61,13 @@ def _labels_of(samples: list[Sample], contract: ModelContract, source: str) -> n
 
 
 def load_convert_data(
-    data: str | Path, contract: ModelContract, run_dir: Path | None, samples: int, seed: int = 0, task: str = "auto"
+    data: str | Path,
+    contract: ModelContract,
+    run_dir: Path | None,
+    samples: int,
+    seed: int = 0,
+    task: str = "auto",
+    with_training: bool = False,
 ) -> ConvertData:
     """Representative images from the training side of ``data``; validation from the run's split.
 
@@ -94,7 +101,8 @@ def load_convert_data(
     rep = load_images([train_samples[i] for i in pick], contract)
     val = load_images(val_samples, contract)
     log.info("representative set: %d images; validation set: %d images", len(rep.samples), len(val.samples))
-    return ConvertData(rep.images, val.images, _labels_of(val.samples, contract, str(data)), str(data))
+    training = load_images(train_samples, contract).images if with_training else None
+    return ConvertData(rep.images, val.images, _labels_of(val.samples, contract, str(data)), str(data), training)
 
 
 def _holdout(samples: list[Sample], contract: ModelContract, seed: int) -> tuple[list[Sample], list[Sample]]:

@@ -1,0 +1,82 @@
+"""Quantization-aware fine-tuning: the fake-quant twin mirrors the converter, and fine-tuning helps it."""
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.training
+tf = pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    import keras
+
+    from tests.conftest import WEIGHTS, synthetic_lesion
+    from training.model import build_classifier
+
+    if not WEIGHTS.is_file():  # a randomly initialised MobileNetV3 has near-zero activations: nothing to test
+        pytest.skip(f"needs the ImageNet weights at {WEIGHTS}")
+    keras.utils.set_random_seed(0)
+    model, _ = build_classifier(3, image_size=64, weights=str(WEIGHTS))
+    rng = np.random.default_rng(0)
+    images = np.stack([synthetic_lesion(rng, k % 3, size=64) for k in range(24)])
+    return model, images
+
+
+def test_twin_quantizes_where_the_converter_does_with_its_ranges(mobilenet):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.qat import _calibrate, _simulated
+    from convert.quantize import QuantizeConfig, quantize
+
+    model, images = mobilenet
+    twin, fake_quants = _simulated(model)
+    _calibrate(twin, fake_quants, images)
+    names = {fq.name for fq in fake_quants}
+    # every hard-swish, residual add and pooling output is quantized; a conv feeding its batch norm is not
+    assert {"activation_fq", "expanded_conv_2_add_fq", "pool_fq", "logits_fq"} <= names
+    assert "conv_fq" not in names and "expanded_conv_project_fq" not in names
+
+    interp = Interpreter(model_content=quantize(model, QuantizeConfig.int8(images)))
+    tflite_range = {}
+    for t in interp.get_tensor_details():
+        scales = t["quantization_parameters"]["scales"]
+        if t["dtype"] == np.int8 and len(scales) == 1:
+            tflite_range[t["name"]] = float(scales[0]) * 255
+    same, different = [], []
+    for fq in fake_quants:
+        layer = fq.name.removesuffix("_fq")
+        match = [r for n, r in tflite_range.items() if f"/{layer}_1/" in n or n.endswith(f"/{layer}_1")]
+        if len(match) == 1 and "pad" not in layer:
+            close = float(fq.hi - fq.lo) == pytest.approx(match[0], rel=0.1)
+            (same if close else different).append(layer)
+    # the converter gives some residual-add operands the add's range; everything else matches
+    assert len(same) >= 30 and len(different) <= 0.2 * len(same), different
+
+    float_out = np.asarray(model(images.astype("float32")))
+    sim_out = np.asarray(twin(images.astype("float32"), training=False))
+    assert not np.allclose(float_out, sim_out, atol=1e-4)  # it does simulate int8
+    assert np.corrcoef(float_out.ravel(), sim_out.ravel())[0, 1] > 0.5
+
+
+def test_finetune_brings_the_simulated_int8_model_closer_and_leaves_the_original_alone(mobilenet):
+    from convert.qat import QATConfig, _calibrate, _simulated, quantization_aware_finetune
+
+    model, images = mobilenet
+    before = [w.copy() for w in model.get_weights()]
+    teacher = np.asarray(model(images.astype("float32")))
+
+    def divergence(twin) -> float:  # what the fine-tuning minimises: KL(teacher || simulated int8)
+        p = tf.nn.softmax(teacher).numpy()
+        q = tf.nn.softmax(twin(images.astype("float32"), training=False)).numpy()
+        return float(np.mean(np.sum(p * np.log(p / q), axis=1)))
+
+    twin, fqs = _simulated(model)
+    _calibrate(twin, fqs, images)
+    error_before = divergence(twin)
+    student, twin = quantization_aware_finetune(model, images, images, QATConfig(epochs=20, learning_rate=3e-5))
+    error_after = divergence(twin)
+
+    assert error_after < error_before
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert student is not model and student.count_params() == model.count_params()
