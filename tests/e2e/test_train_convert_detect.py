@@ -75,6 +75,20 @@ def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
         assert clf.classify(load_image(line["source"])).label == line["label"]
 
 
+def test_convert_with_quantization_aware_finetuning(trained, tmp_path):
+    data, run = trained
+    out = tmp_path / "qat_int8.tflite"
+    _run("convert", str(run), "--int8", "--data", str(data), "--out", str(out), "--samples", "10",
+         "--qat-epochs", "1", "--min-agreement", "0")  # fmt: skip
+    report = json.loads(out.with_suffix(".fidelity.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    assert report["qat"] == {"epochs": 1, "learning_rate": 3e-5, "images": len(split["train"])}
+    assert read_contract(out).labels == ("keratosis", "melanoma", "nevus")
+
+    wrong = _run("convert", str(run), "--float16", "--data", str(data), "--qat-epochs", "1", check=False)
+    assert wrong.returncode == 2 and "--int8 only" in wrong.stderr
+
+
 def test_convert_refuses_a_broken_conversion(trained, tmp_path, monkeypatch):
     data, run = trained
     import keras
