@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -99,6 +101,12 @@ def _converter(model, fast_hardswish: bool):
 
 def quantize(model, config: QuantizeConfig) -> bytes:
     """Return the ``.tflite`` flatbuffer of ``model`` converted as ``config`` says."""
+    # Keras prints every captured variable of the exported function (hundreds of lines) to stdout
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _quantize(model, config)
+
+
+def _quantize(model, config: QuantizeConfig) -> bytes:
     import tensorflow as tf
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
