@@ -92,7 +92,10 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     of DATA through the same preprocessing as training; the model contract (labels, input size,
     preprocessing, class groups, calibration, thresholds) is embedded in the .tflite file. A
     fidelity report on the run's validation split is printed and written beside the output as
-    <out>.fidelity.json; the command exits 1 when agreement is below --min-agreement.
+    <out>.fidelity.json; the command exits 1 when agreement is below --min-agreement. The
+    temperature and the malignancy threshold in the embedded contract are fitted again to the
+    converted model on the same validation split (keeping the Keras model's malignant sensitivity).
+    --qat-epochs fine-tunes the model under simulated int8 first (see docs/BENCHMARKS.md).
     """
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -165,6 +168,13 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
     click.echo(format_report(report), err=True)
 
+    from convert.calibration import recalibrate
+
+    contract, report["calibration"] = recalibrate(contract, keras_logits, lite_logits, cdata.validation_labels)
+    log.info(
+        "calibrated the %s model on validation: temperature %.3f (Keras %.3f), ECE %.3f (cross-fitted)", mode,
+        contract.temperature, report["calibration"]["temperature_keras"], report["calibration"]["ece_crossfit"],
+    )  # fmt: skip
     contract = contract.replace(metrics={**contract.metrics, f"{mode}_agreement": round(report["agreement"], 4)})
     report_path = out.with_suffix(".fidelity.json")
     if report["agreement"] < min_agreement and mode != "float32":

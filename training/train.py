@@ -189,7 +189,7 @@ def train(config: TrainConfig) -> Path:
         )
     contract = contract.replace(
         temperature=round(temperature, 4),
-        risk_threshold=round(risk_threshold, 4),
+        risk_threshold=float(np.floor(risk_threshold * 1e4) / 1e4),  # rounding up could unflag a case
         data_fingerprint=" + ".join(fingerprints),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
