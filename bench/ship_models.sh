@@ -9,12 +9,13 @@ BIN=${BIN:-.venv/bin}
 
 # 1. ISIC 9-class default model (HAM10000 adds training images; copies of validation images are left out)
 $BIN/train "$DATA/isic9/train" --extra-data "$DATA/ham10000" --out runs/isic9_ham --epochs 12 --head-epochs 2 --patience 5
-$BIN/convert runs/isic9_ham --int8 --data "$DATA/isic9/train" --out models/isic9_int8.tflite --force
+$BIN/convert runs/isic9_ham --int8 --data "$DATA/isic9/train" --out models/isic9_int8.tflite --qat-epochs 6 --force
 
 # 2. benign / malignant model (the binary set + HAM10000 mapped to two classes)
 $BIN/train "$DATA/malignant-vs-benign/train" --task binary --extra-data "$DATA/ham10000" --out runs/binary_ham \
   --epochs 8 --head-epochs 2 --patience 4
-$BIN/convert runs/binary_ham --int8 --data "$DATA/malignant-vs-benign/train" --out models/benign_malignant_int8.tflite --force
+$BIN/convert runs/binary_ham --int8 --data "$DATA/malignant-vs-benign/train" --out models/benign_malignant_int8.tflite \
+  --qat-epochs 6 --force
 
 # 3. lesion segmenter for edge-detect --segment (PH2 images + expert masks; a few minutes)
 $BIN/train "$DATA/ph2" --task segment --out runs/ph2_segment --img-size 224 --epochs 40 --head-epochs 3 \

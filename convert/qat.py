@@ -237,6 +237,8 @@ def quantization_aware_finetune(
 ):
     """Fine-tune a copy of ``model`` under simulated int8; return (float copy, fake-quant twin).
 
+    The returned weights are the average of the second half of the epochs' end weights.
+
     ``train_images`` are uint8 (N, S, S, 3) training images (never validation ones); the loss is
     the KL divergence from the original model's softened outputs, so no labels are needed.
     """
@@ -261,19 +263,29 @@ def quantization_aware_finetune(
     def step(x):
         target = tf.nn.softmax(teacher(x, training=False) / t)
         with tf.GradientTape() as tape:
-            logits = twin(x, training=False)  # no dropout: match the teacher, not a noisy copy
+            logits = twin(x, training=True)
             loss = tf.reduce_mean(keras.losses.kl_divergence(target, tf.nn.softmax(logits / t))) * t * t
         grads = tape.gradient(loss, trainable)
         optimizer.apply_gradients(zip(grads, trainable))
         return loss
 
+    keras.utils.set_random_seed(config.seed)  # dropout draws
     rng = np.random.default_rng(config.seed)
+    averaged: list[np.ndarray] | None = None
+    first_averaged = config.epochs // 2
     for epoch in range(config.epochs):
         order = rng.permutation(len(train_images))
         losses = []
         for start in range(0, len(order), config.batch_size):
             batch = _dihedral(train_images[order[start : start + config.batch_size]], rng)
             losses.append(float(step(tf.constant(batch.astype("float32")))))
-        _calibrate(twin, fake_quants, representative)
         log.info("QAT epoch %d/%d: distillation loss %.4f", epoch + 1, config.epochs, float(np.mean(losses)))
+        _calibrate(twin, fake_quants, representative)  # the ranges follow the weights
+        if epoch >= first_averaged:  # average the later epochs' weights: a steadier result than the last
+            weights = student.get_weights()
+            n = epoch - first_averaged
+            averaged = weights if averaged is None else [(a * n + w) / (n + 1) for a, w in zip(averaged, weights)]
+    if averaged is not None:
+        student.set_weights(averaged)
+    _calibrate(twin, fake_quants, representative)
     return student, twin
