@@ -97,7 +97,8 @@ def main() -> None:
     print(f"SQNR (dB) of int8 activations against float32, {args.images} validation images")
     for name in order:
         if name in ref and name in test and ref[name].shape == test[name].shape and ref[name].size > 256:
-            print(f"{_sqnr(ref[name], test[name]):6.1f}  {name}")
+            short = "/".join(name.split(";")[-1].split("/")[-3:])
+            print(f"{_sqnr(ref[name], test[name]):6.1f}  {short}")
 
     top = _logits(float32, images).argmax(1)
     rng = np.random.default_rng(0)

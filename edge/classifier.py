@@ -1,7 +1,7 @@
 """Classify one RGB image with a self-describing ``.tflite`` model: the edge's Python API.
 
-    >>> clf = Classifier("models/isic9_int8.tflite")
-    >>> clf.classify(load_image("lesion.jpg")).label
+>>> clf = Classifier("models/isic9_int8.tflite")
+>>> clf.classify(load_image("lesion.jpg")).label
 """
 
 from __future__ import annotations

@@ -73,9 +73,7 @@ def read_contract(path: str | Path) -> ModelContract:
     """
     meta = read_metadata(path)
     if METADATA_NAME not in meta:
-        raise ContractError(
-            f"{path} carries no skinedge contract; convert it with `convert` or pass a contract file"
-        )
+        raise ContractError(f"{path} carries no skinedge contract; convert it with `convert` or pass a contract file")
     return ModelContract.from_json(meta[METADATA_NAME])
 
 

@@ -36,7 +36,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-
 def _annotated_bgr(result: Result, contract: ModelContract) -> np.ndarray:
     """The frame with the overlay drawn, in OpenCV's BGR order (for imwrite and imshow)."""
     return draw_overlay(
@@ -48,6 +47,7 @@ def _annotated_bgr(result: Result, contract: ModelContract) -> np.ndarray:
         color_order="BGR",
         lesion=result.lesion,
     )
+
 
 class SaveError(OSError):
     """Annotated frames cannot be written (folder missing, read-only, disk full)."""
