@@ -98,10 +98,11 @@ def test_convert_refuses_a_broken_conversion(trained, tmp_path, monkeypatch):
 
     real = quantize_mod.quantize
 
-    def broken(model, config):  # converts a model with re-initialised weights
+    def broken(model, config):  # converts a model whose logits come out in the wrong class order
         copy = keras.models.clone_model(model)
-        keras.utils.set_random_seed(123)
-        copy.set_weights([np.random.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+        weights = model.get_weights()
+        kernel, bias = weights[-2:]  # the final Dense layer: class order rolled by one
+        copy.set_weights([*weights[:-2], np.roll(kernel, 1, axis=-1), np.roll(bias, 1)])
         return real(copy, config)
 
     monkeypatch.setattr(quantize_mod, "quantize", broken)
