@@ -2,9 +2,9 @@
 
     python bench/evaluate_model.py runs/isic9_ham models/isic9_int8.tflite
 
-Prints accuracy, balanced accuracy, macro and malignant AUC, ECE (with the contract's temperature,
-and a 95 % bootstrap interval)
-and sensitivity / specificity at the contract's risk threshold, as JSON.
+Prints accuracy, balanced accuracy, macro and malignant AUC, ECE (with the contract's temperature;
+with a 95 % bootstrap interval) and sensitivity / specificity at the contract's risk threshold, as
+JSON.
 """
 
 from __future__ import annotations
