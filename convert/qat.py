@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class QATConfig:
-    epochs: int = 4
-    learning_rate: float = 1e-5
+    epochs: int = 6
+    learning_rate: float = 3e-5
     batch_size: int = 32
     temperature: float = 1.0  # distillation temperature
     seed: int = 0
@@ -42,7 +42,6 @@ def _fake_quant_layer():
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.calibrating = False
-            self.enabled = True
 
         def build(self, input_shape):
             self.lo = self.add_weight(shape=(), initializer="zeros", trainable=False, name="lo")
@@ -55,8 +54,6 @@ def _fake_quant_layer():
             if self.calibrating:  # eager only: widen the range to what this batch needs
                 self.lo.assign(tf.minimum(self.lo, tf.reduce_min(x)))
                 self.hi.assign(tf.maximum(self.hi, tf.reduce_max(x)))
-                return x
-            if not self.enabled:
                 return x
             return tf.quantization.fake_quant_with_min_max_vars(x, self.lo, self.hi, num_bits=8)
 
