@@ -19,36 +19,29 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.fidelity import candidate_outputs
 from edge.contract import load_contract
 from edge.preprocess import load_image, preprocess
 
 
-def _interpreter(content: bytes, preserve: bool = False):
+def _interpreter(content: bytes):
+    """An interpreter that keeps every intermediate tensor readable after invoke()."""
     from ai_edge_litert.interpreter import Interpreter
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        interp = Interpreter(model_content=content, experimental_preserve_all_tensors=preserve)
+        warnings.simplefilter("ignore")  # the "debugging only" warning of preserve_all_tensors
+        interp = Interpreter(model_content=content, experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
     return interp
 
 
 def _logits(content: bytes, images: np.ndarray) -> np.ndarray:
-    interp = _interpreter(content)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    rows = []
-    for image in images:
-        interp.set_tensor(inp["index"], image[None].astype(inp["dtype"]))
-        interp.invoke()
-        y = interp.get_tensor(out["index"])[0].astype(np.float64)
-        scale, zero = out["quantization"]
-        rows.append((y - zero) * scale if scale else y)
-    return np.array(rows)
+    return np.stack(candidate_outputs(content, images))
 
 
 def _activations(content: bytes, images: np.ndarray) -> tuple[list[str], dict[str, np.ndarray]]:
     """Every float or per-tensor-quantized activation, dequantized, concatenated over images."""
-    interp = _interpreter(content, preserve=True)
+    interp = _interpreter(content)
     inp = interp.get_input_details()[0]
     details = sorted(interp.get_tensor_details(), key=lambda t: t["index"])
     acts: dict[str, list[np.ndarray]] = {}

@@ -123,6 +123,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     import keras
     import numpy as np
 
+    from convert.calibration import recalibrate
     from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
     from convert.quantize import QuantizeConfig, quantize, tiny_scales
     from convert.representative import RepresentativeError, load_convert_data
@@ -167,8 +168,6 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         report["qat"] = {"epochs": qat_epochs, "learning_rate": qat_lr, "images": len(cdata.training)}
     report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
     click.echo(format_report(report), err=True)
-
-    from convert.calibration import recalibrate
 
     contract, report["calibration"] = recalibrate(contract, keras_logits, lite_logits, cdata.validation_labels)
     log.info(

@@ -22,12 +22,7 @@ __all__ = [
     "format_report",
     "latency_against_float32",
     "measure_latency",
-    "tflite_logits",
 ]
-
-
-def tflite_logits(model: TFLiteModel, images: np.ndarray) -> np.ndarray:
-    return np.stack([model(image) for image in images]) if len(images) else np.zeros((0, 0))
 
 
 @contextmanager

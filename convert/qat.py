@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convert.quantize import pin_input_range
+
 __all__ = ["QATConfig", "quantization_aware_finetune"]
 
 log = logging.getLogger(__name__)
@@ -209,7 +211,8 @@ def _simulated(model):
     return twin, sim.fake_quants
 
 
-def _calibrate(twin, fake_quants: list, representative: np.ndarray, pin_input: bool = True) -> None:
+def _calibrate(twin, fake_quants: list, representative: np.ndarray) -> None:
+    """Set every fake-quant range to min/max over ``representative``, as the converter calibrates."""
     for fq in fake_quants:
         fq.lo.assign(0.0)
         fq.hi.assign(0.0)
@@ -217,10 +220,7 @@ def _calibrate(twin, fake_quants: list, representative: np.ndarray, pin_input: b
     try:
         for start in range(0, len(representative), 32):
             batch = representative[start : start + 32].astype("float32")
-            if pin_input and start == 0:  # as convert.quantize does: the input spans 0..255
-                batch[0, 0, 0, :] = 0.0
-                batch[0, 0, 1, :] = 255.0
-            twin(batch, training=False)
+            twin(pin_input_range(batch) if start == 0 else batch, training=False)
     finally:
         for fq in fake_quants:
             fq.calibrating = False
@@ -254,7 +254,7 @@ def quantization_aware_finetune(
 
     t = config.temperature
     optimizer = keras.optimizers.Adam(config.learning_rate)
-    trainable = [w for w in twin.trainable_weights]
+    trainable = list(twin.trainable_weights)
 
     @tf.function(reduce_retracing=True)
     def step(x):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MODES", "QuantizeConfig", "edge_friendly", "quantize", "tiny_scales"]
+__all__ = ["MODES", "QuantizeConfig", "edge_friendly", "pin_input_range", "quantize", "tiny_scales"]
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,19 @@ class QuantizeConfig:
     def representative_dataset(self) -> Iterator[list[np.ndarray]]:
         for i, image in enumerate(self.representative):
             batch = image[None].astype(np.float32)
-            if i == 0:  # pin the input range to the full 0..255 so uint8 pixels go in as they are (scale 1)
-                batch[0, 0, 0, :] = 0.0
-                batch[0, 0, 1, :] = 255.0
-            yield [batch]
+            yield [pin_input_range(batch) if i == 0 else batch]
+
+
+def pin_input_range(batch: np.ndarray) -> np.ndarray:
+    """A float32 copy of ``batch`` whose first image holds a 0 and a 255 pixel.
+
+    Calibrated with it first, the input range is the full 0..255, so uint8 camera pixels go into
+    the int8 model as they are (scale 1, zero point 0).
+    """
+    batch = batch.astype(np.float32)
+    batch[0, 0, 0, :] = 0.0
+    batch[0, 0, 1, :] = 255.0
+    return batch
 
 
 def _decomposed_hard_swish_layer():
