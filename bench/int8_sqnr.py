@@ -3,9 +3,10 @@
     python bench/int8_sqnr.py runs/isic9_ham models/isic9_int8.tflite --images 40
 
 Prints, for every activation tensor the two models share, the signal-to-quantization-noise ratio
-(dB) of the int8 tensor against the float32 one on validation images of the run's split; then how
-often the float32 model itself changes its answer under +-1/2/4 levels of pixel noise, and the
-agreement of a weights-only int8 model. Needs the [train] extra (TensorFlow converts float32).
+(dB) of the int8 tensor against the float32 one on images of the run's split (validation unless
+--split train); then how often the float32 model itself changes its answer under +-1/2/4 levels
+of pixel noise, the agreement of a weights-only int8 model and that of the given int8 model.
+Needs the [train] extra (TensorFlow converts float32).
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="training run folder (model.keras, contract.json, split.json)")
     parser.add_argument("model", type=Path, help="the int8 .tflite converted from it")
-    parser.add_argument("--images", type=int, default=40, help="validation images for the layer table")
+    parser.add_argument("--images", type=int, default=40, help="images for the layer table")
+    parser.add_argument("--split", choices=("validation", "train"), default="validation",
+                        help="which side of the run's split.json to measure on")  # fmt: skip
     args = parser.parse_args()
 
     import keras
@@ -80,14 +83,14 @@ def main() -> None:
 
     contract = load_contract(args.run / "contract.json")
     split = json.loads((args.run / "split.json").read_text())
-    images = np.stack([preprocess(load_image(p), contract) for p in split["validation"]])
+    images = np.stack([preprocess(load_image(p), contract) for p in split[args.split]])
     model = keras.models.load_model(args.run / "model.keras", compile=False)
     float32 = quantize(model, QuantizeConfig("float32"))
     int8 = args.model.read_bytes()
 
     order, ref = _activations(float32, images[: args.images])
     _, test = _activations(int8, images[: args.images])
-    print(f"SQNR (dB) of int8 activations against float32, {args.images} validation images")
+    print(f"SQNR (dB) of int8 activations against float32, {args.images} {args.split} images")
     for name in order:
         if name in ref and name in test and ref[name].shape == test[name].shape and ref[name].size > 256:
             short = "/".join(name.split(";")[-1].split("/")[-3:])
