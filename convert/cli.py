@@ -146,12 +146,12 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         config = QuantizeConfig.int8(cdata.representative, float_layers, fast_hardswish)
     else:
         config = QuantizeConfig(mode)
-    source_model = model
+    source_model, twin = model, None
     if qat_epochs:
         from convert.qat import QATConfig, quantization_aware_finetune
 
         qat = QATConfig(epochs=qat_epochs, learning_rate=qat_lr, seed=seed)
-        source_model, _ = quantization_aware_finetune(model, cdata.training, cdata.representative, qat)
+        source_model, twin = quantization_aware_finetune(model, cdata.training, cdata.representative, qat)
     log.info("converting %s to %s", model_path, mode)
     converted = quantize(source_model, config)
     for name, scale in tiny_scales(converted) if mode == "int8" else []:
@@ -165,7 +165,13 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         fast_hardswish=fast_hardswish, representative_samples=len(cdata.representative),
     )  # fmt: skip
     if qat_epochs:
-        report["qat"] = {"epochs": qat_epochs, "learning_rate": qat_lr, "images": len(cdata.training)}
+        twin_logits = twin.predict(cdata.validation.astype("float32"), batch_size=64, verbose=0)
+        report["qat"] = {
+            "epochs": qat_epochs, "learning_rate": qat_lr, "images": len(cdata.training),
+            # how faithfully the simulated int8 model predicts the file's answers
+            "simulated_agreement_with_file": float((twin_logits.argmax(1) == lite_logits.argmax(1)).mean()),
+            "simulated_agreement_with_keras": float((twin_logits.argmax(1) == keras_logits.argmax(1)).mean()),
+        }  # fmt: skip
     report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
     click.echo(format_report(report), err=True)
 

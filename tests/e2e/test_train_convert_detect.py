@@ -82,7 +82,12 @@ def test_convert_with_quantization_aware_finetuning(trained, tmp_path):
          "--qat-epochs", "1", "--min-agreement", "0")  # fmt: skip
     report = json.loads(out.with_suffix(".fidelity.json").read_text())
     split = json.loads((run / "split.json").read_text())
-    assert report["qat"] == {"epochs": 1, "learning_rate": 3e-5, "images": len(split["train"])}
+    qat = report["qat"]
+    assert {k: qat[k] for k in ("epochs", "learning_rate", "images")} == {
+        "epochs": 1, "learning_rate": 3e-5, "images": len(split["train"]),
+    }  # fmt: skip
+    # the simulated int8 model is a better predictor of the file than chance
+    assert 1 / 3 < qat["simulated_agreement_with_file"] <= 1
     assert read_contract(out).labels == ("keratosis", "melanoma", "nevus")
 
     wrong = _run("convert", str(run), "--float16", "--data", str(data), "--qat-epochs", "1", check=False)
