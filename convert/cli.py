@@ -44,10 +44,6 @@ def _check_writable(out: Path) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--int8", "mode", flag_value="int8", default=True, help="Full-integer int8 (uint8 input, int8 output).")
-@click.option(
-    "--int16x8", "mode", flag_value="int16x8",
-    help="Integer-only with int16 activations and int8 weights: near-float fidelity, reference kernels (slower).",
-)  # fmt: skip
 @click.option("--float16", "mode", flag_value="float16", help="float16 weights, float compute.")
 @click.option("--float32", "mode", flag_value="float32", help="Plain float32 (the reference).")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset the model was trained on.")
@@ -148,8 +144,6 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
 
     if mode == "int8":
         config = QuantizeConfig.int8(cdata.representative, float_layers, fast_hardswish)
-    elif mode == "int16x8":
-        config = QuantizeConfig(mode, cdata.representative)
     else:
         config = QuantizeConfig(mode)
     source_model, twin = model, None
@@ -160,7 +154,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         source_model, twin = quantization_aware_finetune(model, cdata.training, cdata.representative, qat)
     log.info("converting %s to %s", model_path, mode)
     converted = quantize(source_model, config)
-    for name, scale in tiny_scales(converted) if mode in ("int8", "int16x8") else []:
+    for name, scale in tiny_scales(converted) if mode == "int8" else []:
         log.warning("tensor %s has a degenerate quantization scale %.2e (a layer that never fired?)", name, scale)
 
     keras_logits = model.predict(cdata.validation.astype("float32"), batch_size=64, verbose=0)

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["INTEGER_MODES", "MODES", "QuantizeConfig", "edge_friendly", "pin_input_range", "quantize", "tiny_scales"]
+__all__ = ["MODES", "QuantizeConfig", "edge_friendly", "pin_input_range", "quantize", "tiny_scales"]
 
 log = logging.getLogger(__name__)
 
-MODES = ("int8", "int16x8", "float16", "float32")
-INTEGER_MODES = ("int8", "int16x8")
+MODES = ("int8", "float16", "float32")
 _HARD_SWISH = ("hard_swish", "hard_silu")
 
 
@@ -26,8 +25,6 @@ class QuantizeConfig:
 
     int8: int8 weights and activations, uint8 input (camera pixels go in as they are, scale 1,
     zero point 0) and int8 output, calibrated on ``representative`` images (the shared preprocess).
-    int16x8: int8 weights, int16 activations, int16 input and output: still integer-only, 256x finer
-    activations, but no XNNPACK kernels (reference kernels only) and no fused hard-swish.
     """
 
     mode: str = "int8"
@@ -40,8 +37,8 @@ class QuantizeConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.mode in INTEGER_MODES and (self.representative is None or len(self.representative) == 0):
-            raise ValueError(f"{self.mode} conversion needs representative images")
+        if self.mode == "int8" and (self.representative is None or len(self.representative) == 0):
+            raise ValueError("int8 conversion needs representative images")
 
     @classmethod
     def int8(
@@ -122,8 +119,7 @@ def _quantize(model, config: QuantizeConfig) -> bytes:
     import tensorflow as tf
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # 16x8 has no fused HARD_SWISH kernel: it needs the decomposed form
-    conv = _converter(model, config.fast_hardswish or config.mode == "int16x8")
+    conv = _converter(model, config.fast_hardswish)
     if config.mode == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -135,12 +131,6 @@ def _quantize(model, config: QuantizeConfig) -> bytes:
         if config.float_layers:
             return _selective(conv, config)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    elif config.mode == "int16x8":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = config.representative_dataset
-        conv.inference_input_type = tf.int16
-        conv.inference_output_type = tf.int16
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     return conv.convert()
 
 
@@ -164,6 +154,6 @@ def tiny_scales(model_bytes: bytes, threshold: float = 1e-6) -> list[tuple[str, 
     for t in interp.get_tensor_details():
         scales = t["quantization_parameters"]["scales"]
         # activations are quantized per tensor (one scale); weights per channel
-        if t["dtype"] in (np.int8, np.uint8, np.int16) and len(scales) == 1 and float(scales[0]) < threshold:
+        if t["dtype"] in (np.int8, np.uint8) and len(scales) == 1 and float(scales[0]) < threshold:
             out.append((t["name"], float(np.min(scales))))
     return out

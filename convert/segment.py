@@ -162,13 +162,10 @@ def convert_segmenter(
     if len(shape) != 4 or shape[-1] != 1:
         raise SegmentConvertError(f"{model_path} is not a segmenter: output shape {shape}, expected (N, H, W, 1)")
     cdata = load_segment_data(data, contract, run_dir, samples, seed)
-    if mode == "int8":
-        config = QuantizeConfig.int8(cdata.representative, float_layers, fast_hardswish)
-    else:
-        config = QuantizeConfig(mode, cdata.representative if mode == "int16x8" else None)
+    config = QuantizeConfig.int8(cdata.representative, float_layers, fast_hardswish) if mode == "int8" else None
     log.info("converting %s to %s", model_path, mode)
-    converted = quantize(model, config)
-    for name, scale in tiny_scales(converted) if mode in ("int8", "int16x8") else []:
+    converted = quantize(model, config or QuantizeConfig(mode))
+    for name, scale in tiny_scales(converted) if mode == "int8" else []:
         log.warning("tensor %s has a degenerate quantization scale %.2e (a layer that never fired?)", name, scale)
 
     size = contract.image_size

@@ -61,35 +61,3 @@ def test_int8_needs_representative_images():
         QuantizeConfig("int8")
     with pytest.raises(ValueError, match="mode must be"):
         QuantizeConfig("int4")
-
-
-def test_int16x8_is_integer_only_and_closer_to_float_than_int8(tmp_path):
-    pytest.importorskip("tensorflow")
-    import keras
-
-    from convert.quantize import QuantizeConfig, quantize
-    from edge.runtime import TFLiteModel
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    x = keras.layers.Conv2D(16, 3, activation="relu")(x)
-    x = keras.layers.DepthwiseConv2D(3)(x)
-    x = keras.layers.Activation("hard_swish")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(4)(x))
-    images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3)).astype(np.uint8)
-    reference = model.predict(images.astype("float32"), verbose=0)
-
-    errors = {}
-    for config in (QuantizeConfig.int8(images), QuantizeConfig("int16x8", images)):
-        path = tmp_path / f"{config.mode}.tflite"
-        path.write_bytes(quantize(model, config))
-        lite = TFLiteModel(path)
-        out = np.stack([lite(image) for image in images])
-        errors[config.mode] = float(np.abs(out - reference).max())
-        if config.mode == "int16x8":
-            assert lite.input["dtype"] == np.int16
-    assert errors["int16x8"] < errors["int8"] / 2, errors  # both have int8 weights; activations differ
-    with pytest.raises(ValueError, match="representative"):
-        QuantizeConfig("int16x8")
