@@ -48,7 +48,7 @@ def test_twin_quantizes_where_the_converter_does_with_its_ranges(mobilenet):
         layer = fq.name.removesuffix("_fq")
         match = [r for n, r in tflite_range.items() if f"/{layer}_1/" in n or n.endswith(f"/{layer}_1")]
         if len(match) == 1 and "pad" not in layer:
-            close = float(fq.hi - fq.lo) == pytest.approx(match[0], rel=0.1)
+            close = float(fq.hi - fq.lo) == pytest.approx(match[0], rel=0.01)
             (same if close else different).append(layer)
     # the converter gives some residual-add operands the add's range; everything else matches
     assert len(same) >= 30 and len(different) <= 0.2 * len(same), different
