@@ -16,6 +16,7 @@ def mobilenet():
 
     if not WEIGHTS.is_file():  # a randomly initialised MobileNetV3 has near-zero activations: nothing to test
         pytest.skip(f"needs the ImageNet weights at {WEIGHTS}")
+    keras.backend.clear_session()  # layer names like 'activation' must not carry a counter from other tests
     keras.utils.set_random_seed(0)
     model, backbone = build_classifier(3, image_size=64, weights=str(WEIGHTS))
     rng = np.random.default_rng(0)
