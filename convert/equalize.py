@@ -16,37 +16,14 @@ import logging
 
 import numpy as np
 
+from convert.graph import all_layers, consumers
+
 __all__ = ["equalize_activations"]
 
 log = logging.getLogger(__name__)
 
 
-def _all_layers(model) -> list:
-    import keras
-
-    out = []
-    for layer in model.layers:
-        out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
-    return out
-
-
-def _consumers(model) -> dict[int, list]:
-    """id(operation) -> the operations that read its output, over every nested functional model."""
-    import keras
-
-    out: dict[int, list] = {}
-    for depth_nodes in model._nodes_by_depth.values():
-        for node in depth_nodes:
-            for tensor in node.input_tensors:
-                producer = tensor._keras_history.operation
-                out.setdefault(id(producer), []).append(node.operation)
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            out.update(_consumers(layer))
-    return out
-
-
-def _readers(op, consumers: dict[int, list]) -> list | None:
+def _readers(op, readers_of: dict[int, list]) -> list | None:
     """The convolutions whose input-channel weights absorb a per-channel scale of ``op``'s output.
 
     Padding, average pooling and a squeeze-excite multiply pass the scale through (the gate is
@@ -55,12 +32,12 @@ def _readers(op, consumers: dict[int, list]) -> list | None:
     import keras
 
     found = []
-    for reader in consumers.get(id(op), []):
+    for reader in readers_of.get(id(op), []):
         if isinstance(reader, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
             found.append(reader)
             continue
         if isinstance(reader, keras.layers.ZeroPadding2D | keras.layers.GlobalAveragePooling2D | keras.layers.Multiply):
-            more = _readers(reader, consumers)
+            more = _readers(reader, readers_of)
             if more is None:
                 return None
             found.extend(more)
@@ -73,19 +50,19 @@ def _candidates(model) -> list[tuple]:
     """(relu, batch norm before it, readers) for every ReLU whose channels can be rescaled."""
     import keras
 
-    consumers = _consumers(model)
-    producer_of = {id(r): pid for pid, readers in consumers.items() for r in readers}
-    by_id = {id(layer): layer for layer in _all_layers(model)}
+    readers_of = consumers(model)
+    producer_of = {id(r): pid for pid, readers in readers_of.items() for r in readers}
+    by_id = {id(layer): layer for layer in all_layers(model)}
     out = []
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if not isinstance(layer, keras.layers.ReLU) or layer.max_value is not None:
             continue
         bn = by_id.get(producer_of.get(id(layer)))
         if not isinstance(bn, keras.layers.BatchNormalization) or not bn.scale or not bn.center:
             continue
-        readers = _readers(layer, consumers)
+        readers = _readers(layer, readers_of)
         if readers:
-            out.append((layer, bn, readers))
+            out.append((layer, bn, list({id(r): r for r in readers}.values())))  # each scaled once
     return out
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convert.graph import all_layers, consumers
 from convert.quantize import pin_input_range
 
 __all__ = ["QATConfig", "quantization_aware_finetune"]
@@ -126,22 +127,6 @@ def _quantized_kernel_layer():  # one class per process, so isinstance works
     return QuantizedKernel
 
 
-def _consumers(model) -> dict[int, list]:
-    """id(operation) -> the operations that read its output, over every nested functional model."""
-    import keras
-
-    out: dict[int, list] = {}
-    for depth_nodes in model._nodes_by_depth.values():
-        for node in depth_nodes:
-            for tensor in node.input_tensors:
-                producer = tensor._keras_history.operation
-                out.setdefault(id(producer), []).append(node.operation)
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            out.update(_consumers(layer))
-    return out
-
-
 class _Simulator:
     """Builds the fake-quant twin of a classifier via ``keras.models.clone_model(call_function=...)``."""
 
@@ -149,7 +134,7 @@ class _Simulator:
         import keras
 
         self.keras = keras
-        self.consumers = _consumers(model)
+        self.consumers = consumers(model)
         self.fake_quants: list = []
         self.fq_cls = _fake_quant_layer()
         self.kernel_cls = _quantized_kernel_layer()
@@ -200,15 +185,6 @@ def _dihedral(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.rot90(images, k=int(rng.integers(4)), axes=(1, 2))
 
 
-def _all_layers(model) -> list:
-    import keras
-
-    out = []
-    for layer in model.layers:
-        out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
-    return out
-
-
 def _simulated(model):
     import keras
 
@@ -223,7 +199,7 @@ def _calibrate(twin, fake_quants: list, representative: np.ndarray) -> None:
     The converter calibrates the float model, so the kernels stay float while the ranges are
     measured (with int8 kernels the deeper ranges drift by up to 10 % from the file's).
     """
-    simulated = fake_quants + [layer for layer in _all_layers(twin) if isinstance(layer, _quantized_kernel_layer())]
+    simulated = fake_quants + [layer for layer in all_layers(twin) if isinstance(layer, _quantized_kernel_layer())]
     for fq in fake_quants:
         fq.lo.assign(0.0)
         fq.hi.assign(0.0)
@@ -257,7 +233,7 @@ def quantization_aware_finetune(
     teacher = model
     student = keras.models.clone_model(model)
     student.set_weights(model.get_weights())
-    for layer in _all_layers(student):
+    for layer in all_layers(student):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False  # inference statistics, so the folded kernels are what we quantize
     twin, fake_quants = _simulated(student)
