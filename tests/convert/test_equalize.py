@@ -8,19 +8,10 @@ pytest.importorskip("tensorflow")
 
 
 @pytest.fixture(scope="module")
-def mobilenet():
-    import keras
+def reparametrized(mobilenet):
+    from training.model import reparametrize_batchnorm
 
-    from tests.conftest import WEIGHTS, synthetic_lesion
-    from training.model import build_classifier, reparametrize_batchnorm
-
-    if not WEIGHTS.is_file():  # a randomly initialised MobileNetV3 has near-zero activations: nothing to test
-        pytest.skip(f"needs the ImageNet weights at {WEIGHTS}")
-    keras.backend.clear_session()  # layer names like 'activation' must not carry a counter from other tests
-    keras.utils.set_random_seed(0)
-    model, backbone = build_classifier(3, image_size=64, weights=str(WEIGHTS))
-    rng = np.random.default_rng(0)
-    images = np.stack([synthetic_lesion(rng, k % 3, size=64) for k in range(24)])
+    model, backbone, images = mobilenet
     reparametrize_batchnorm(backbone, images)  # real batch-norm statistics, as after training
     return model, images
 
@@ -34,10 +25,10 @@ def _relu_channel_maxima(model, images) -> dict[str, np.ndarray]:
     return {r.name: np.asarray(o).reshape(-1, o.shape[-1]).max(0) for r, o in zip(relus, outs)}
 
 
-def test_equalization_keeps_the_function_and_balances_the_channels(mobilenet):
+def test_equalization_keeps_the_function_and_balances_the_channels(reparametrized):
     from convert.equalize import equalize_activations
 
-    model, images = mobilenet
+    model, images = reparametrized
     before = [w.copy() for w in model.get_weights()]
     equalized, count = equalize_activations(model, images, strength=0.5)
 

@@ -7,30 +7,13 @@ pytestmark = pytest.mark.training
 tf = pytest.importorskip("tensorflow")
 
 
-@pytest.fixture(scope="module")
-def mobilenet():
-    import keras
-
-    from tests.conftest import WEIGHTS, synthetic_lesion
-    from training.model import build_classifier
-
-    if not WEIGHTS.is_file():  # a randomly initialised MobileNetV3 has near-zero activations: nothing to test
-        pytest.skip(f"needs the ImageNet weights at {WEIGHTS}")
-    keras.backend.clear_session()  # layer names like 'activation' must not carry a counter from other tests
-    keras.utils.set_random_seed(0)
-    model, _ = build_classifier(3, image_size=64, weights=str(WEIGHTS))
-    rng = np.random.default_rng(0)
-    images = np.stack([synthetic_lesion(rng, k % 3, size=64) for k in range(24)])
-    return model, images
-
-
 def test_twin_quantizes_where_the_converter_does_with_its_ranges(mobilenet):
     from ai_edge_litert.interpreter import Interpreter
 
     from convert.qat import _calibrate, _simulated
     from convert.quantize import QuantizeConfig, quantize
 
-    model, images = mobilenet
+    model, _, images = mobilenet
     twin, fake_quants = _simulated(model)
     _calibrate(twin, fake_quants, images)
     names = {fq.name for fq in fake_quants}
@@ -63,7 +46,7 @@ def test_twin_quantizes_where_the_converter_does_with_its_ranges(mobilenet):
 def test_finetune_brings_the_simulated_int8_model_closer_and_leaves_the_original_alone(mobilenet):
     from convert.qat import QATConfig, _calibrate, _simulated, quantization_aware_finetune
 
-    model, images = mobilenet
+    model, _, images = mobilenet
     before = [w.copy() for w in model.get_weights()]
     teacher = np.asarray(model(images.astype("float32")))
 
