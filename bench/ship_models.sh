@@ -18,7 +18,7 @@ $BIN/convert runs/isic9_288_e30 --float16 --data "$DATA/isic9/train" --out model
 $BIN/train "$DATA/malignant-vs-benign/train" --task binary --extra-data "$DATA/ham10000" --out runs/binary_ham \
   --epochs 8 --head-epochs 2 --patience 4
 $BIN/convert runs/binary_ham --int8 --data "$DATA/malignant-vs-benign/train" --out models/benign_malignant_int8.tflite \
-  --qat-epochs 6 --force
+  --qat-epochs 6 --equalize --force
 
 # 3. lesion segmenter for edge-detect --segment (PH2 images + expert masks; a few minutes)
 $BIN/train "$DATA/ph2" --task segment --out runs/ph2_segment --img-size 224 --epochs 40 --head-epochs 3 \
