@@ -46,11 +46,17 @@ __all__ = ["main"]
     help="Another dataset used for training only (repeatable); its labels are mapped to DATA's "
     "(HAM10000 codes such as mel, nv, bkl map to the ISIC 9-class names); copies of validation images are left out.",
 )  # fmt: skip
+@click.option(
+    "--pretrain-epochs", type=click.IntRange(0), default=0,
+    help="With --extra-data: train on the extra data alone for this many epochs first, then on DATA alone "
+    "(0 mixes the extra data into every epoch).",
+)  # fmt: skip
 @click.option("--max-images", type=click.IntRange(0), default=0, help="Use a random subset (0 = all).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
          head_epochs: int, batch_size: int, lr: float, val_fraction: float, seed: int, patience: int,
-         balance: str, extra_data: tuple[str, ...], max_images: int, log_level: str) -> None:  # fmt: skip
+         balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, max_images: int,
+         log_level: str) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA and write a run folder.
 
     DATA is a folder per class, a HAM10000 folder (HAM10000_metadata.csv + images/), or an ISIC
@@ -73,7 +79,7 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
         data=data, out=out, format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, seed=seed, patience=patience, balance=balance, max_images=max_images,
-        extra_data=tuple(extra_data),
+        extra_data=tuple(extra_data), pretrain_epochs=pretrain_epochs,
     )  # fmt: skip
     try:
         run = train(config)

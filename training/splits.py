@@ -132,7 +132,8 @@ def leaks_into(
 ) -> np.ndarray:
     """A mask over ``extra``: images that are (near-)copies of a held-out image and must not train.
 
-    Matches by ISIC image id, lesion id, identical bytes, or thumbnail similarity.
+    Matches by ISIC image id, lesion id, identical bytes, or thumbnail similarity; other images
+    of a lesion one of those shows go too.
     """
     ids = {s.image_id for s in held_out.samples if s.image_id}
     groups = {s.group for s in held_out.samples if s.group}
@@ -149,7 +150,8 @@ def leaks_into(
         b /= np.linalg.norm(b, axis=1, keepdims=True) + 1e-6
         for start in range(0, len(a), 512):
             mask[start : start + 512] |= (a[start : start + 512] @ b.T >= min_similarity).any(axis=1)
-    return mask
+    leaked_lesions = {s.group for s, m in zip(extra.samples, mask) if m and s.group}
+    return mask | np.array([s.group in leaked_lesions for s in extra.samples], dtype=bool)
 
 
 def split_indices(

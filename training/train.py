@@ -43,6 +43,7 @@ class TrainConfig:
     balance: str = "weights"  # "weights" (class-weighted loss) or "none"
     max_images: int = 0  # 0 = all; for quick runs and tests
     extra_data: tuple[str, ...] = ()  # training-only datasets, labels mapped to the main ones
+    pretrain_epochs: int = 0  # >0: train on extra_data alone first, then on data alone; 0: mix them
     sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
 
 
@@ -134,11 +135,14 @@ def train(config: TrainConfig) -> Path:
     )  # fmt: skip
     x_tr, y_tr, x_va, y_va = loaded.images[train_idx], y[train_idx], loaded.images[val_idx], y[val_idx]
     fingerprints = [fingerprint(loaded)]
+    x_pre, y_pre = x_tr[:0], y_tr[:0]
     for extra in config.extra_data:
         more = _extra_training_data(extra, config, contract, loaded.subset(val_idx))
         fingerprints.append(fingerprint(more))
-        x_tr = np.concatenate([x_tr, more.images])
-        y_tr = np.concatenate([y_tr, [labels.index(s.label) for s in more.samples]]).astype(int)
+        x_pre = np.concatenate([x_pre, more.images])
+        y_pre = np.concatenate([y_pre, [labels.index(s.label) for s in more.samples]]).astype(int)
+    if not config.pretrain_epochs:  # mixed into every epoch
+        x_tr, y_tr, x_pre, y_pre = np.concatenate([x_tr, x_pre]), np.concatenate([y_tr, y_pre]), x_pre[:0], y_pre[:0]
 
     model, backbone = build_classifier(
         len(labels), config.image_size, config.arch, resolve_weights(config.weights, config.arch)
@@ -146,20 +150,32 @@ def train(config: TrainConfig) -> Path:
     if config.weights != "none":
         n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
         log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
-    weights = _class_weights(y_tr, len(labels)) if config.balance == "weights" else None
     augment = _augmenter(config.seed)
-    train_ds = _dataset(x_tr, y_tr, config.batch_size, augment, config.seed)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     history: dict[str, list[float]] = {}
+    pretrain_history: dict[str, list[float]] = {}
 
-    def fit(epochs: int, lr: Any, callbacks: list) -> None:
+    def fit(x: np.ndarray, y: np.ndarray, epochs: int, lr: float, callbacks: list, record: dict, cosine: bool) -> None:
+        weights = _class_weights(y, len(labels)) if config.balance == "weights" else None
+        if cosine:  # decay from lr to zero over this phase
+            lr = keras.optimizers.schedules.CosineDecay(lr, epochs * int(np.ceil(len(x) / config.batch_size)))
         model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=loss, metrics=["accuracy"])
         h = model.fit(
-            train_ds, validation_data=(x_va.astype("float32"), y_va), epochs=epochs,
+            _dataset(x, y, config.batch_size, augment, config.seed),
+            validation_data=(x_va.astype("float32"), y_va), epochs=epochs,
             class_weight=weights, callbacks=callbacks, verbose=2,
         )  # fmt: skip
         for key, values in h.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
+            record.setdefault(key, []).extend(float(v) for v in values)
+
+    if len(y_pre):
+        # Domain pre-training: the backbone learns dermoscopy from the larger collection first,
+        # then fine-tunes on DATA alone, so DATA's class balance is what the model ends with.
+        log.info("phase 0: training on %d extra images for %d epochs", len(y_pre), config.pretrain_epochs)
+        backbone.trainable = False
+        fit(x_pre, y_pre, 1, 1e-3, [], pretrain_history, cosine=False)
+        backbone.trainable = True
+        fit(x_pre, y_pre, config.pretrain_epochs, config.learning_rate, [], pretrain_history, cosine=True)
 
     best = BestEpoch(
         lambda m: balanced_accuracy_score(y_va, _predict_logits(m, x_va).argmax(1)),
@@ -168,14 +184,12 @@ def train(config: TrainConfig) -> Path:
     if config.head_epochs and config.weights != "none":
         backbone.trainable = False
         log.info("phase 1: training the head for %d epochs", config.head_epochs)
-        fit(config.head_epochs, 1e-3, [best.callback()])
+        fit(x_tr, y_tr, config.head_epochs, 1e-3, [best.callback()], history, cosine=False)
     backbone.trainable = True
     if config.epochs:
         log.info("phase 2: fine-tuning everything for up to %d epochs", config.epochs)
-        steps = config.epochs * int(np.ceil(len(x_tr) / config.batch_size))
-        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, warmup_target=None)
         best.reset_patience()
-        fit(config.epochs, schedule, [best.callback()])
+        fit(x_tr, y_tr, config.epochs, config.learning_rate, [best.callback()], history, cosine=True)
     best.restore(model)
 
     logits = _predict_logits(model, x_va)
@@ -218,6 +232,7 @@ def train(config: TrainConfig) -> Path:
         "skipped": loaded.skipped,
         "best_epoch": best.best_epoch,
         "history": history,
+        "pretrain_history": pretrain_history,
         "train_seconds": time.time() - started,
         "config": dataclasses.asdict(config),
     }

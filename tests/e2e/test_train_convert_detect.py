@@ -43,6 +43,22 @@ def test_train_writes_every_artifact(trained):
     assert "Not a medical device" in (run / "model_card.md").read_text()
 
 
+def test_pretraining_on_extra_data_leaves_out_copies_of_validation_images(trained, tmp_path):
+    data, _ = trained
+    extra = make_folder_dataset(tmp_path / "extra", per_class=6, seed=1)
+    for image in data.glob("*/*.jpg"):  # every image of DATA also in the extra set: validation ones must go
+        (extra / image.parent.name / f"copy_{image.name}").write_bytes(image.read_bytes())
+    run = tmp_path / "run"
+    proc = _run("train", str(data), "--out", str(run), "--img-size", "48", "--epochs", "1", "--head-epochs", "1",
+                "--batch-size", "8", "--weights", "none", "--extra-data", str(extra),
+                "--pretrain-epochs", "2")  # fmt: skip
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"{metrics['n_val']} left out as copies of validation images" in proc.stderr
+    assert len(metrics["pretrain_history"]["loss"]) == 1 + 2  # head epoch + pre-training epochs
+    assert len(metrics["history"]["loss"]) == 1  # then DATA alone (no head phase without weights)
+    assert metrics["config"]["pretrain_epochs"] == 2
+
+
 def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
     data, run = trained
     out = tmp_path / "tiny_int8.tflite"

@@ -6,7 +6,7 @@ from edge.contract import ModelContract
 from edge.preprocess import load_image, preprocess
 from tests.conftest import make_folder_dataset, shared_data, write_image
 from training.datasets import Sample, load_dataset
-from training.splits import duplicate_groups, load_images, split_indices
+from training.splits import duplicate_groups, leaks_into, load_images, split_indices
 
 
 def _contract(labels, size=64):
@@ -72,3 +72,21 @@ def test_real_isic9_exact_duplicates_never_straddle_the_split():
     md5 = np.array(loaded.md5)
     assert len(set(md5)) < len(md5)  # the shared set does contain duplicates
     assert not set(md5[tr]) & set(md5[va])
+
+
+def test_extra_data_copies_of_held_out_images_and_their_lesions_are_left_out(tmp_path):
+    held = make_folder_dataset(tmp_path / "held", per_class=2)
+    extra = make_folder_dataset(tmp_path / "extra", per_class=3, seed=1)
+    original = held / "nevus" / "nev_000.jpg"
+    shutil.copy(original, extra / "nevus" / "copy.jpg")  # identical bytes
+    shutil.copy(original, held / "nevus" / "ISIC_0024306.jpg")
+    shutil.copy(extra / "melanoma" / "mel_000.jpg", extra / "melanoma" / "ISIC_0024306_downsampled.jpg")  # same id
+    contract = _contract(("nevus", "melanoma", "keratosis"))
+    held_out = load_images(load_dataset(held).samples, contract)
+    # mel_001 shows the same lesion as the copy: it must go although it is another photo
+    samples = [Sample(s.path, s.label, "lesion-1" if s.path.name in ("copy.jpg", "mel_001.jpg") else "")
+               for s in load_dataset(extra).samples]  # fmt: skip
+    loaded = load_images(samples, contract)
+    leak = leaks_into(loaded, held_out)
+    left_out = {s.path.name for s, m in zip(loaded.samples, leak) if m}
+    assert left_out == {"copy.jpg", "ISIC_0024306_downsampled.jpg", "mel_001.jpg"}
