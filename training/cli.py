@@ -51,11 +51,16 @@ __all__ = ["main"]
     help="With --extra-data: train on the extra data alone for this many epochs first, then on DATA alone "
     "(0 mixes the extra data into every epoch).",
 )  # fmt: skip
+@click.option(
+    "--teacher", "teachers", multiple=True,
+    help="A run folder trained on the same data and --seed (repeatable): the targets become half its "
+    "calibrated probabilities (averaged over teachers), half the label (distillation).",
+)  # fmt: skip
 @click.option("--max-images", type=click.IntRange(0), default=0, help="Use a random subset (0 = all).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
          head_epochs: int, batch_size: int, lr: float, val_fraction: float, seed: int, patience: int,
-         balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, max_images: int,
+         balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, teachers: tuple[str, ...], max_images: int,
          log_level: str) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA and write a run folder.
 
@@ -79,7 +84,7 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
         data=data, out=out, format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, seed=seed, patience=patience, balance=balance, max_images=max_images,
-        extra_data=tuple(extra_data), pretrain_epochs=pretrain_epochs,
+        extra_data=tuple(extra_data), pretrain_epochs=pretrain_epochs, teachers=tuple(teachers),
     )  # fmt: skip
     try:
         run = train(config)

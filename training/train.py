@@ -23,6 +23,8 @@ __all__ = ["TrainConfig", "train"]
 
 log = logging.getLogger(__name__)
 
+TEACHER_SHARE = 0.5  # with --teacher, the targets are this much the teachers' probabilities, the rest the label
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -44,6 +46,7 @@ class TrainConfig:
     max_images: int = 0  # 0 = all; for quick runs and tests
     extra_data: tuple[str, ...] = ()  # training-only datasets, labels mapped to the main ones
     pretrain_epochs: int = 0  # >0: train on extra_data alone first, then on data alone; 0: mix them
+    teachers: tuple[str, ...] = ()  # run folders on the same split whose averaged answers are distilled
     sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
 
 
@@ -143,6 +146,12 @@ def train(config: TrainConfig) -> Path:
         y_pre = np.concatenate([y_pre, [labels.index(s.label) for s in more.samples]]).astype(int)
     if not config.pretrain_epochs:  # mixed into every epoch
         x_tr, y_tr, x_pre, y_pre = np.concatenate([x_tr, x_pre]), np.concatenate([y_tr, y_pre]), x_pre[:0], y_pre[:0]
+    t_tr, t_va = y_tr, y_va  # targets: labels, or with teachers soft labels (validation one-hot then)
+    if config.teachers:
+        soft = _teacher_probabilities(config.teachers, loaded.subset(train_idx), loaded.subset(val_idx), labels)
+        t_tr = np.eye(len(labels), dtype="float32")[y_tr]
+        t_tr[: len(soft)] = TEACHER_SHARE * soft + (1 - TEACHER_SHARE) * t_tr[: len(soft)]  # extra data: labels
+        t_va = np.eye(len(labels), dtype="float32")[y_va]
 
     model, backbone = build_classifier(
         len(labels), config.image_size, config.arch, resolve_weights(config.weights, config.arch)
@@ -151,18 +160,21 @@ def train(config: TrainConfig) -> Path:
         n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
         log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
     augment = _augmenter(config.seed)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss = (keras.losses.CategoricalCrossentropy if config.teachers else keras.losses.SparseCategoricalCrossentropy)(
+        from_logits=True
+    )
     history: dict[str, list[float]] = {}
     pretrain_history: dict[str, list[float]] = {}
 
     def fit(x: np.ndarray, y: np.ndarray, epochs: int, lr: float, callbacks: list, record: dict, cosine: bool) -> None:
-        weights = _class_weights(y, len(labels)) if config.balance == "weights" else None
+        ids = y if y.ndim == 1 else y.argmax(1)  # soft targets: the label keeps the largest share
+        weights = _class_weights(ids, len(labels)) if config.balance == "weights" else None
         if cosine:  # decay from lr to zero over this phase
             lr = keras.optimizers.schedules.CosineDecay(lr, epochs * int(np.ceil(len(x) / config.batch_size)))
         model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=loss, metrics=["accuracy"])
         h = model.fit(
             _dataset(x, y, config.batch_size, augment, config.seed),
-            validation_data=(x_va.astype("float32"), y_va), epochs=epochs,
+            validation_data=(x_va.astype("float32"), t_va), epochs=epochs,
             class_weight=weights, callbacks=callbacks, verbose=2,
         )  # fmt: skip
         for key, values in h.history.items():
@@ -184,12 +196,12 @@ def train(config: TrainConfig) -> Path:
     if config.head_epochs and config.weights != "none":
         backbone.trainable = False
         log.info("phase 1: training the head for %d epochs", config.head_epochs)
-        fit(x_tr, y_tr, config.head_epochs, 1e-3, [best.callback()], history, cosine=False)
+        fit(x_tr, t_tr, config.head_epochs, 1e-3, [best.callback()], history, cosine=False)
     backbone.trainable = True
     if config.epochs:
         log.info("phase 2: fine-tuning everything for up to %d epochs", config.epochs)
         best.reset_patience()
-        fit(x_tr, y_tr, config.epochs, config.learning_rate, [best.callback()], history, cosine=True)
+        fit(x_tr, t_tr, config.epochs, config.learning_rate, [best.callback()], history, cosine=True)
     best.restore(model)
 
     logits = _predict_logits(model, x_va)
@@ -258,6 +270,38 @@ def _extra_training_data(path: str, config: TrainConfig, contract: ModelContract
         "extra training data %s: %d images, %d left out as copies of validation images", path, len(samples), leak.sum()
     )
     return loaded.subset(np.nonzero(~leak)[0])
+
+
+def _teacher_probabilities(
+    runs: tuple[str, ...], train: LoadedImages, val: LoadedImages, labels: tuple[str, ...]
+) -> np.ndarray:
+    """The teachers' averaged calibrated probabilities for the training images.
+
+    A teacher must have been validated on exactly this validation split (same data and seed):
+    then none of these images ever trained it, and its answers carry no validation label.
+    """
+    import keras
+
+    from edge.contract import load_contract
+
+    ours = {s.path.resolve() for s in val.samples}
+    probs = []
+    for run in map(Path, runs):
+        if not (run / "model.keras").is_file() or not (run / "split.json").is_file():
+            raise DatasetError(f"teacher {run} is not a training run folder (model.keras, split.json)")
+        contract = load_contract(run / "contract.json")
+        if contract.labels != labels:
+            raise DatasetError(f"teacher {run} has other labels ({list(contract.labels)}) than the data")
+        theirs = {Path(p).resolve() for p in json.loads((run / "split.json").read_text())["validation"]}
+        if theirs != ours:
+            raise DatasetError(f"teacher {run} was validated on another split: train it on the same data and --seed")
+        images = load_images(train.samples, contract).images.astype("float32")  # at the teacher's own size
+        model = keras.saving.load_model(run / "model.keras")
+        logits = _predict_logits(model, images)
+        probs.append(calibrated_probabilities(logits, contract.temperature))
+        y = np.array([labels.index(s.label) for s in train.samples])
+        log.info("teacher %s: accuracy %.3f on the training images", run, (probs[-1].argmax(1) == y).mean())
+    return np.mean(probs, axis=0).astype("float32")
 
 
 def _report(m: dict[str, Any]) -> str:

@@ -59,6 +59,19 @@ def test_pretraining_on_extra_data_leaves_out_copies_of_validation_images(traine
     assert metrics["config"]["pretrain_epochs"] == 2
 
 
+def test_distillation_from_a_teacher_on_the_same_split_only(trained, tmp_path):
+    data, teacher = trained
+    args = ("train", str(data), "--img-size", "48", "--epochs", "1", "--head-epochs", "0", "--batch-size", "8",
+            "--weights", "none", "--teacher", str(teacher))  # fmt: skip
+    proc = _run(*args, "--out", str(tmp_path / "student"))
+    assert f"teacher {teacher}: accuracy" in proc.stderr  # its answers on the training images were used
+    metrics = json.loads((tmp_path / "student" / "metrics.json").read_text())
+    assert metrics["config"]["teachers"] == [str(teacher)] and len(metrics["history"]["loss"]) == 1
+    # another seed is another split: the teacher has seen validation images of it
+    proc = _run(*args, "--seed", "3", "--out", str(tmp_path / "other"), check=False)
+    assert proc.returncode == 1 and "validated on another split" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
     data, run = trained
     out = tmp_path / "tiny_int8.tflite"
