@@ -146,12 +146,11 @@ def train(config: TrainConfig) -> Path:
         y_pre = np.concatenate([y_pre, [labels.index(s.label) for s in more.samples]]).astype(int)
     if not config.pretrain_epochs:  # mixed into every epoch
         x_tr, y_tr, x_pre, y_pre = np.concatenate([x_tr, x_pre]), np.concatenate([y_tr, y_pre]), x_pre[:0], y_pre[:0]
-    t_tr, t_va = y_tr, y_va  # targets: labels, or with teachers soft labels (validation one-hot then)
+    one_hot = np.eye(len(labels), dtype="float32")
+    t_tr, t_va, t_pre = one_hot[y_tr], one_hot[y_va], one_hot[y_pre]  # targets
     if config.teachers:
         soft = _teacher_probabilities(config.teachers, loaded.subset(train_idx), loaded.subset(val_idx), labels)
-        t_tr = np.eye(len(labels), dtype="float32")[y_tr]
         t_tr[: len(soft)] = TEACHER_SHARE * soft + (1 - TEACHER_SHARE) * t_tr[: len(soft)]  # extra data: labels
-        t_va = np.eye(len(labels), dtype="float32")[y_va]
 
     model, backbone = build_classifier(
         len(labels), config.image_size, config.arch, resolve_weights(config.weights, config.arch)
@@ -160,20 +159,18 @@ def train(config: TrainConfig) -> Path:
         n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
         log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
     augment = _augmenter(config.seed)
-    loss = (keras.losses.CategoricalCrossentropy if config.teachers else keras.losses.SparseCategoricalCrossentropy)(
-        from_logits=True
-    )
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     history: dict[str, list[float]] = {}
     pretrain_history: dict[str, list[float]] = {}
 
-    def fit(x: np.ndarray, y: np.ndarray, epochs: int, lr: float, callbacks: list, record: dict, cosine: bool) -> None:
-        ids = y if y.ndim == 1 else y.argmax(1)  # soft targets: the label keeps the largest share
-        weights = _class_weights(ids, len(labels)) if config.balance == "weights" else None
+    def fit(x: np.ndarray, t: np.ndarray, epochs: int, lr: float, callbacks: list, record: dict, cosine: bool) -> None:
+        # class weights follow the label: it keeps the largest share of a soft target
+        weights = _class_weights(t.argmax(1), len(labels)) if config.balance == "weights" else None
         if cosine:  # decay from lr to zero over this phase
             lr = keras.optimizers.schedules.CosineDecay(lr, epochs * int(np.ceil(len(x) / config.batch_size)))
         model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=loss, metrics=["accuracy"])
         h = model.fit(
-            _dataset(x, y, config.batch_size, augment, config.seed),
+            _dataset(x, t, config.batch_size, augment, config.seed),
             validation_data=(x_va.astype("float32"), t_va), epochs=epochs,
             class_weight=weights, callbacks=callbacks, verbose=2,
         )  # fmt: skip
@@ -185,9 +182,9 @@ def train(config: TrainConfig) -> Path:
         # then fine-tunes on DATA alone, so DATA's class balance is what the model ends with.
         log.info("phase 0: training on %d extra images for %d epochs", len(y_pre), config.pretrain_epochs)
         backbone.trainable = False
-        fit(x_pre, y_pre, 1, 1e-3, [], pretrain_history, cosine=False)
+        fit(x_pre, t_pre, 1, 1e-3, [], pretrain_history, cosine=False)
         backbone.trainable = True
-        fit(x_pre, y_pre, config.pretrain_epochs, config.learning_rate, [], pretrain_history, cosine=True)
+        fit(x_pre, t_pre, config.pretrain_epochs, config.learning_rate, [], pretrain_history, cosine=True)
 
     best = BestEpoch(
         lambda m: balanced_accuracy_score(y_va, _predict_logits(m, x_va).argmax(1)),
