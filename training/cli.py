@@ -75,6 +75,8 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
     from training.datasets import DatasetError
     from training.train import TrainConfig, train
 
+    if pretrain_epochs and not extra_data:
+        raise click.UsageError("--pretrain-epochs needs --extra-data to pre-train on")
     if task == "segment":
         _segment(data, out, arch, weights, img_size, epochs, head_epochs, batch_size, lr, val_fraction, seed,
                  patience, max_images)  # fmt: skip
