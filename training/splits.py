@@ -139,7 +139,8 @@ def leaks_into(
     groups = {s.group for s in held_out.samples if s.group}
     md5 = set(held_out.md5)
     mask = np.array(
-        [(s.image_id in ids) or (s.group in groups) or (m in md5) for s, m in zip(extra.samples, extra.md5)]
+        [(s.image_id in ids) or (s.group in groups) or (m in md5) for s, m in zip(extra.samples, extra.md5)],
+        dtype=bool,
     )
     if len(held_out.samples) and len(extra.samples):
         both = np.concatenate([extra.descriptors, held_out.descriptors])
