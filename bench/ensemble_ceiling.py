@@ -17,25 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.classifier import calibrated_probabilities
 from edge.contract import load_contract
 from training.datasets import Sample
-from training.splits import load_images
-
-
-def _probabilities(run: Path, split: dict) -> tuple[np.ndarray, np.ndarray]:
-    import keras
-
-    contract = load_contract(run / "contract.json")
-    samples = [Sample(Path(p), label) for p, label in zip(split["validation"], split["validation_labels"])]
-    loaded = load_images(samples, contract)
-    if len(loaded.samples) != len(samples):
-        raise SystemExit(f"{len(samples) - len(loaded.samples)} validation images of {run} are unreadable")
-    model = keras.saving.load_model(run / "model.keras")
-    x = loaded.images.astype("float32")
-    logits = np.concatenate([np.asarray(model(x[i : i + 64], training=False)) for i in range(0, len(x), 64)])
-    y = np.array([contract.labels.index(s.label) for s in loaded.samples])
-    return calibrated_probabilities(logits, contract.temperature), y
+from training.evaluate import run_probabilities
 
 
 def main() -> None:
@@ -48,9 +32,12 @@ def main() -> None:
     for run in args.runs[1:]:
         if json.loads((run / "split.json").read_text())["validation"] != split["validation"]:
             raise SystemExit(f"{run} was validated on another split than {args.runs[0]}")
+    samples = [Sample(Path(p), label) for p, label in zip(split["validation"], split["validation_labels"])]
     probs, y = {}, None
     for run in args.runs:
-        probs[run.name], y = _probabilities(run, split)
+        contract = load_contract(run / "contract.json")
+        probs[run.name] = run_probabilities(run, contract, samples)
+        y = np.array([contract.labels.index(s.label) for s in samples])
     rows = []
     for k in range(1, len(args.runs) + 1):
         for names in itertools.combinations(probs, k):

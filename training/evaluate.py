@@ -18,12 +18,40 @@ __all__ = [
     "classification_metrics",
     "expected_calibration_error",
     "fit_temperature",
+    "predict_logits",
     "risk_threshold_for_sensitivity",
+    "run_probabilities",
     "save_plots",
     "write_model_card",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def predict_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """A Keras classifier's logits for uint8 or float images, in batches, inference mode."""
+    out = [
+        np.asarray(model(images[i : i + batch].astype("float32"), training=False)) for i in range(0, len(images), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
+
+
+def run_probabilities(run: Path, contract: ModelContract, samples: list) -> np.ndarray:
+    """A training run's calibrated probabilities for ``samples``, read at the run's own input size.
+
+    Raises:
+        DatasetError: an image cannot be read (the rows would no longer match ``samples``).
+    """
+    import keras
+
+    from training.datasets import DatasetError
+    from training.splits import load_images
+
+    loaded = load_images(samples, contract)
+    if len(loaded.samples) != len(samples):
+        raise DatasetError(f"{len(samples) - len(loaded.samples)} images for {run} could not be read")
+    logits = predict_logits(keras.saving.load_model(run / "model.keras"), loaded.images)
+    return calibrated_probabilities(logits, contract.temperature)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge.classifier import calibrated_probabilities
-from edge.contract import MALIGNANT_DIAGNOSES, ModelContract, save_contract
+from edge.contract import MALIGNANT_DIAGNOSES, ModelContract, load_contract, save_contract
 from training.best_epoch import BestEpoch
 from training.datasets import DatasetError, load_dataset, map_labels
 from training.splits import LoadedImages, duplicate_groups, fingerprint, leaks_into, load_images, split_indices
@@ -76,13 +76,6 @@ def _dataset(images: np.ndarray, y: np.ndarray, batch: int, augment, seed: int):
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(2)
-
-
-def _predict_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    out = [
-        np.asarray(model(images[i : i + batch].astype("float32"), training=False)) for i in range(0, len(images), batch)
-    ]
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
 
 
 def _class_weights(y: np.ndarray, n: int) -> dict[int, float]:
@@ -187,7 +180,7 @@ def train(config: TrainConfig) -> Path:
         fit(x_pre, t_pre, config.pretrain_epochs, config.learning_rate, [], pretrain_history, cosine=True)
 
     best = BestEpoch(
-        lambda m: balanced_accuracy_score(y_va, _predict_logits(m, x_va).argmax(1)),
+        lambda m: balanced_accuracy_score(y_va, evaluate.predict_logits(m, x_va).argmax(1)),
         history, config.patience, name="balanced accuracy", key="val_balanced_accuracy",
     )  # fmt: skip
     if config.head_epochs and config.weights != "none":
@@ -201,7 +194,7 @@ def train(config: TrainConfig) -> Path:
         fit(x_tr, t_tr, config.epochs, config.learning_rate, [best.callback()], history, cosine=True)
     best.restore(model)
 
-    logits = _predict_logits(model, x_va)
+    logits = evaluate.predict_logits(model, x_va)
     temperature = evaluate.fit_temperature(logits, y_va)
     probs = calibrated_probabilities(logits, temperature)
     risk_threshold = contract.risk_threshold
@@ -277,11 +270,10 @@ def _teacher_probabilities(
     A teacher must have been validated on exactly this validation split (same data and seed):
     then none of these images ever trained it, and its answers carry no validation label.
     """
-    import keras
-
-    from edge.contract import load_contract
+    from training.evaluate import run_probabilities
 
     ours = {s.path.resolve() for s in val.samples}
+    y = np.array([labels.index(s.label) for s in train.samples])
     probs = []
     for run in map(Path, runs):
         if not (run / "model.keras").is_file() or not (run / "split.json").is_file():
@@ -292,11 +284,7 @@ def _teacher_probabilities(
         theirs = {Path(p).resolve() for p in json.loads((run / "split.json").read_text())["validation"]}
         if theirs != ours:
             raise DatasetError(f"teacher {run} was validated on another split: train it on the same data and --seed")
-        images = load_images(train.samples, contract).images.astype("float32")  # at the teacher's own size
-        model = keras.saving.load_model(run / "model.keras")
-        logits = _predict_logits(model, images)
-        probs.append(calibrated_probabilities(logits, contract.temperature))
-        y = np.array([labels.index(s.label) for s in train.samples])
+        probs.append(run_probabilities(run, contract, train.samples))
         log.info("teacher %s: accuracy %.3f on the training images", run, (probs[-1].argmax(1) == y).mean())
     return np.mean(probs, axis=0).astype("float32")
 
