@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "COLOR_CONSTANCY",
     "SCHEMA_VERSION",
     "ContractError",
     "ModelContract",
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+COLOR_CONSTANCY = ("none", "shades_of_gray")
 
 # Diagnoses counted as malignant, by every spelling the supported datasets use.
 MALIGNANT_DIAGNOSES = frozenset(
@@ -46,7 +48,7 @@ class ModelContract:
 
     Input format: RGB, HWC, uint8 0-255, ``image_size`` x ``image_size`` after the shared
     ``edge.preprocess.preprocess`` (centre square crop of ``crop_fraction`` of the short side,
-    then area resize). Rescaling to the network's range happens inside the model graph.
+    area resize, then ``color_constancy``). Rescaling to the network's range happens inside the model graph.
     """
 
     # --- identity
@@ -60,6 +62,7 @@ class ModelContract:
     color_order: str = "RGB"
     crop_fraction: float = 1.0
     interpolation: str = "area"
+    color_constancy: str = "none"  # or "shades_of_gray", applied after the resize
     # --- output reading
     malignant_labels: tuple[str, ...] = ()
     temperature: float = 1.0  # calibrated softmax temperature (logits / T)
@@ -90,6 +93,8 @@ class ModelContract:
             raise ContractError(f"image_size must be within 32..1024, got {self.image_size}")
         if self.color_order not in ("RGB",):
             raise ContractError(f"color_order must be 'RGB', got {self.color_order!r}")
+        if self.color_constancy not in COLOR_CONSTANCY:
+            raise ContractError(f"color_constancy must be one of {list(COLOR_CONSTANCY)}, got {self.color_constancy!r}")
         if not 0.1 <= self.crop_fraction <= 1.0:
             raise ContractError(f"crop_fraction must be within 0.1..1.0, got {self.crop_fraction}")
         if self.temperature <= 0:

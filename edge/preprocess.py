@@ -15,10 +15,13 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ImageError",
     "center_box",
+    "correct_color",
+    "crop_and_resize",
     "decode_image",
     "load_image",
     "preprocess",
     "preprocess_mask",
+    "shades_of_gray",
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -63,10 +66,16 @@ def center_box(height: int, width: int, crop_fraction: float = 1.0) -> tuple[int
 def preprocess(image: np.ndarray, contract: ModelContract) -> np.ndarray:
     """Turn an RGB uint8 HWC image of any size into the model input.
 
-    Crops the centred square of ``contract.crop_fraction`` of the short side, resizes it to
-    ``contract.image_size`` with the contract's interpolation and returns RGB uint8 HWC. Pure and
-    deterministic; pixel scaling to the network range happens inside the model graph.
+    :func:`crop_and_resize`, then the contract's colour constancy (``"shades_of_gray"`` or none).
+    Returns RGB uint8 HWC. Pure and deterministic; pixel scaling to the network range happens
+    inside the model graph.
     """
+    return correct_color(crop_and_resize(image, contract), contract)
+
+
+def crop_and_resize(image: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """The geometric half of :func:`preprocess`: the centred square of ``contract.crop_fraction`` of
+    the short side, resized to ``contract.image_size`` with the contract's interpolation."""
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
@@ -84,6 +93,26 @@ def preprocess(image: np.ndarray, contract: ModelContract) -> np.ndarray:
     if interp == cv2.INTER_AREA and crop.shape[0] < size:
         interp = cv2.INTER_LINEAR  # INTER_AREA upsamples like nearest; linear is smoother
     return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+def correct_color(image: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """The colour half of :func:`preprocess`: the contract's colour constancy, or the image as it is."""
+    return shades_of_gray(image) if contract.color_constancy == "shades_of_gray" else image
+
+
+def shades_of_gray(image: np.ndarray, power: int = 6) -> np.ndarray:
+    """Shades-of-gray colour constancy (Finlayson and Trezzi, 2004), as used for dermoscopy.
+
+    Estimates the illuminant per channel as the ``power``-norm mean of its pixels and scales each
+    channel so the illuminant becomes grey of the same Euclidean length: different dermatoscopes,
+    cameras and lamps then hand the model more alike colours. RGB uint8 in and out.
+    """
+    levels = np.arange(256, dtype=np.float64)
+    hist = np.stack([cv2.calcHist([image], [c], None, [256], [0, 256]).ravel() for c in range(3)])
+    illuminant = ((hist @ (levels / 255.0) ** power) / hist.sum(1)) ** (1.0 / power)  # histograms: exact, fast
+    gain = np.sqrt(np.mean(illuminant**2)) / np.maximum(illuminant, 1e-6)
+    lut = np.clip(levels[:, None] * gain + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(image), lut[:, None, :])
 
 
 def preprocess_mask(mask: np.ndarray, contract: ModelContract, size: int | None = None) -> np.ndarray:

@@ -56,12 +56,16 @@ __all__ = ["main"]
     help="A run folder trained on the same data and --seed (repeatable): the targets become half its "
     "calibrated probabilities (averaged over teachers), half the label (distillation).",
 )  # fmt: skip
+@click.option(
+    "--color-constancy", type=click.Choice(["none", "shades-of-gray"]), default="none",
+    help="Colour normalisation before the model (part of the preprocessing the contract carries to the edge).",
+)  # fmt: skip
 @click.option("--max-images", type=click.IntRange(0), default=0, help="Use a random subset (0 = all).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
          head_epochs: int, batch_size: int, lr: float, val_fraction: float, seed: int, patience: int,
-         balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, teachers: tuple[str, ...], max_images: int,
-         log_level: str) -> None:  # fmt: skip
+         balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, teachers: tuple[str, ...],
+         color_constancy: str, max_images: int, log_level: str) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA and write a run folder.
 
     DATA is a folder per class, a HAM10000 folder (HAM10000_metadata.csv + images/), or an ISIC
@@ -87,6 +91,7 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, seed=seed, patience=patience, balance=balance, max_images=max_images,
         extra_data=tuple(extra_data), pretrain_epochs=pretrain_epochs, teachers=tuple(teachers),
+        color_constancy=color_constancy.replace("-", "_"),
     )  # fmt: skip
     try:
         run = train(config)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from edge.contract import ModelContract
-from edge.preprocess import ImageError, load_image, preprocess
+from edge.preprocess import ImageError, correct_color, crop_and_resize, load_image
 from training.datasets import Sample
 
 __all__ = [
@@ -65,13 +65,16 @@ def thumbnail_descriptor(image: np.ndarray, side: int = 16) -> np.ndarray:
     return thumb / (np.linalg.norm(thumb) + 1e-6)
 
 
-def _load_one(sample: Sample, contract: ModelContract) -> tuple[np.ndarray | None, str, str]:
+def _load_one(sample: Sample, contract: ModelContract) -> tuple[np.ndarray | None, np.ndarray | None, str, str]:
+    """(model input, thumbnail descriptor, md5, why skipped); the descriptor ignores colour
+    constancy, so near-duplicate groups and the split do not depend on it."""
     try:
         raw = sample.path.read_bytes()
         image = load_image(sample.path)
     except (ImageError, OSError) as exc:
-        return None, "", str(exc)
-    return preprocess(image, contract), hashlib.md5(raw).hexdigest(), ""
+        return None, None, "", str(exc)
+    geometric = crop_and_resize(image, contract)
+    return correct_color(geometric, contract), thumbnail_descriptor(geometric), hashlib.md5(raw).hexdigest(), ""
 
 
 def load_images(samples: list[Sample] | tuple[Sample, ...], contract: ModelContract, workers: int = 4) -> LoadedImages:
@@ -79,13 +82,13 @@ def load_images(samples: list[Sample] | tuple[Sample, ...], contract: ModelContr
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(lambda s: _load_one(s, contract), samples))
     keep = [i for i, r in enumerate(results) if r[0] is not None]
-    skipped = [(str(samples[i].path), results[i][2]) for i, r in enumerate(results) if r[0] is None]
+    skipped = [(str(samples[i].path), results[i][3]) for i, r in enumerate(results) if r[0] is None]
     for path, why in skipped:
         log.warning("skipped %s", why or path)
     size = contract.image_size
     images = np.stack([results[i][0] for i in keep]) if keep else np.zeros((0, size, size, 3), np.uint8)
-    desc = np.stack([thumbnail_descriptor(im) for im in images]) if keep else np.zeros((0, 768), np.float32)
-    return LoadedImages(images, [samples[i] for i in keep], [results[i][1] for i in keep], desc, skipped)
+    desc = np.stack([results[i][1] for i in keep]) if keep else np.zeros((0, 768), np.float32)
+    return LoadedImages(images, [samples[i] for i in keep], [results[i][2] for i in keep], desc, skipped)
 
 
 def duplicate_groups(loaded: LoadedImages, min_similarity: float = NEAR_DUPLICATE_SIMILARITY) -> np.ndarray:

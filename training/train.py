@@ -48,6 +48,7 @@ class TrainConfig:
     pretrain_epochs: int = 0  # >0: train on extra_data alone first, then on data alone; 0: mix them
     teachers: tuple[str, ...] = ()  # run folders on the same split whose averaged answers are distilled
     sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
+    color_constancy: str = "none"  # or "shades_of_gray": part of the preprocessing, stored in the contract
 
 
 def _augmenter(seed: int):
@@ -113,6 +114,7 @@ def train(config: TrainConfig) -> Path:
         labels=labels,
         arch=f"mobilenet_v3_{config.arch}",
         image_size=config.image_size,
+        color_constancy=config.color_constancy,
         malignant_labels=malignant,
     )
     log.info("reading %d images from %s (%s)", len(samples), config.data, dataset.format)

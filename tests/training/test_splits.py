@@ -57,10 +57,11 @@ def test_corrupt_and_non_image_files_are_skipped_and_listed(tmp_path):
 
 def test_loaded_images_are_exactly_the_edge_preprocessing(tmp_path):
     ds = load_dataset(make_folder_dataset(tmp_path / "d", per_class=2))
-    contract = _contract(ds.labels, size=80)
-    loaded = load_images(ds.samples, contract)
-    for sample, array in zip(loaded.samples, loaded.images):
-        np.testing.assert_array_equal(array, preprocess(load_image(sample.path), contract))
+    plain = _contract(ds.labels, size=80)
+    for contract in (plain, plain.replace(color_constancy="shades_of_gray")):
+        loaded = load_images(ds.samples, contract)
+        for sample, array in zip(loaded.samples, loaded.images):
+            np.testing.assert_array_equal(array, preprocess(load_image(sample.path), contract))
 
 
 def test_real_isic9_exact_duplicates_never_straddle_the_split():
@@ -90,3 +91,14 @@ def test_extra_data_copies_of_held_out_images_and_their_lesions_are_left_out(tmp
     leak = leaks_into(loaded, held_out)
     left_out = {s.path.name for s, m in zip(loaded.samples, leak) if m}
     assert left_out == {"copy.jpg", "ISIC_0024306_downsampled.jpg", "mel_001.jpg"}
+
+
+def test_split_does_not_depend_on_color_constancy(tmp_path):
+    root = make_folder_dataset(tmp_path / "d", per_class=10)
+    shutil.copy(root / "melanoma" / "mel_000.jpg", root / "melanoma" / "copy.jpg")
+    ds = load_dataset(root)
+    plain = load_images(ds.samples, _contract(ds.labels))
+    corrected = load_images(ds.samples, _contract(ds.labels).replace(color_constancy="shades_of_gray"))
+    np.testing.assert_array_equal(plain.descriptors, corrected.descriptors)
+    assert not np.array_equal(plain.images, corrected.images)
+    np.testing.assert_array_equal(duplicate_groups(plain), duplicate_groups(corrected))

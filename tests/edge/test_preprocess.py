@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from edge.contract import ContractError, ModelContract
+from edge.preprocess import crop_and_resize, preprocess, shades_of_gray
+
+CONTRACT = ModelContract(task="classify", labels=("a", "b"), image_size=64, color_constancy="shades_of_gray")
+
+
+def _skin(cast=(1.0, 1.0, 1.0), seed=0) -> np.ndarray:
+    """A textured skin-coloured image under a lamp of colour ``cast``."""
+    rng = np.random.default_rng(seed)
+    base = np.array([180.0, 120.0, 110.0]) + rng.normal(0, 25, (96, 96, 3))
+    return np.clip(base * np.array(cast), 0, 255).astype(np.uint8)
+
+
+def _reference(image: np.ndarray, power: int = 6) -> np.ndarray:
+    """Shades of gray written out in floating point, pixel by pixel."""
+    x = image.astype(np.float64) / 255.0
+    illuminant = np.mean(x**power, axis=(0, 1)) ** (1.0 / power)
+    gain = np.sqrt(np.mean(illuminant**2)) / illuminant
+    return np.clip(x * gain * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_shades_of_gray_equals_the_floating_point_formula():
+    for seed in range(3):
+        image = _skin((1.1, 0.8, 0.6), seed)
+        np.testing.assert_array_equal(shades_of_gray(image), _reference(image))
+
+
+def test_shades_of_gray_removes_a_lamp_colour_cast():
+    plain, warm = _skin(), _skin((1.25, 0.95, 0.7))
+    before = np.abs(plain.mean((0, 1)) - warm.mean((0, 1))).max()
+    after = np.abs(shades_of_gray(plain).astype(float).mean((0, 1)) - shades_of_gray(warm).mean((0, 1))).max()
+    assert before > 25 and after < before / 4
+
+
+def test_preprocess_applies_the_contracts_color_constancy_after_the_resize():
+    image = _skin((1.2, 0.9, 0.7))
+    plain = preprocess(image, CONTRACT.replace(color_constancy="none"))
+    np.testing.assert_array_equal(plain, crop_and_resize(image, CONTRACT))
+    np.testing.assert_array_equal(preprocess(image, CONTRACT), shades_of_gray(plain))
+    assert not np.array_equal(preprocess(image, CONTRACT), plain)
+
+
+def test_contract_knows_color_constancy_and_older_contracts_read_as_none():
+    assert ModelContract.from_dict({"task": "classify", "labels": ["a", "b"]}).color_constancy == "none"
+    assert ModelContract.from_json(CONTRACT.to_json()) == CONTRACT
+    with pytest.raises(ContractError, match="color_constancy"):
+        CONTRACT.replace(color_constancy="retinex")
