@@ -5,8 +5,9 @@
 Each model (a run folder's Keras model, or a converted .tflite as the edge runs it) classifies the
 validation images of the first run folder as they are and under simulated colour casts (each RGB
 channel of the decoded image scaled, then clipped, before the model's own preprocessing, colour
-constancy included when its contract has it). All runs must share that split. Prints accuracy and
-balanced accuracy per cast as JSON.
+constancy included when its contract has it). All runs must share that split. Prints, per cast,
+accuracy, balanced accuracy and the malignant sensitivity / specificity of the risk flag at the
+model's own threshold (the kiosk's "see a clinician"), as JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.classifier import calibrated_probabilities
 from edge.contract import load_contract
 from edge.preprocess import load_image, preprocess
 
@@ -57,13 +59,21 @@ def main() -> None:
         contract = load_contract(source)
         logits = _logits_of(source)
         y = np.array([contract.labels.index(name) for name in split["validation_labels"]])
+        malignant = np.isin(y, contract.malignant_indices)
         row = {"model": str(source), "color_constancy": contract.color_constancy}
         for cast, gain in CASTS.items():
             images = np.stack(
                 [preprocess(np.clip(im * np.float32(gain) + 0.5, 0, 255).astype(np.uint8), contract) for im in raw]
             )
-            answer = logits(images).argmax(1)
-            row[cast] = [round(accuracy_score(y, answer), 3), round(balanced_accuracy_score(y, answer), 3)]
+            probs = calibrated_probabilities(logits(images), contract.temperature)
+            flagged = probs[:, list(contract.malignant_indices)].sum(1) >= contract.risk_threshold
+            answer = probs.argmax(1)
+            row[cast] = {
+                "accuracy": round(accuracy_score(y, answer), 3),
+                "balanced_accuracy": round(balanced_accuracy_score(y, answer), 3),
+                "malignant_sensitivity": round(float(flagged[malignant].mean()), 3),
+                "malignant_specificity": round(float(1 - flagged[~malignant].mean()), 3),
+            }
         rows.append(row)
     print(json.dumps(rows, indent=1))
 

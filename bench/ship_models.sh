@@ -8,16 +8,18 @@ DATA=${DATA:-../shared/data}
 BIN=${BIN:-.venv/bin}
 
 # 1. ISIC 9-class default model at 288 px (the 180 px images upsampled: +5 points over 224, BENCHMARKS),
-#    30 epochs; int8 with ReLU channel equalization and quantization-aware fine-tuning
-$BIN/train "$DATA/isic9/train" --img-size 288 --out runs/isic9_288_e30 --epochs 30 --head-epochs 2 --patience 10
-$BIN/convert runs/isic9_288_e30 --int8 --data "$DATA/isic9/train" --out models/isic9_int8.tflite --qat-epochs 6 \
+#    30 epochs, shades-of-gray colour constancy (robust to the kiosk's lamp and white balance:
+#    bench/color_cast.py); int8 with ReLU channel equalization and quantization-aware fine-tuning
+$BIN/train "$DATA/isic9/train" --img-size 288 --out runs/isic9_288_sog --epochs 30 --head-epochs 2 --patience 10 \
+  --color-constancy shades-of-gray
+$BIN/convert runs/isic9_288_sog --int8 --data "$DATA/isic9/train" --out models/isic9_int8.tflite --qat-epochs 6 \
   --equalize --force
-$BIN/convert runs/isic9_288_e30 --float16 --data "$DATA/isic9/train" --out models/isic9_float16.tflite --force
+$BIN/convert runs/isic9_288_sog --float16 --data "$DATA/isic9/train" --out models/isic9_float16.tflite --force
 
-# 2. benign / malignant model (the binary set + HAM10000 mapped to two classes)
-$BIN/train "$DATA/malignant-vs-benign/train" --task binary --extra-data "$DATA/ham10000" --out runs/binary_ham \
-  --epochs 8 --head-epochs 2 --patience 4
-$BIN/convert runs/binary_ham --int8 --data "$DATA/malignant-vs-benign/train" --out models/benign_malignant_int8.tflite \
+# 2. benign / malignant model (the binary set + HAM10000 mapped to two classes), colour constancy as in 1.
+$BIN/train "$DATA/malignant-vs-benign/train" --task binary --extra-data "$DATA/ham10000" --out runs/binary_sog \
+  --epochs 8 --head-epochs 2 --patience 4 --color-constancy shades-of-gray
+$BIN/convert runs/binary_sog --int8 --data "$DATA/malignant-vs-benign/train" --out models/benign_malignant_int8.tflite \
   --qat-epochs 6 --equalize --force
 
 # 3. lesion segmenter for edge-detect --segment (PH2 images + expert masks; a few minutes)
