@@ -14,6 +14,7 @@ Security: loopback by default; any other address needs a token (``Authorization:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hmac
 import io
@@ -400,7 +401,8 @@ def serve(
         loop.stop()  # ends the streams too
         server.task_dispatcher.shutdown(timeout=0.5)  # running requests finish while the loop still sends
         log.debug("request threads done")
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map, ignore_all=True))
+        with contextlib.suppress(OSError):  # the server loop may have closed its sockets already
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map, ignore_all=True))
         server_thread.join(0.5)
         log.debug("server closed")
         loop.join(0.5)
