@@ -229,8 +229,8 @@ def write_model_card(out_dir: Path, contract: ModelContract, metrics: dict[str, 
   {config["head_epochs"]} epochs, then fine-tuning up to {config["epochs"]} epochs; class-weighted loss;
   flips, rotation, zoom and colour jitter. Training took {metrics["train_seconds"] / 60:.1f} min.
 - Input: RGB uint8, centre square crop ({contract.crop_fraction:.2f} of the short side), resized to
-  {contract.image_size}; the model rescales inside the graph. Output: logits; calibrated with
-  temperature {contract.temperature:.3f} (fitted on validation).
+  {contract.image_size}, colour constancy: {contract.color_constancy}; the model rescales inside the graph.
+  Output: logits; calibrated with temperature {contract.temperature:.3f} (fitted on validation).
 
 ## Validation metrics (held-out split above, not a test set)
 - Accuracy {val["accuracy"]:.3f}, balanced accuracy {val["balanced_accuracy"]:.3f}, macro F1 {val["macro_f1"]:.3f},

@@ -54,6 +54,7 @@ def test_pretraining_on_extra_data_leaves_out_copies_of_validation_images(traine
                 "--pretrain-epochs", "2", "--color-constancy", "shades-of-gray")  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())
     assert json.loads((run / "contract.json").read_text())["color_constancy"] == "shades_of_gray"
+    assert "colour constancy: shades_of_gray" in (run / "model_card.md").read_text()
     assert f"{metrics['n_val']} left out as copies of validation images" in proc.stderr
     assert len(metrics["pretrain_history"]["loss"]) == 1 + 2  # head epoch + pre-training epochs
     assert len(metrics["history"]["loss"]) == 1  # then DATA alone (no head phase without weights)
