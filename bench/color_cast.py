@@ -31,23 +31,10 @@ CASTS = {
 }
 
 
-def _logits_of(source: Path):
-    """A function from preprocessed images to logits: the run's Keras model or the .tflite file."""
-    if source.suffix == ".tflite":
-        from edge.classifier import Classifier
-
-        clf = Classifier(source, threads=1)
-        return lambda images: np.stack([clf.logits(im) for im in images])
-    import keras
-
-    from training.evaluate import predict_logits
-
-    model = keras.saving.load_model(source / "model.keras")
-    return lambda images: predict_logits(model, images)
-
-
 def main() -> None:
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    from training.evaluate import logits_function
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", type=Path, nargs="+", help="run folders or .tflite files; the first is a run")
@@ -57,7 +44,7 @@ def main() -> None:
     rows = []
     for source in args.models:
         contract = load_contract(source)
-        logits = _logits_of(source)
+        logits = logits_function(source)
         y = np.array([contract.labels.index(name) for name in split["validation_labels"]])
         malignant = np.isin(y, contract.malignant_indices)
         row = {"model": str(source), "color_constancy": contract.color_constancy}

@@ -35,11 +35,9 @@ AVERAGES = {"4 flips": list(VIEWS)[:4], "8 dihedral": list(VIEWS)}
 
 
 def main() -> None:
-    import keras
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-    from edge.classifier import Classifier
-    from training.evaluate import predict_logits
+    from training.evaluate import logits_function
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="training run folder (model.keras, contract.json, split.json)")
@@ -51,11 +49,11 @@ def main() -> None:
     images = load_images(samples, contract).images
     y = np.array([contract.labels.index(s.label) for s in samples])
     views = {name: np.ascontiguousarray(view(images)) for name, view in VIEWS.items()}
-    model = keras.saving.load_model(args.run / "model.keras")
-    logits = {"keras": {name: predict_logits(model, x) for name, x in views.items()}}
-    if args.tflite:
-        clf = Classifier(args.tflite, threads=1)
-        logits["tflite"] = {name: np.stack([clf.logits(im) for im in x]) for name, x in views.items()}
+    sources = {"keras": args.run, **({"tflite": args.tflite} if args.tflite else {})}
+    logits = {}
+    for model_name, source in sources.items():
+        fn = logits_function(source)
+        logits[model_name] = {name: fn(x) for name, x in views.items()}
     rows = []
     for name in [*VIEWS, *AVERAGES]:
         row: dict = {"views": name}

@@ -18,6 +18,7 @@ __all__ = [
     "classification_metrics",
     "expected_calibration_error",
     "fit_temperature",
+    "logits_function",
     "predict_logits",
     "risk_threshold_for_sensitivity",
     "run_probabilities",
@@ -34,6 +35,19 @@ def predict_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
         np.asarray(model(images[i : i + batch].astype("float32"), training=False)) for i in range(0, len(images), batch)
     ]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
+
+
+def logits_function(source: Path):
+    """Preprocessed uint8 images -> logits, from a run folder's Keras model or a converted .tflite file."""
+    if source.suffix == ".tflite":
+        from edge.classifier import Classifier
+
+        clf = Classifier(source, threads=1)
+        return lambda images: np.stack([clf.logits(im) for im in images])
+    import keras
+
+    model = keras.saving.load_model(source / "model.keras")
+    return lambda images: predict_logits(model, images)
 
 
 def run_probabilities(run: Path, contract: ModelContract, samples: list) -> np.ndarray:
