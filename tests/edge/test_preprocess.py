@@ -48,3 +48,13 @@ def test_contract_knows_color_constancy_and_older_contracts_read_as_none():
     assert ModelContract.from_json(CONTRACT.to_json()) == CONTRACT
     with pytest.raises(ContractError, match="color_constancy"):
         CONTRACT.replace(color_constancy="retinex")
+
+
+def test_shades_of_gray_survives_degenerate_frames():
+    black = np.zeros((32, 32, 3), np.uint8)
+    np.testing.assert_array_equal(shades_of_gray(black), black)  # a capped lens: nothing to correct
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 200
+    with np.errstate(all="raise"):  # no division by zero, no NaN
+        out = shades_of_gray(red)
+    assert out.dtype == np.uint8 and (out[..., 1:] == 0).all() and (out[..., 0] > 0).all()
