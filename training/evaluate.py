@@ -56,16 +56,13 @@ def run_probabilities(run: Path, contract: ModelContract, samples: list) -> np.n
     Raises:
         DatasetError: an image cannot be read (the rows would no longer match ``samples``).
     """
-    import keras
-
     from training.datasets import DatasetError
     from training.splits import load_images
 
     loaded = load_images(samples, contract)
     if len(loaded.samples) != len(samples):
         raise DatasetError(f"{len(samples) - len(loaded.samples)} images for {run} could not be read")
-    logits = predict_logits(keras.saving.load_model(run / "model.keras"), loaded.images)
-    return calibrated_probabilities(logits, contract.temperature)
+    return calibrated_probabilities(logits_function(run)(loaded.images), contract.temperature)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
