@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -11,7 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MODES", "QuantizeConfig", "edge_friendly", "pin_input_range", "quantize", "tiny_scales"]
+__all__ = [
+    "MODES", "QuantizeConfig", "decomposed_hard_swish_layer", "edge_friendly", "pin_input_range", "quantize",
+    "tiny_scales",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +68,11 @@ def pin_input_range(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
-def _decomposed_hard_swish_layer():
+@functools.cache  # one class per process, so isinstance works
+def decomposed_hard_swish_layer():
     import keras
 
+    @keras.saving.register_keras_serializable(package="skinedge")  # clone_model rebuilds it from its config
     class DecomposedHardSwish(keras.layers.Layer):
         """hard_swish(x) = (x / 6) * relu6(x + 3), written so the converter does not fuse it.
 
@@ -85,7 +91,7 @@ def edge_friendly(model):
     """A copy of ``model`` (same weights, same function) whose hard-swish runs fast in int8."""
     import keras
 
-    layer_cls = _decomposed_hard_swish_layer()
+    layer_cls = decomposed_hard_swish_layer()
 
     def clone(m):
         def swap(layer):
@@ -110,8 +116,10 @@ def _converter(model, fast_hardswish: bool):
 
 def quantize(model, config: QuantizeConfig) -> bytes:
     """Return the ``.tflite`` flatbuffer of ``model`` converted as ``config`` says."""
+    from convert.ranges import measured_ranges
+
     # Keras prints every captured variable of the exported function (hundreds of lines) to stdout
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), measured_ranges():
         return _quantize(model, config)
 
 

@@ -54,6 +54,35 @@ def test_edge_friendly_hard_swish_keeps_the_function_and_leaves_no_fused_op(tmp_
     assert "HARD_SWISH" not in op_names(QuantizeConfig.int8(images, fast_hardswish=True))
 
 
+def test_int8_ranges_are_not_widened_by_in_place_ops():
+    """The calibrator logs ADD / MUL inputs after the op ran in place; the stored ranges must be the real ones."""
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from convert.quantize import QuantizeConfig, quantize
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)  # x / 127.5 in [0, 2], then - 1
+    x = keras.layers.Conv2D(8, 3, padding="same")(x)  # zero padding: the rescaling cannot be folded into it
+    x = keras.layers.Activation("hard_swish")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
+    interp = tf.lite.Interpreter(model_content=quantize(model, QuantizeConfig.int8(images, fast_hardswish=True)))
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+
+    def value_range(index):
+        scale, zero = tensors[index]["quantization"]
+        return (-128 - zero) * scale, (127 - zero) * scale
+
+    muls = [op for op in interp._get_ops_details() if op["op_name"] == "MUL"]
+    lo, hi = value_range(muls[0]["outputs"][0])  # the input rescaling x / 127.5
+    assert lo == pytest.approx(0, abs=0.02) and hi == pytest.approx(2, abs=0.02)  # in place: [-1, 2]
+    conv = next(op for op in interp._get_ops_details() if op["op_name"] == "CONV_2D")
+    sixth = next(op for op in muls if op["inputs"][0] == conv["outputs"][0])  # hard-swish's x / 6
+    (x_lo, x_hi), (lo, hi) = value_range(conv["outputs"][0]), value_range(sixth["outputs"][0])
+    assert lo == pytest.approx(x_lo / 6, rel=0.05) and hi == pytest.approx(x_hi / 6, rel=0.05)
+
+
 def test_int8_needs_representative_images():
     from convert.quantize import QuantizeConfig
 
