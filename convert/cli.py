@@ -130,7 +130,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
 
     from convert.calibration import recalibrate
     from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
-    from convert.quantize import QuantizeConfig, quantize, tiny_scales
+    from convert.quantize import QuantizeConfig, edge_friendly, quantize, tiny_scales
     from convert.representative import RepresentativeError, load_convert_data
     from edge.modelfile import embed_contract, write_atomic
 
@@ -159,6 +159,9 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         log.info("equalized the channel ranges of %d ReLU activations", count)
     if qat_epochs:
         from convert.qat import QATConfig, quantization_aware_finetune
+
+        if fast_hardswish:  # fine-tune the graph that will be converted: three int8 tensors per hard-swish
+            source_model = edge_friendly(source_model)
 
         qat = QATConfig(epochs=qat_epochs, learning_rate=qat_lr, seed=seed)
         source_model, twin = quantization_aware_finetune(source_model, cdata.training, cdata.representative, qat)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convert.graph import all_layers, consumers
-from convert.quantize import pin_input_range
+from convert.quantize import decomposed_hard_swish_layer, pin_input_range
 
 __all__ = ["QATConfig", "quantization_aware_finetune"]
 
@@ -138,6 +138,7 @@ class _Simulator:
         self.fake_quants: list = []
         self.fq_cls = _fake_quant_layer()
         self.kernel_cls = _quantized_kernel_layer()
+        self.hard_swish_cls = decomposed_hard_swish_layer()
         self.bn_after = {}  # id(conv) -> its batch norm
         for op_id, ops in self.consumers.items():
             if len(ops) == 1 and isinstance(ops[0], keras.layers.BatchNormalization):
@@ -162,13 +163,21 @@ class _Simulator:
             return op(*args, **kwargs)
         if isinstance(op, keras.layers.Conv2D | keras.layers.DepthwiseConv2D | keras.layers.Dense):
             y = self.kernel_cls(op, self.bn_after.get(id(op)))(*args)
+        elif isinstance(op, self.hard_swish_cls):  # three int8 tensors: x / 6, relu6(x + 3), their product
+            x = args[0]
+            y = self._fake_quant(f"{op.name}_sixth")(x * (1.0 / 6.0)) * self._fake_quant(f"{op.name}_gate")(
+                keras.ops.relu6(x + 3.0)
+            )
         else:
             y = op(*args, **kwargs)
         if self._fused_into_next(op) or isinstance(op, keras.layers.Dropout | keras.layers.InputLayer):
             return y
-        fq = self.fq_cls(name=f"{op.name}_fq")
+        return self._fake_quant(f"{op.name}_fq")(y)
+
+    def _fake_quant(self, name: str):
+        fq = self.fq_cls(name=name)
         self.fake_quants.append(fq)
-        return fq(y)
+        return fq
 
 
 def _is_scalar_op(op, name: str) -> bool:

@@ -7,13 +7,16 @@ pytestmark = pytest.mark.training
 tf = pytest.importorskip("tensorflow")
 
 
-def test_twin_quantizes_where_the_converter_does_with_its_ranges(mobilenet):
+@pytest.mark.parametrize("fast_hardswish", [False, True], ids=["fused", "decomposed"])
+def test_twin_quantizes_where_the_converter_does_with_its_ranges(mobilenet, fast_hardswish):
     from ai_edge_litert.interpreter import Interpreter
 
     from convert.qat import _calibrate, _simulated
-    from convert.quantize import QuantizeConfig, quantize
+    from convert.quantize import QuantizeConfig, edge_friendly, quantize
 
     model, _, images = mobilenet
+    if fast_hardswish:
+        model = edge_friendly(model)
     twin, fake_quants = _simulated(model)
     _calibrate(twin, fake_quants, images)
     names = {fq.name for fq in fake_quants}
@@ -21,7 +24,9 @@ def test_twin_quantizes_where_the_converter_does_with_its_ranges(mobilenet):
     assert {"activation_fq", "expanded_conv_2_add_fq", "pool_fq", "logits_fq"} <= names
     assert "conv_fq" not in names and "expanded_conv_project_fq" not in names
 
-    interp = Interpreter(model_content=quantize(model, QuantizeConfig.int8(images)))
+    if fast_hardswish:  # x / 6 and relu6(x + 3) of every hard-swish are int8 tensors too
+        assert {"activation_sixth", "activation_gate"} <= names
+    interp = Interpreter(model_content=quantize(model, QuantizeConfig.int8(images, fast_hardswish=fast_hardswish)))
     tflite_range = {}
     for t in interp.get_tensor_details():
         scales = t["quantization_parameters"]["scales"]
@@ -29,13 +34,18 @@ def test_twin_quantizes_where_the_converter_does_with_its_ranges(mobilenet):
             tflite_range[t["name"]] = float(scales[0]) * 255
     same, different = [], []
     for fq in fake_quants:
-        layer = fq.name.removesuffix("_fq")
-        match = [r for n, r in tflite_range.items() if f"/{layer}_1/" in n or n.endswith(f"/{layer}_1")]
+        layer, _, part = fq.name.rpartition("_")  # "activation_3_sixth" -> "activation_3", "sixth"
+        # inside a decomposed hard-swish the converter names x / 6 "mul", relu6(x + 3) "add", the product "mul_1"
+        output = "/mul_1" if fast_hardswish and "activation" in layer else ""
+        inner = {"sixth": "/mul", "gate": "/add"}.get(part, output)
+        if inner:
+            match = [r for n, r in tflite_range.items() if any(x.endswith(f"/{layer}_1{inner}") for x in n.split(";"))]
+        else:
+            match = [r for n, r in tflite_range.items() if f"/{layer}_1/" in n or n.endswith(f"/{layer}_1")]
         if len(match) == 1 and "pad" not in layer:
             close = float(fq.hi - fq.lo) == pytest.approx(match[0], rel=0.01)
             (same if close else different).append(layer)
-    # the converter gives some residual-add operands the add's range; everything else matches
-    assert len(same) >= 30 and len(different) <= 0.2 * len(same), different
+    assert len(same) >= 30 and not different, different
 
     float_out = np.asarray(model(images.astype("float32")))
     sim_out = np.asarray(twin(images.astype("float32"), training=False))
