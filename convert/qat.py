@@ -127,6 +127,26 @@ def _quantized_kernel_layer():  # one class per process, so isinstance works
     return QuantizedKernel
 
 
+@functools.cache
+def _simulated_hard_swish_layer():
+    import keras
+
+    class SimulatedHardSwish(keras.layers.Layer):
+        """The decomposed hard-swish ``(x / 6) * relu6(x + 3)`` with its two inner int8 tensors fake-quantized."""
+
+        def __init__(self, sixth, gate, **kwargs):
+            super().__init__(**kwargs)
+            self.sixth, self.gate = sixth, gate
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def call(self, x):
+            return self.sixth(x * (1.0 / 6.0)) * self.gate(keras.ops.relu6(x + 3.0))
+
+    return SimulatedHardSwish
+
+
 class _Simulator:
     """Builds the fake-quant twin of a classifier via ``keras.models.clone_model(call_function=...)``."""
 
@@ -164,10 +184,8 @@ class _Simulator:
         if isinstance(op, keras.layers.Conv2D | keras.layers.DepthwiseConv2D | keras.layers.Dense):
             y = self.kernel_cls(op, self.bn_after.get(id(op)))(*args)
         elif isinstance(op, self.hard_swish_cls):  # three int8 tensors: x / 6, relu6(x + 3), their product
-            x = args[0]
-            y = self._fake_quant(f"{op.name}_sixth")(x * (1.0 / 6.0)) * self._fake_quant(f"{op.name}_gate")(
-                keras.ops.relu6(x + 3.0)
-            )
+            sixth, gate = self._fake_quant(f"{op.name}_sixth"), self._fake_quant(f"{op.name}_gate")
+            y = _simulated_hard_swish_layer()(sixth, gate, name=f"{op.name}_int8")(*args)
         else:
             y = op(*args, **kwargs)
         if self._fused_into_next(op) or isinstance(op, keras.layers.Dropout | keras.layers.InputLayer):

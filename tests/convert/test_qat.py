@@ -74,3 +74,16 @@ def test_finetune_brings_the_simulated_int8_model_closer_and_leaves_the_original
     assert error_after < error_before
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert student is not model and student.count_params() == model.count_params()
+
+
+def test_finetune_runs_on_the_decomposed_hard_swish(mobilenet):
+    from convert.graph import all_layers
+    from convert.qat import QATConfig, quantization_aware_finetune
+    from convert.quantize import decomposed_hard_swish_layer, edge_friendly
+
+    model, _, images = mobilenet
+    student, twin = quantization_aware_finetune(edge_friendly(model), images, images, QATConfig(epochs=1))
+    assert sum(isinstance(layer, decomposed_hard_swish_layer()) for layer in all_layers(student)) >= 10
+    float_out = np.asarray(student(images.astype("float32")))
+    sim_out = np.asarray(twin(images.astype("float32"), training=False))
+    assert np.isfinite(sim_out).all() and not np.allclose(float_out, sim_out, atol=1e-4)
