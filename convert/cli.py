@@ -61,9 +61,9 @@ def _check_writable(out: Path) -> None:
 @click.option("--force", is_flag=True, help="Write the file even when agreement is below --min-agreement.")
 @click.option("--float-layer", "float_layers", multiple=True, help="int8: keep this node in float (repeatable).")
 @click.option(
-    "--fast-hardswish/--fused-hardswish", default=False,
-    help="int8: split hard-swish into MUL/ADD/RELU6 so the whole graph runs in XNNPACK (faster on CPUs, "
-    "lower agreement); the fused op keeps fidelity but runs outside XNNPACK.",
+    "--fast-hardswish/--fused-hardswish", default=True,
+    help="int8: split hard-swish into MUL/ADD/RELU6 so the whole graph runs in XNNPACK (about 3x faster "
+    "on x86, same agreement with --qat-epochs); the fused op has no XNNPACK int8 kernel.",
 )  # fmt: skip
 @click.option(
     "--qat-epochs",

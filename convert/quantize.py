@@ -34,8 +34,8 @@ class QuantizeConfig:
     mode: str = "int8"
     representative: np.ndarray | None = None  # (N, S, S, 3) uint8
     float_layers: tuple[str, ...] = ()  # int8 only: node names kept in float (selective quantization)
-    # Decompose hard-swish so int8 runs in one XNNPACK partition: ~2-3x faster on x86, but each
-    # extra requantization costs fidelity (measured in docs/BENCHMARKS.md). Off by default.
+    # Decompose hard-swish so int8 runs in one XNNPACK partition: ~3x faster on x86; with measured
+    # ranges (convert/ranges.py) and QAT it agrees as well as the fused op (docs/BENCHMARKS.md).
     fast_hardswish: bool = False
 
     def __post_init__(self) -> None:
