@@ -34,9 +34,9 @@ class QuantizeConfig:
     mode: str = "int8"
     representative: np.ndarray | None = None  # (N, S, S, 3) uint8
     float_layers: tuple[str, ...] = ()  # int8 only: node names kept in float (selective quantization)
-    # Decompose hard-swish so int8 runs in one XNNPACK partition: ~3x faster on x86; with measured
+    # int8: decompose hard-swish so it runs in one XNNPACK partition: ~3x faster on x86; with measured
     # ranges (convert/ranges.py) and QAT it agrees as well as the fused op (docs/BENCHMARKS.md).
-    fast_hardswish: bool = False
+    fast_hardswish: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -46,7 +46,7 @@ class QuantizeConfig:
 
     @classmethod
     def int8(
-        cls, representative: np.ndarray, float_layers: tuple[str, ...] = (), fast_hardswish: bool = False
+        cls, representative: np.ndarray, float_layers: tuple[str, ...] = (), fast_hardswish: bool = True
     ) -> QuantizeConfig:
         return cls("int8", representative, float_layers, fast_hardswish)
 
@@ -127,7 +127,7 @@ def _quantize(model, config: QuantizeConfig) -> bytes:
     import tensorflow as tf
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    conv = _converter(model, config.fast_hardswish)
+    conv = _converter(model, config.fast_hardswish and config.mode == "int8")  # float files keep the fused op
     if config.mode == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]

@@ -133,7 +133,7 @@ def convert_segmenter(
     min_iou: float = 0.95,
     force: bool = False,
     float_layers: tuple[str, ...] = (),
-    fast_hardswish: bool = False,
+    fast_hardswish: bool = True,
     seed: int = 0,
     show: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
