@@ -3,6 +3,7 @@
 A kiosk's camera is not the collections' dermatoscopes. Each image is classified as it is and under
 a colour cast; the label and the "see a clinician" flag must mostly stay the same. The files
 shipped before colour constancy kept 39-92 % of their labels here. Skips where ../shared/data is absent.
+The int8 files must also run in one XNNPACK partition (no fused hard-swish).
 """
 
 from __future__ import annotations
@@ -37,3 +38,12 @@ def test_shipped_classifier_answers_survive_a_colour_cast(model, data):
         cast_labels, cast_flags = answers(gain)
         assert (cast_labels == labels).mean() >= 0.85, f"{model}: labels changed under a {name}"
         assert (cast_flags == flags).mean() >= 0.9, f"{model}: the clinician flag changed under a {name}"
+
+
+@pytest.mark.parametrize("model", ["isic9_int8.tflite", "benign_malignant_int8.tflite"])
+def test_shipped_int8_classifier_runs_in_one_xnnpack_partition(model):
+    """No fused int8 HARD_SWISH (it has no XNNPACK kernel and splits the graph: 3.3x slower on x86)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = {op["op_name"] for op in Interpreter(str(ROOT / "models" / model))._get_ops_details()}
+    assert "HARD_SWISH" not in ops and {"MUL", "ADD", "CONV_2D"} <= ops
