@@ -13,7 +13,7 @@ BIN=${BIN:-.venv/bin}
 #    decomposed (the default: one XNNPACK partition)
 $BIN/train "$DATA/isic9/train" --img-size 288 --out runs/isic9_288_sog --epochs 30 --head-epochs 2 --patience 10 \
   --color-constancy shades-of-gray
-$BIN/convert runs/isic9_288_sog --int8 --data "$DATA/isic9/train" --out models/isic9_int8.tflite --qat-epochs 6 \
+$BIN/convert runs/isic9_288_sog --int8 --data "$DATA/isic9/train" --out models/isic9_int8.tflite --qat-epochs 12 \
   --equalize --force
 $BIN/convert runs/isic9_288_sog --float16 --data "$DATA/isic9/train" --out models/isic9_float16.tflite --force
 
@@ -21,7 +21,7 @@ $BIN/convert runs/isic9_288_sog --float16 --data "$DATA/isic9/train" --out model
 $BIN/train "$DATA/malignant-vs-benign/train" --task binary --extra-data "$DATA/ham10000" --out runs/binary_sog \
   --epochs 8 --head-epochs 2 --patience 4 --color-constancy shades-of-gray
 $BIN/convert runs/binary_sog --int8 --data "$DATA/malignant-vs-benign/train" --out models/benign_malignant_int8.tflite \
-  --qat-epochs 6 --equalize --force
+  --qat-epochs 12 --equalize --force
 
 # 3. lesion segmenter for edge-detect --segment (PH2 images + expert masks; a few minutes)
 $BIN/train "$DATA/ph2" --task segment --out runs/ph2_segment --img-size 224 --epochs 40 --head-epochs 3 \
