@@ -22,7 +22,11 @@ __all__ = ["measured_ranges", "remeasure"]
 
 @contextlib.contextmanager
 def measured_ranges() -> Iterator[None]:
-    """Within this block, the TFLite converter's calibration returns re-measured ranges."""
+    """Within this block, the TFLite converter's calibration returns re-measured ranges.
+
+    It wraps a private TensorFlow class (stable over the 2.16-2.21 range pyproject allows);
+    ``tests/convert/test_quantize.py`` fails if the wrapping stops taking effect.
+    """
     from tensorflow.lite.python.optimize import calibrator
 
     original = calibrator.Calibrator.calibrate
