@@ -10,7 +10,7 @@ BIN=${BIN:-.venv/bin}
 # 1. ISIC 9-class default model at 288 px (the 180 px images upsampled: +5 points over 224, BENCHMARKS),
 #    30 epochs, shades-of-gray colour constancy (robust to the kiosk's lamp and white balance:
 #    bench/color_cast.py); int8 with ReLU channel equalization and quantization-aware fine-tuning, hard-swish
-#    decomposed (the default: one XNNPACK partition)
+#    decomposed (the default: one XNNPACK partition); 12 QAT epochs
 $BIN/train "$DATA/isic9/train" --img-size 288 --out runs/isic9_288_sog --epochs 30 --head-epochs 2 --patience 10 \
   --color-constancy shades-of-gray
 $BIN/convert runs/isic9_288_sog --int8 --data "$DATA/isic9/train" --out models/isic9_int8.tflite --qat-epochs 12 \
@@ -26,4 +26,4 @@ $BIN/convert runs/binary_sog --int8 --data "$DATA/malignant-vs-benign/train" --o
 # 3. lesion segmenter for edge-detect --segment (PH2 images + expert masks; a few minutes)
 $BIN/train "$DATA/ph2" --task segment --out runs/ph2_segment --img-size 224 --epochs 40 --head-epochs 3 \
   --batch-size 8 --lr 1e-3 --patience 10
-$BIN/convert runs/ph2_segment --int8 --data "$DATA/ph2" --out models/ph2_segment_int8.tflite --fused-hardswish
+$BIN/convert runs/ph2_segment --int8 --data "$DATA/ph2" --out models/ph2_segment_int8.tflite
