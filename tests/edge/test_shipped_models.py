@@ -40,8 +40,8 @@ def test_shipped_classifier_answers_survive_a_colour_cast(model, data):
         assert (cast_flags == flags).mean() >= 0.9, f"{model}: the clinician flag changed under a {name}"
 
 
-@pytest.mark.parametrize("model", ["isic9_int8.tflite", "benign_malignant_int8.tflite"])
-def test_shipped_int8_classifier_runs_in_one_xnnpack_partition(model):
+@pytest.mark.parametrize("model", ["isic9_int8.tflite", "benign_malignant_int8.tflite", "ph2_segment_int8.tflite"])
+def test_shipped_int8_model_runs_in_one_xnnpack_partition(model):
     """No fused int8 HARD_SWISH (it has no XNNPACK kernel and splits the graph: 3.3x slower on x86)."""
     from ai_edge_litert.interpreter import Interpreter
 
