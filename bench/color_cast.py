@@ -30,11 +30,11 @@ CASTS = {
     "dim": (0.7, 0.7, 0.7),
 }
 
+REPORTED = ("accuracy", "balanced_accuracy", "malignant_sensitivity", "malignant_specificity")
+
 
 def main() -> None:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
-
-    from training.evaluate import logits_function
+    from training.evaluate import classification_metrics, logits_function
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", type=Path, nargs="+", help="run folders or .tflite files; the first is a run")
@@ -46,21 +46,14 @@ def main() -> None:
         contract = load_contract(source)
         logits = logits_function(source)
         y = np.array([contract.labels.index(name) for name in split["validation_labels"]])
-        malignant = np.isin(y, contract.malignant_indices)
         row = {"model": str(source), "color_constancy": contract.color_constancy}
         for cast, gain in CASTS.items():
             images = np.stack(
                 [preprocess(np.clip(im * np.float32(gain) + 0.5, 0, 255).astype(np.uint8), contract) for im in raw]
             )
             probs = calibrated_probabilities(logits(images), contract.temperature)
-            flagged = probs[:, list(contract.malignant_indices)].sum(1) >= contract.risk_threshold
-            answer = probs.argmax(1)
-            row[cast] = {
-                "accuracy": round(accuracy_score(y, answer), 3),
-                "balanced_accuracy": round(balanced_accuracy_score(y, answer), 3),
-                "malignant_sensitivity": round(float(flagged[malignant].mean()), 3),
-                "malignant_specificity": round(float(1 - flagged[~malignant].mean()), 3),
-            }
+            metrics = classification_metrics(y, probs, contract)  # the flag at the contract's own threshold
+            row[cast] = {key: round(metrics[key], 3) for key in REPORTED if metrics.get(key) is not None}
         rows.append(row)
     print(json.dumps(rows, indent=1))
 
