@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convert.graph import all_layers, consumers
-from convert.quantize import decomposed_hard_swish_layer, pin_input_range
+from convert.quantize import decomposed_hard_swish, decomposed_hard_swish_layer, pin_input_range
 
 __all__ = ["QATConfig", "quantization_aware_finetune"]
 
@@ -142,7 +142,7 @@ def _simulated_hard_swish_layer():
             return input_shape
 
         def call(self, x):
-            return self.sixth(x * (1.0 / 6.0)) * self.gate(keras.ops.relu6(x + 3.0))
+            return decomposed_hard_swish(x, self.sixth, self.gate)
 
     return SimulatedHardSwish
 

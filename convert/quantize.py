@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "MODES", "QuantizeConfig", "decomposed_hard_swish_layer", "edge_friendly", "pin_input_range", "quantize",
-    "tiny_scales",
+    "MODES", "QuantizeConfig", "decomposed_hard_swish", "decomposed_hard_swish_layer", "edge_friendly",
+    "pin_input_range", "quantize", "tiny_scales",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,16 @@ def pin_input_range(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
+def decomposed_hard_swish(x, sixth=lambda t: t, gate=lambda t: t):
+    """``(x / 6) * relu6(x + 3)`` in an order the converter does not fuse back into HARD_SWISH.
+
+    ``sixth`` and ``gate`` wrap the two inner tensors (quantization-aware fine-tuning fake-quantizes them).
+    """
+    import keras
+
+    return sixth(x * (1.0 / 6.0)) * gate(keras.ops.relu6(x + 3.0))
+
+
 @functools.cache  # one class per process, so isinstance works
 def decomposed_hard_swish_layer():
     import keras
@@ -82,7 +92,7 @@ def decomposed_hard_swish_layer():
         """
 
         def call(self, x):
-            return (x * (1.0 / 6.0)) * keras.ops.relu6(x + 3.0)
+            return decomposed_hard_swish(x)
 
     return DecomposedHardSwish
 
