@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.calibration import expected_calibration_error
 from edge.classifier import Classifier
 from edge.preprocess import load_image, preprocess
-from training.evaluate import classification_metrics, expected_calibration_error
+from training.evaluate import classification_metrics
 
 
 def main() -> None:

@@ -8,19 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
+from edge.calibration import expected_calibration_error
 from edge.classifier import calibrated_probabilities
 from edge.contract import ModelContract
 
 __all__ = [
     "classification_metrics",
-    "expected_calibration_error",
-    "fit_temperature",
     "logits_function",
     "predict_logits",
-    "risk_threshold_for_sensitivity",
     "run_probabilities",
     "save_plots",
     "write_model_card",
@@ -63,52 +60,6 @@ def run_probabilities(run: Path, contract: ModelContract, samples: list) -> np.n
     if len(loaded.samples) != len(samples):
         raise DatasetError(f"{len(samples) - len(loaded.samples)} images for {run} could not be read")
     return calibrated_probabilities(logits_function(run)(loaded.images), contract.temperature)
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature T minimising the negative log-likelihood of softmax(logits / T)."""
-
-    def nll(log_t: float) -> float:
-        p = calibrated_probabilities(logits, float(np.exp(log_t)))
-        return float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
-
-    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(res.x))
-
-
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    """Top-1 expected calibration error with equal-width confidence bins."""
-    conf = probs.max(1)
-    correct = probs.argmax(1) == y
-    edges = np.linspace(0, 1, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        mask = (conf > lo) & (conf <= hi)
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
-    return float(ece)
-
-
-def cross_fitted_ece(logits: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
-    """ECE after temperature scaling, fitting T on one half of the data and measuring on the other."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(y))
-    halves = order[: len(y) // 2], order[len(y) // 2 :]
-    eces, weights = [], []
-    for fit, test in (halves, halves[::-1]):
-        t = fit_temperature(logits[fit], y[fit])
-        eces.append(expected_calibration_error(calibrated_probabilities(logits[test], t), y[test]))
-        weights.append(len(test))
-    return float(np.average(eces, weights=weights))
-
-
-def risk_threshold_for_sensitivity(risk: np.ndarray, is_malignant: np.ndarray, sensitivity: float = 0.9) -> float:
-    """The highest risk threshold that still flags ``sensitivity`` of the malignant cases."""
-    pos = np.sort(risk[is_malignant.astype(bool)])
-    if len(pos) == 0:
-        return 0.5
-    k = int(np.floor((1 - sensitivity) * len(pos)))
-    return float(pos[k])
 
 
 def classification_metrics(

@@ -13,6 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from edge.calibration import (
+    cross_fitted_ece,
+    expected_calibration_error,
+    fit_temperature,
+    risk_threshold_for_sensitivity,
+)
 from edge.classifier import calibrated_probabilities
 from edge.contract import MALIGNANT_DIAGNOSES, ModelContract, load_contract, save_contract
 from training.best_epoch import BestEpoch
@@ -197,12 +203,12 @@ def train(config: TrainConfig) -> Path:
     best.restore(model)
 
     logits = evaluate.predict_logits(model, x_va)
-    temperature = evaluate.fit_temperature(logits, y_va)
+    temperature = fit_temperature(logits, y_va)
     probs = calibrated_probabilities(logits, temperature)
     risk_threshold = contract.risk_threshold
     if malignant:
         risk = probs[:, list(contract.replace(malignant_labels=malignant).malignant_indices)].sum(1)
-        risk_threshold = evaluate.risk_threshold_for_sensitivity(
+        risk_threshold = risk_threshold_for_sensitivity(
             risk, np.isin(y_va, contract.malignant_indices), config.sensitivity
         )
     contract = contract.replace(
@@ -227,8 +233,8 @@ def train(config: TrainConfig) -> Path:
     (out / "split.json").write_text(json.dumps(split))
     metrics = {
         "validation": val_metrics,
-        "ece_uncalibrated": evaluate.expected_calibration_error(calibrated_probabilities(logits, 1.0), y_va),
-        "ece_calibrated_crossfit": evaluate.cross_fitted_ece(logits, y_va),
+        "ece_uncalibrated": expected_calibration_error(calibrated_probabilities(logits, 1.0), y_va),
+        "ece_calibrated_crossfit": cross_fitted_ece(logits, y_va),
         "temperature": temperature,
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),

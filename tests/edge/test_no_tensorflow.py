@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 
+from tests.conftest import make_folder_dataset
 from tests.edge.edge_synth import make_lesion
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +19,7 @@ BLOCKED_RUN = """
 import json, sys
 for name in {heavy!r}:
     sys.modules[name] = None  # any import of these now fails loudly
-from edge.app import main
+from {module} import main
 try:
     main(sys.argv[1:])
 except SystemExit as exc:
@@ -48,8 +49,20 @@ def test_edge_modules_import_without_tensorflow():
 def test_classifying_an_image_works_with_tensorflow_blocked(tiny_tflite, tmp_path):
     image = tmp_path / "lesion.jpg"
     cv2.imwrite(str(image), cv2.cvtColor(make_lesion(240, 320), cv2.COLOR_RGB2BGR))
-    proc = _python(BLOCKED_RUN.format(heavy=HEAVY), "--model", str(tiny_tflite), "--source", str(image), "--json")
+    code = BLOCKED_RUN.format(heavy=HEAVY, module="edge.app")
+    proc = _python(code, "--model", str(tiny_tflite), "--source", str(image), "--json")
     status = json.loads(proc.stderr.strip().splitlines()[-1])
     assert status == {"exit": 0, "loaded": []}, proc.stderr
     record = json.loads(proc.stdout)
     assert record["source"] == str(image) and record["label"] in ("nevus", "melanoma", "keratosis")
+
+
+def test_recalibrating_works_with_tensorflow_and_scikit_learn_blocked(tiny_tflite, tmp_path):
+    """The edge install has neither: a clinic recalibrates on the kiosk itself."""
+    data = make_folder_dataset(tmp_path / "site", per_class=12)
+    blocked = (*HEAVY, "sklearn", "scipy", "matplotlib")
+    code = BLOCKED_RUN.format(heavy=blocked, module="edge.recalibrate")
+    proc = _python(code, str(tiny_tflite), "--data", str(data), "--out", str(tmp_path / "site.tflite"))
+    status = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert status == {"exit": 0, "loaded": []}, proc.stderr
+    assert "refitted (cross-fitted)" in proc.stdout and (tmp_path / "site.tflite").is_file()

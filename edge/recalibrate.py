@@ -1,0 +1,193 @@
+"""`recalibrate`: fit a converted model's temperature and malignancy threshold to a clinic's own images.
+
+The operating point chosen on a training collection's validation split does not carry over to other
+devices and clinics (docs/BENCHMARKS.md, "Another collection"). Given labelled images from the
+site's own camera, this refits the temperature (on images whose diagnosis is one of the model's
+classes) and the threshold that flags ``--sensitivity`` of the malignant ones, reports what to
+expect on new images (two-fold cross-fitting: fit on one half, measure on the other), and writes
+a copy of the file with the new contract. Edge install only: no TensorFlow; no image is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import numpy as np
+
+from edge.calibration import expected_calibration_error, fit_temperature, risk_threshold_for_sensitivity
+from edge.classifier import Classifier, calibrated_probabilities
+from edge.contract import ContractError, ModelContract
+from edge.modelfile import embed_contract, write_atomic
+from edge.preprocess import ImageError, load_image, preprocess
+
+__all__ = ["SiteDataError", "SiteImages", "fit_site", "main", "site_report"]
+
+log = logging.getLogger(__name__)
+
+MIN_PER_GROUP = 10  # malignant and benign images each, for a threshold worth the name
+
+
+@dataclass(frozen=True)
+class SiteImages:
+    """A site's classified images: logits, class index (-1: not one of the model's classes), malignant or not."""
+
+    logits: np.ndarray
+    y: np.ndarray
+    malignant: np.ndarray
+
+
+def _fit(site: SiteImages, idx: np.ndarray, contract: ModelContract, sensitivity: float) -> tuple[float, float]:
+    """(temperature, threshold) fitted on the images ``idx``."""
+    known = idx[site.y[idx] >= 0]
+    t = (
+        fit_temperature(site.logits[known], site.y[known])
+        if len(np.unique(site.y[known])) > 1
+        else contract.temperature
+    )
+    risk = _risk(site.logits[idx], t, contract)
+    return t, float(np.floor(risk_threshold_for_sensitivity(risk, site.malignant[idx], sensitivity) * 1e4) / 1e4)
+
+
+def _risk(logits: np.ndarray, temperature: float, contract: ModelContract) -> np.ndarray:
+    return calibrated_probabilities(logits, temperature)[:, list(contract.malignant_indices)].sum(1)
+
+
+def _scores(site: SiteImages, idx: np.ndarray, t: float, threshold: float, contract: ModelContract) -> dict:
+    flagged = _risk(site.logits[idx], t, contract) >= threshold
+    mal = site.malignant[idx]
+    known = idx[site.y[idx] >= 0]
+    ece = (
+        expected_calibration_error(calibrated_probabilities(site.logits[known], t), site.y[known])
+        if len(known)
+        else None
+    )
+    return {"sensitivity": float(flagged[mal].mean()), "specificity": float(1 - flagged[~mal].mean()), "ece": ece}
+
+
+class SiteDataError(ValueError):
+    """Too few labelled images to set an operating point."""
+
+
+def fit_site(site: SiteImages, contract: ModelContract, sensitivity: float = 0.9) -> tuple[float, float]:
+    """(temperature, threshold) fitted on every site image.
+
+    Raises:
+        SiteDataError: fewer than MIN_PER_GROUP malignant or benign images.
+    """
+    n_mal = int(site.malignant.sum())
+    if min(n_mal, len(site.malignant) - n_mal) < MIN_PER_GROUP:
+        raise SiteDataError(
+            f"recalibration needs at least {MIN_PER_GROUP} malignant and {MIN_PER_GROUP} benign images, "
+            f"got {n_mal} and {len(site.malignant) - n_mal}"
+        )
+    return _fit(site, np.arange(len(site.y)), contract, sensitivity)
+
+
+def site_report(site: SiteImages, contract: ModelContract, sensitivity: float = 0.9, seed: int = 0) -> dict:
+    """The file's own operating point on the site images, and the refitted one cross-fitted over two halves."""
+    everything = np.arange(len(site.y))
+    before = _scores(site, everything, contract.temperature, contract.risk_threshold, contract)
+    order = np.random.default_rng(seed).permutation(len(site.y))
+    halves = []
+    for mal in (True, False):  # stratified: each half gets half the malignant images
+        group = order[site.malignant[order] == mal]
+        halves.append((group[: len(group) // 2], group[len(group) // 2 :]))
+    a = np.concatenate([halves[0][0], halves[1][0]])
+    b = np.concatenate([halves[0][1], halves[1][1]])
+    folds = []
+    for fit_idx, test_idx in ((a, b), (b, a)):
+        t, threshold = _fit(site, fit_idx, contract, sensitivity)
+        folds.append((len(test_idx), _scores(site, test_idx, t, threshold, contract)))
+    after = {
+        key: float(np.average([s[key] for _, s in folds], weights=[n for n, _ in folds]))
+        if all(s[key] is not None for _, s in folds)
+        else None
+        for key in before
+    }
+    return {"before": before, "after_crossfit": after}
+
+
+def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple[str, str]]]:
+    from training.datasets import SYNONYMS, load_dataset, to_binary
+
+    contract = clf.contract
+    by_lower = {name.lower(): i for i, name in enumerate(contract.labels)}
+    binary_model = set(contract.labels) == {"benign", "malignant"}
+    logits, y, malignant, skipped = [], [], [], []
+    with click.progressbar(load_dataset(data, fmt).samples, label="classifying", file=sys.stderr) as samples:
+        for s in samples:
+            try:
+                logits.append(clf.logits(preprocess(load_image(s.path), contract)))
+            except (ImageError, OSError) as exc:
+                skipped.append((str(s.path), str(exc)))
+                continue
+            label = to_binary(s.label) if binary_model else s.label.lower()
+            y.append(by_lower.get(label, by_lower.get(SYNONYMS.get(label, ""), -1)))
+            malignant.append(to_binary(s.label) == "malignant")
+    return SiteImages(np.array(logits), np.array(y), np.array(malignant, dtype=bool)), skipped
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--data", required=True, type=click.Path(path_type=Path),
+    help="The site's labelled images in any layout `train` reads (a folder per diagnosis, HAM10000 CSV, ISIC CSV); "
+    "diagnoses the model does not know, or plain benign / malignant folders, still set the threshold.",
+)  # fmt: skip
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write the recalibrated copy.")
+@click.option(
+    "--sensitivity", type=click.FloatRange(0.5, 1.0), default=0.9, help="Share of malignant images the flag must catch."
+)
+@click.option("--format", "fmt", type=click.Choice(["auto", "folder", "ham10000", "isic-csv"]), default="auto")
+def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> None:
+    """Refit MODEL's temperature and malignancy threshold on a clinic's own labelled images; write a copy to OUT.
+
+    Prints the file's operating point on these images, and what to expect from the refitted one on
+    new images (fitted on one half, measured on the other, both ways). Reads the images, writes
+    only OUT. Not a medical device: the flag means "show a clinician", nothing more.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from training.datasets import DatasetError
+
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise click.ClickException(f"cannot write {out}: {out.parent} is not a writable folder")
+    try:
+        clf = Classifier(model, threads=1)
+        site, skipped = _load(data, fmt, clf)
+        for path, why in skipped:
+            log.warning("skipped %s: %s", path, why)
+        temperature, threshold = fit_site(site, clf.contract, sensitivity)
+        report = site_report(site, clf.contract, sensitivity)
+    except (FileNotFoundError, ContractError, DatasetError, SiteDataError) as exc:
+        raise click.ClickException(str(exc)) from None
+    contract = clf.contract.replace(
+        temperature=round(temperature, 4),
+        risk_threshold=threshold,
+        metrics={
+            **clf.contract.metrics,
+            "site_images": len(site.y),
+            "site_sensitivity_crossfit": round(report["after_crossfit"]["sensitivity"], 4),
+            "site_specificity_crossfit": round(report["after_crossfit"]["specificity"], 4),
+            "site_recalibrated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    try:
+        write_atomic(out, embed_contract(model.read_bytes(), contract))
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
+    b, a = report["before"], report["after_crossfit"]
+    n_known, n_mal = int((site.y >= 0).sum()), int(site.malignant.sum())
+    click.echo(f"{len(site.y)} images: {n_mal} malignant, {n_known} of the model's classes, {len(skipped)} unreadable")
+    click.echo(f"{'':26s}{'threshold':>10s}{'T':>8s}{'sensitivity':>13s}{'specificity':>13s}{'ECE':>7s}")
+    rows = (("as shipped", clf.contract.risk_threshold, clf.contract.temperature, b),
+            ("refitted (cross-fitted)", threshold, temperature, a))  # fmt: skip
+    for name, thr, t, m in rows:
+        ece = "n/a" if m["ece"] is None else f"{m['ece']:.3f}"
+        click.echo(f"{name:26s}{thr:10.4f}{t:8.3f}{m['sensitivity']:13.3f}{m['specificity']:13.3f}{ece:>7s}")
+    click.echo(f"wrote {out}. Not a diagnosis: a flag means 'show this lesion to a clinician'.")
