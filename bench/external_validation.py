@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="a .tflite file (run as the edge runs it) or a run folder")
     parser.add_argument("data", help="a dataset from another collection (any layout train reads)")
     parser.add_argument("--trained-on", action="append", default=[], help="a collection the model learnt from")
+    parser.add_argument(
+        "--link-kept", type=Path, help="make DIR/<diagnosis>/ symbolic links to the images kept (for `recalibrate`)"
+    )
     args = parser.parse_args()
     contract = load_contract(args.model)
     binary_model = set(contract.labels) == {"benign", "malignant"}
@@ -47,6 +50,12 @@ def main() -> None:
         trained = load_images(map_labels(list(load_dataset(seen, "auto", task).samples), contract.labels), contract)
         left_out |= leaks_into(external, trained)
     keep = np.nonzero(~left_out)[0]
+    for i in keep if args.link_kept else ():
+        sample = external.samples[i]
+        link = args.link_kept / sample.label / sample.path.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(sample.path.resolve())
     diagnosis = np.array([external.samples[i].label for i in keep])
     malignant = np.array([to_binary(d) == "malignant" for d in diagnosis])
     probs = calibrated_probabilities(logits_function(args.model)(external.images[keep]), contract.temperature)
