@@ -144,7 +144,10 @@ def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple
 @click.option(
     "--sensitivity", type=click.FloatRange(0.5, 1.0), default=0.9, help="Share of malignant images the flag must catch."
 )
-@click.option("--format", "fmt", type=click.Choice(["auto", "folder", "ham10000", "isic-csv"]), default="auto")
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "folder", "ham10000", "isic-csv"]), default="auto",
+    help="Layout of --data (detected when auto).",
+)  # fmt: skip
 def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> None:
     """Refit MODEL's temperature and malignancy threshold on a clinic's own labelled images; write a copy to OUT.
 
