@@ -162,6 +162,8 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> No
         raise click.ClickException(f"cannot write {out}: {out.parent} is not a writable folder")
     try:
         clf = Classifier(model, threads=1)
+        if not clf.contract.malignant_labels:
+            raise ContractError(f"{model} has no malignant classes: it has no malignancy threshold to set")
         site, skipped = _load(data, fmt, clf)
         for path, why in skipped:
             log.warning("skipped %s: %s", path, why)
@@ -188,7 +190,7 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> No
     n_known, n_mal = int((site.y >= 0).sum()), int(site.malignant.sum())
     click.echo(f"{len(site.y)} images: {n_mal} malignant, {n_known} of the model's classes, {len(skipped)} unreadable")
     click.echo(f"{'':26s}{'threshold':>10s}{'T':>8s}{'sensitivity':>13s}{'specificity':>13s}{'ECE':>7s}")
-    rows = (("as shipped", clf.contract.risk_threshold, clf.contract.temperature, b),
+    rows = (("this file as it is", clf.contract.risk_threshold, clf.contract.temperature, b),
             ("refitted (cross-fitted)", threshold, temperature, a))  # fmt: skip
     for name, thr, t, m in rows:
         ece = "n/a" if m["ece"] is None else f"{m['ece']:.3f}"
