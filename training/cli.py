@@ -38,8 +38,8 @@ __all__ = ["main"]
 @click.option("--seed", type=int, default=0, help="Seed for the split, augmentation and initialisation.")
 @click.option("--patience", type=click.IntRange(1), default=4, help="Early stopping: epochs without gain.")
 @click.option(
-    "--balance", type=click.Choice(["weights", "none"]), default="weights",
-    help="Class imbalance handling: class-weighted loss or nothing.",
+    "--balance", type=click.Choice(["weights", "sampling", "none"]), default="weights",
+    help="Class imbalance handling: a class-weighted loss, batches drawing every class equally often, or nothing.",
 )  # fmt: skip
 @click.option(
     "--extra-data", multiple=True,

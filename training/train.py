@@ -48,7 +48,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     patience: int = 4
-    balance: str = "weights"  # "weights" (class-weighted loss) or "none"
+    balance: str = "weights"  # "weights" (class-weighted loss), "sampling" (classes drawn equally often) or "none"
     max_images: int = 0  # 0 = all; for quick runs and tests
     extra_data: tuple[str, ...] = ()  # training-only datasets, labels mapped to the main ones
     pretrain_epochs: int = 0  # >0: train on extra_data alone first, then on data alone; 0: mix them
@@ -72,10 +72,22 @@ def _augmenter(seed: int):
     )
 
 
-def _dataset(images: np.ndarray, y: np.ndarray, batch: int, augment, seed: int):
+def _dataset(images: np.ndarray, y: np.ndarray, batch: int, augment, seed: int, balanced: bool = False):
+    """Batches of (float images, targets), augmented. ``balanced`` draws every class equally often,
+    without end (minority images repeat more often): give fit() ``steps_per_epoch``."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((images, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    if balanced:
+        label = y.argmax(1)
+        per_class = [
+            tf.data.Dataset.from_tensor_slices((images[label == c], y[label == c]))
+            .shuffle(int((label == c).sum()), seed=seed)
+            .repeat()
+            for c in np.unique(label)
+        ]
+        ds = tf.data.Dataset.sample_from_datasets(per_class, seed=seed)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((images, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch).map(lambda x, t: (tf.cast(x, tf.float32), t), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(
@@ -170,8 +182,10 @@ def train(config: TrainConfig) -> Path:
         if cosine:  # decay from lr to zero over this phase
             lr = keras.optimizers.schedules.CosineDecay(lr, epochs * int(np.ceil(len(x) / config.batch_size)))
         model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=loss, metrics=["accuracy"])
+        balanced = config.balance == "sampling"
         h = model.fit(
-            _dataset(x, t, config.batch_size, augment, config.seed),
+            _dataset(x, t, config.batch_size, augment, config.seed, balanced=balanced),
+            steps_per_epoch=int(np.ceil(len(x) / config.batch_size)) if balanced else None,
             validation_data=(x_va.astype("float32"), t_va), epochs=epochs,
             class_weight=weights, callbacks=callbacks, verbose=2,
         )  # fmt: skip
