@@ -132,6 +132,20 @@ def _placeholder_jpeg(text: str = "Waiting for the camera...") -> bytes:
     return encode_jpeg(image)
 
 
+def _operating_point(contract) -> str:
+    """Where the "see a clinician" threshold was set: the training collection, or this clinic (`recalibrate`)."""
+    if contract is None or not contract.malignant_labels:
+        return ""
+    site = contract.metrics.get("site_images")
+    if site:
+        when = str(contract.metrics.get("site_recalibrated", ""))[:10]
+        return f"The clinician flag threshold was set on {site} images from this clinic ({when})."
+    return (
+        "The clinician flag threshold was set on images of the training collection: on another camera "
+        "expect fewer malignant lesions flagged until it is set on images from this clinic (recalibrate)."
+    )
+
+
 def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
     """The kiosk's Flask app over ``state`` (which the frame loop fills).
 
@@ -207,6 +221,7 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             max_upload_mb=f"{max_mb:g}",
             risk_threshold=contract.risk_threshold if contract else 0.5,
             model=f"{contract.arch} {contract.version}" if contract else "no model",
+            operating_point=_operating_point(contract),
         )
 
     @app.get("/stream.mjpg")

@@ -10,7 +10,9 @@ import zlib
 import pytest
 from kiosk_support import jpeg_bytes, lesion_image, publish_frame
 
+from edge.classifier import Classifier
 from edge.live import LiveState
+from edge.modelfile import read_contract
 from edge.web import KioskConfig, create_app
 
 
@@ -42,6 +44,15 @@ def test_page_is_self_contained_and_says_not_a_diagnosis(client):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", html)
     assert "@import" not in html
+
+
+def test_page_says_where_the_flag_threshold_was_set(client, tiny_tflite, clock):
+    assert "set on images of the training collection" in client.get("/").get_data(as_text=True)
+    contract = read_contract(tiny_tflite)
+    site = contract.replace(metrics={"site_images": 240, "site_recalibrated": "2026-11-24T04:03:19+00:00"})
+    state = LiveState(Classifier(tiny_tflite, threads=1, contract=site), clock=clock)
+    html = create_app(state, KioskConfig()).test_client().get("/").get_data(as_text=True)
+    assert "set on 240 images from this clinic (2026-11-24)" in html
 
 
 def test_healthz_starting_then_healthy_then_stale(client, state, clock):
