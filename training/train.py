@@ -179,13 +179,14 @@ def train(config: TrainConfig) -> Path:
     def fit(x: np.ndarray, t: np.ndarray, epochs: int, lr: float, callbacks: list, record: dict, cosine: bool) -> None:
         # class weights follow the label: it keeps the largest share of a soft target
         weights = _class_weights(t.argmax(1), len(labels)) if config.balance == "weights" else None
+        steps = int(np.ceil(len(x) / config.batch_size))  # an epoch: as many images as there are
         if cosine:  # decay from lr to zero over this phase
-            lr = keras.optimizers.schedules.CosineDecay(lr, epochs * int(np.ceil(len(x) / config.batch_size)))
+            lr = keras.optimizers.schedules.CosineDecay(lr, epochs * steps)
         model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=loss, metrics=["accuracy"])
         balanced = config.balance == "sampling"
         h = model.fit(
             _dataset(x, t, config.batch_size, augment, config.seed, balanced=balanced),
-            steps_per_epoch=int(np.ceil(len(x) / config.batch_size)) if balanced else None,
+            steps_per_epoch=steps if balanced else None,
             validation_data=(x_va.astype("float32"), t_va), epochs=epochs,
             class_weight=weights, callbacks=callbacks, verbose=2,
         )  # fmt: skip

@@ -51,14 +51,14 @@ def test_pretraining_on_extra_data_leaves_out_copies_of_validation_images(traine
     run = tmp_path / "run"
     proc = _run("train", str(data), "--out", str(run), "--img-size", "48", "--epochs", "1", "--head-epochs", "1",
                 "--batch-size", "8", "--weights", "none", "--extra-data", str(extra),
-                "--pretrain-epochs", "2", "--color-constancy", "shades-of-gray")  # fmt: skip
+                "--pretrain-epochs", "2", "--color-constancy", "shades-of-gray", "--balance", "sampling")  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())
     assert json.loads((run / "contract.json").read_text())["color_constancy"] == "shades_of_gray"
     assert "colour constancy: shades_of_gray" in (run / "model_card.md").read_text()
     assert f"{metrics['n_val']} left out as copies of validation images" in proc.stderr
     assert len(metrics["pretrain_history"]["loss"]) == 1 + 2  # head epoch + pre-training epochs
     assert len(metrics["history"]["loss"]) == 1  # then DATA alone (no head phase without weights)
-    assert metrics["config"]["pretrain_epochs"] == 2
+    assert metrics["config"]["pretrain_epochs"] == 2 and metrics["config"]["balance"] == "sampling"
 
 
 def test_distillation_from_a_teacher_on_the_same_split_only(trained, tmp_path):
