@@ -31,6 +31,7 @@ __all__ = ["SiteDataError", "SiteImages", "fit_site", "main", "site_report"]
 log = logging.getLogger(__name__)
 
 MIN_PER_GROUP = 10  # malignant and benign images each, for a threshold worth the name
+OTHER_SENSITIVITIES = (0.8, 0.85, 0.9, 0.95)  # the trade-off printed beside the chosen target
 
 
 @dataclass(frozen=True)
@@ -195,4 +196,10 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> No
     for name, thr, t, m in rows:
         ece = "n/a" if m["ece"] is None else f"{m['ece']:.3f}"
         click.echo(f"{name:26s}{thr:10.4f}{t:8.3f}{m['sensitivity']:13.3f}{m['specificity']:13.3f}{ece:>7s}")
+    others = [x for x in OTHER_SENSITIVITIES if abs(x - sensitivity) > 1e-9]
+    trade = ", ".join(
+        f"{x:.2f} -> {m['sensitivity']:.2f} / {m['specificity']:.2f}"
+        for x, m in ((x, site_report(site, clf.contract, x)["after_crossfit"]) for x in others)
+    )
+    click.echo(f"other --sensitivity targets, cross-fitted sensitivity / specificity: {trade}")
     click.echo(f"wrote {out}. Not a diagnosis: a flag means 'show this lesion to a clinician'.")

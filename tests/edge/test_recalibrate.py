@@ -60,6 +60,7 @@ def test_command_writes_a_recalibrated_copy_and_leaves_the_original(tiny_tflite,
     assert result.exit_code == 0, result.output
     assert "36 images: 12 malignant, 36 of the model's classes" in result.output
     assert "refitted (cross-fitted)" in result.output and "Not a diagnosis" in result.output
+    assert "other --sensitivity targets" in result.output and "0.95 -> " in result.output
     assert tiny_tflite.read_bytes() == before
     new, old = read_contract(out), read_contract(tiny_tflite)
     assert new.labels == old.labels and new.metrics["site_images"] == 36
