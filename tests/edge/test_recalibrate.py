@@ -54,11 +54,12 @@ def test_too_few_malignant_images_is_refused():
 
 def test_command_writes_a_recalibrated_copy_and_leaves_the_original(tiny_tflite, tmp_path):
     data = make_folder_dataset(tmp_path / "site", per_class=12)
+    (data / "nevus" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     before = tiny_tflite.read_bytes()
     out = tmp_path / "site.tflite"
     result = CliRunner().invoke(main, [str(tiny_tflite), "--data", str(data), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "36 images: 12 malignant, 36 of the model's classes" in result.output
+    assert "36 images: 12 malignant, 36 of the model's classes, 1 unreadable" in result.output
     assert "refitted (cross-fitted)" in result.output and "Not a diagnosis" in result.output
     assert "other --sensitivity targets" in result.output and "0.95 -> " in result.output
     assert tiny_tflite.read_bytes() == before
