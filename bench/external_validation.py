@@ -23,7 +23,7 @@ import numpy as np
 
 from edge.classifier import calibrated_probabilities
 from edge.contract import load_contract
-from training.datasets import Sample, load_dataset, map_labels, to_binary
+from training.datasets import load_dataset, map_label, map_labels, to_binary
 from training.evaluate import classification_metrics, logits_function
 from training.splits import leaks_into, load_images
 
@@ -75,10 +75,9 @@ def main() -> None:
         "n_by_diagnosis": {d: int((diagnosis == d).sum()) for d in sorted(set(diagnosis))},
     }
     # the model's own classes, where the data's diagnoses map onto them
-    names = [to_binary(d) if binary_model else d for d in diagnosis]
-    mapped = map_labels([Sample(external.samples[i].path, n) for i, n in zip(keep, names)], contract.labels)
-    if len(mapped) == len(names):
-        y = np.array([contract.labels.index(s.label) for s in mapped])
+    mapped = [map_label(to_binary(d) if binary_model else d, contract.labels) for d in diagnosis]
+    if all(mapped):
+        y = np.array([contract.labels.index(name) for name in mapped])
         m = classification_metrics(y, probs, contract)
         report |= {k: round(m[k], 4) for k in REPORTED if m.get(k) is not None}
         report["recall"] = {name: round(c["recall"], 3) for name, c in m["per_class"].items() if c["support"]}

@@ -115,10 +115,9 @@ def site_report(site: SiteImages, contract: ModelContract, sensitivity: float = 
 
 
 def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple[str, str]]]:
-    from training.datasets import SYNONYMS, load_dataset, to_binary
+    from training.datasets import load_dataset, map_label, to_binary
 
     contract = clf.contract
-    by_lower = {name.lower(): i for i, name in enumerate(contract.labels)}
     binary_model = set(contract.labels) == {"benign", "malignant"}
     logits, y, malignant, skipped = [], [], [], []
     with click.progressbar(load_dataset(data, fmt).samples, label="classifying", file=sys.stderr) as samples:
@@ -128,8 +127,8 @@ def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple
             except (ImageError, OSError) as exc:
                 skipped.append((str(s.path), str(exc)))
                 continue
-            label = to_binary(s.label) if binary_model else s.label.lower()
-            y.append(by_lower.get(label, by_lower.get(SYNONYMS.get(label, ""), -1)))
+            name = map_label(to_binary(s.label) if binary_model else s.label, contract.labels)
+            y.append(contract.labels.index(name) if name else -1)
             malignant.append(to_binary(s.label) == "malignant")
     return SiteImages(np.array(logits), np.array(y), np.array(malignant, dtype=bool)), skipped
 

@@ -32,6 +32,7 @@ from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from edge.classifier import DISCLAIMER, Classifier
+from edge.contract import ModelContract
 from edge.frameloop import FrameLoop
 from edge.live import LiveState, encode_jpeg
 from edge.service import Notifier, Watchdog
@@ -132,7 +133,7 @@ def _placeholder_jpeg(text: str = "Waiting for the camera...") -> bytes:
     return encode_jpeg(image)
 
 
-def _operating_point(contract) -> str:
+def _operating_point(contract: ModelContract | None) -> str:
     """Where the "see a clinician" threshold was set: the training collection, or this clinic (`recalibrate`)."""
     if contract is None or not contract.malignant_labels:
         return ""

@@ -30,6 +30,7 @@ __all__ = [
     "Sample",
     "detect_format",
     "load_dataset",
+    "map_label",
     "map_labels",
     "to_binary",
 ]
@@ -91,13 +92,18 @@ def to_binary(label: str) -> str:
     return "malignant" if label.strip().lower() in MALIGNANT_DIAGNOSES else "benign"
 
 
+def map_label(label: str, labels: tuple[str, ...]) -> str | None:
+    """The name in ``labels`` that ``label`` means, through SYNONYMS (case-insensitive); None if none."""
+    by_lower = {name.lower(): name for name in labels}
+    key = label.lower()
+    return by_lower.get(key) or by_lower.get(SYNONYMS.get(key, ""))
+
+
 def map_labels(samples: list[Sample], labels: tuple[str, ...]) -> list[Sample]:
     """Rename labels to ``labels`` through SYNONYMS (case-insensitive); drop samples that do not map."""
-    by_lower = {name.lower(): name for name in labels}
     out = []
     for s in samples:
-        key = s.label.lower()
-        name = by_lower.get(key) or by_lower.get(SYNONYMS.get(key, ""))
+        name = map_label(s.label, labels)
         if name:
             out.append(Sample(s.path, name, s.group))
     dropped = len(samples) - len(out)
