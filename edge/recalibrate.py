@@ -25,6 +25,7 @@ from edge.classifier import Classifier, calibrated_probabilities
 from edge.contract import ContractError, ModelContract
 from edge.modelfile import embed_contract, write_atomic
 from edge.preprocess import ImageError, load_image, preprocess
+from training.datasets import FORMATS
 
 __all__ = ["SiteDataError", "SiteImages", "fit_site", "main", "site_report"]
 
@@ -145,7 +146,7 @@ def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple
     "--sensitivity", type=click.FloatRange(0.5, 1.0), default=0.9, help="Share of malignant images the flag must catch."
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["auto", "folder", "ham10000", "isic-csv"]), default="auto",
+    "--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto",
     help="Layout of --data (detected when auto).",
 )  # fmt: skip
 def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> None:

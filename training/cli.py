@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from training.datasets import FORMATS
+
 __all__ = ["main"]
 
 
@@ -15,8 +17,9 @@ __all__ = ["main"]
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--out", default="runs/latest", help="Run folder to write (model, contract, metrics, plots, card).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["auto", "folder", "ham10000", "isic-csv"]), default="auto",
-    help="Dataset layout: a folder per class, HAM10000 metadata CSV + images, or an ISIC ground-truth CSV.",
+    "--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto",
+    help="Dataset layout: a folder per class, HAM10000 metadata CSV + images, an ISIC ground-truth CSV, or a CSV "
+    "naming each image and its label (image_id,diagnosis) + images.",
 )  # fmt: skip
 @click.option(
     "--task", type=click.Choice(["multiclass", "binary", "segment"]), default="multiclass",

@@ -6,7 +6,9 @@ Three layouts, detected automatically or named:
 * ``ham10000``: ``HAM10000_metadata.csv`` (lesion_id, image_id, dx, ...) + the images, found in
   ``images/``, ``HAM10000_images_part_1/2`` or beside the CSV;
 * ``isic-csv``: an ISIC challenge ground-truth CSV (an ``image`` column, one 0/1 column per class)
-  + the images beside it or in a sibling folder.
+  + the images beside it or in a sibling folder;
+* ``label-csv``: a CSV naming each image and its label (``image_id,diagnosis`` as in PH2, or
+  ``image,label``; a ``lesion_id`` column is kept) + the images in ``images/``, a sibling folder or beside it.
 
 ``task="binary"`` maps diagnoses to benign / malignant (mel, bcc, scc, akiec are malignant).
 """
@@ -37,7 +39,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("folder", "ham10000", "isic-csv")
+FORMATS = ("folder", "ham10000", "isic-csv", "label-csv")
+IMAGE_COLUMNS = ("image", "image_id", "image_name", "filename", "file")  # label-csv: first present wins
+LABEL_COLUMNS = ("label", "diagnosis", "dx", "class")
 HAM_CSV = "HAM10000_metadata.csv"
 BINARY_LABELS = ("benign", "malignant")
 
@@ -48,7 +52,7 @@ class DatasetError(ValueError):
 
 _ISIC_ID = re.compile(r"ISIC_\d{7}")
 
-# Diagnosis codes (HAM10000, ISIC 2018/2019) to the ISIC 9-class folder names.
+# Diagnosis codes (HAM10000, ISIC 2018/2019, PH2's nevus grades) to the ISIC 9-class folder names.
 SYNONYMS = {
     "akiec": "actinic keratosis",
     "ak": "actinic keratosis",
@@ -57,6 +61,8 @@ SYNONYMS = {
     "df": "dermatofibroma",
     "mel": "melanoma",
     "nv": "nevus",
+    "common_nevus": "nevus",
+    "atypical_nevus": "nevus",
     "scc": "squamous cell carcinoma",
     "vasc": "vascular lesion",
 }
@@ -122,15 +128,31 @@ def detect_format(root: Path) -> str:
         if root.name == HAM_CSV:
             return "ham10000"
         if root.suffix.lower() == ".csv":
-            return "isic-csv"
+            return _csv_format(root)
         raise DatasetError(f"{root} is a file but not a CSV; pass a dataset folder or a ground-truth CSV")
     if (root / HAM_CSV).is_file():
         return "ham10000"
-    if any(p.suffix.lower() == ".csv" for p in root.iterdir()):
-        return "isic-csv"
+    csvs = sorted(p for p in root.iterdir() if p.suffix.lower() == ".csv")
+    if csvs:
+        return _csv_format(csvs[0]) if len(csvs) == 1 else "isic-csv"
     if any(p.is_dir() for p in root.iterdir()):
         return "folder"
     raise DatasetError(f"cannot tell the layout of {root}: no class folders, no {HAM_CSV}, no CSV")
+
+
+def _csv_format(path: Path) -> str:
+    """label-csv when the header names a label column, else an ISIC one-hot ground truth."""
+    header = {c.strip().lower() for c in _read_csv(path)[0]}
+    return "label-csv" if header & set(LABEL_COLUMNS) else "isic-csv"
+
+
+def _the_csv(root: Path) -> Path:
+    if root.is_file():
+        return root
+    csvs = sorted(root.glob("*.csv"))
+    if len(csvs) != 1:
+        raise DatasetError(f"expected one CSV in {root}, found {len(csvs)}")
+    return csvs[0]
 
 
 def _read_folder(root: Path) -> list[Sample]:
@@ -189,13 +211,7 @@ def _read_ham10000(root: Path) -> list[Sample]:
 
 
 def _read_isic_csv(root: Path) -> list[Sample]:
-    if root.is_file():
-        csv_path = root
-    else:
-        csvs = sorted(root.glob("*.csv"))
-        if len(csvs) != 1:
-            raise DatasetError(f"expected one ground-truth CSV in {root}, found {len(csvs)}")
-        csv_path = csvs[0]
+    csv_path = _the_csv(root)
     rows = _read_csv(csv_path)
     columns = list(rows[0])
     if "image" not in columns:
@@ -220,7 +236,39 @@ def _read_isic_csv(root: Path) -> list[Sample]:
     return samples
 
 
-_READERS = {"folder": _read_folder, "ham10000": _read_ham10000, "isic-csv": _read_isic_csv}
+def _read_label_csv(root: Path) -> list[Sample]:
+    csv_path = _the_csv(root)
+    rows = _read_csv(csv_path)
+    columns = {c.strip().lower(): c for c in rows[0]}
+    image_col = next((columns[c] for c in IMAGE_COLUMNS if c in columns), None)
+    label_col = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
+    if image_col is None or label_col is None:
+        raise DatasetError(
+            f"{csv_path} needs an image column ({', '.join(IMAGE_COLUMNS)}) and a label column "
+            f"({', '.join(LABEL_COLUMNS)}); it has {list(rows[0])}"
+        )
+    group_col = columns.get("lesion_id")
+    base = csv_path.parent
+    folders = [base / "images"] + [p for p in sorted(base.iterdir()) if p.is_dir() and p.name != "masks"] + [base]
+    ids = [Path(r[image_col].strip()).stem for r in rows]  # "IMD002" or "IMD002.jpg"
+    paths = _resolve_images(ids, _image_index(folders), csv_path)
+    samples = []
+    for image_id, r in zip(ids, rows):
+        label = (r[label_col] or "").strip()
+        if image_id not in paths:
+            continue
+        if not label:
+            raise DatasetError(f"{csv_path}: image {image_id} has no label")
+        samples.append(Sample(paths[image_id], label, group=(r[group_col] or "").strip() if group_col else ""))
+    return samples
+
+
+_READERS = {
+    "folder": _read_folder,
+    "ham10000": _read_ham10000,
+    "isic-csv": _read_isic_csv,
+    "label-csv": _read_label_csv,
+}
 
 
 def load_dataset(root: str | Path, fmt: str = "auto", task: str = "multiclass") -> Dataset:

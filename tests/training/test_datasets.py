@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_folder_dataset, shared_data, synthetic_lesion, write_image
-from training.datasets import DatasetError, detect_format, load_dataset, to_binary
+from training.datasets import DatasetError, detect_format, load_dataset, map_label, to_binary
 
 
 def _write_csv(path, header, rows):
@@ -65,6 +65,45 @@ def test_isic_ground_truth_csv(tmp_path):
     assert [s.label for s in ds.samples] == ["MEL", "NV", "BCC", "NV"]
 
 
+def test_a_csv_of_image_and_label_is_read_like_ph2(tmp_path):
+    rng = np.random.default_rng(4)
+    root = tmp_path / "ph2"
+    for i, hot in enumerate([0, 1, 1]):
+        write_image(root / "images" / f"IMD00{i}.jpg", synthetic_lesion(rng, hot))
+        write_image(root / "masks" / f"IMD00{i}.png", synthetic_lesion(rng, hot))  # same stems: not images
+    # PH2 ships CRLF line endings; ids with or without a file extension
+    (root / "labels.csv").write_bytes(
+        b"image_id,diagnosis\r\nIMD000,melanoma\r\nIMD001.jpg,common_nevus\r\nIMD002,atypical_nevus\r\n"
+    )
+    ds = load_dataset(root)
+    assert ds.format == "label-csv"
+    assert [(s.path.relative_to(root).as_posix(), s.label) for s in ds.samples] == [
+        ("images/IMD000.jpg", "melanoma"),
+        ("images/IMD001.jpg", "common_nevus"),
+        ("images/IMD002.jpg", "atypical_nevus"),
+    ]
+    assert load_dataset(root, task="binary").labels == ("benign", "malignant")
+
+
+def test_a_label_csv_keeps_lesion_ids_and_names_missing_columns(tmp_path):
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        write_image(tmp_path / f"x{i}.png", synthetic_lesion(rng, i % 2))
+    _write_csv(
+        tmp_path / "cases.csv",
+        ["Image", "Label", "lesion_id"],
+        [["x0", "nevus", "L1"], ["x1", "melanoma", "L1"], ["x2", "nevus", "L2"]],
+    )
+    ds = load_dataset(tmp_path / "cases.csv")
+    assert [s.group for s in ds.samples] == ["L1", "L1", "L2"] and ds.labels == ("melanoma", "nevus")
+    _write_csv(tmp_path / "cases.csv", ["file", "label"], [["x0", "nevus"], ["x1", ""]])
+    with pytest.raises(DatasetError, match="x1 has no label"):
+        load_dataset(tmp_path / "cases.csv")
+    _write_csv(tmp_path / "cases.csv", ["picture", "label"], [["x0", "nevus"]])
+    with pytest.raises(DatasetError, match="needs an image column"):
+        load_dataset(tmp_path / "cases.csv", fmt="label-csv")
+
+
 def test_isic_csv_that_is_not_one_hot_is_rejected(tmp_path):
     rng = np.random.default_rng(3)
     write_image(tmp_path / "img" / "ISIC_0.jpg", synthetic_lesion(rng, 0))
@@ -86,6 +125,14 @@ def test_unusable_datasets_say_why(tmp_path, make, message):
         load_dataset(make(tmp_path))
 
 
+def test_other_collections_diagnoses_map_onto_the_isic9_names():
+    isic9 = ("melanoma", "nevus", "pigmented benign keratosis")
+    assert map_label("MEL", isic9) == "melanoma"
+    assert map_label("atypical_nevus", isic9) == map_label("common_nevus", isic9) == "nevus"  # PH2
+    assert map_label("bkl", isic9) == "pigmented benign keratosis"
+    assert map_label("vasc", isic9) is None  # a class the model does not have
+
+
 def test_binary_mapping_names_the_malignant_diagnoses():
     for name in ("mel", "bcc", "scc", "akiec", "melanoma", "basal cell carcinoma", "actinic keratosis"):
         assert to_binary(name) == "malignant"
@@ -99,3 +146,6 @@ def test_real_datasets_read_in_their_formats():
     ham = load_dataset(shared_data("ham10000"))
     assert ham.format == "ham10000" and set(ham.labels) == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
     assert len({s.group for s in ham.samples}) == len(ham.samples)  # one image per lesion here
+    ph2 = load_dataset(shared_data("ph2"))  # labels.csv + images/ (+ masks/)
+    assert ph2.format == "label-csv" and len(ph2.samples) == 150
+    assert ph2.labels == ("atypical_nevus", "common_nevus", "melanoma")
