@@ -10,7 +10,13 @@ import numpy as np
 
 from edge.classifier import calibrated_probabilities
 
-__all__ = ["cross_fitted_ece", "expected_calibration_error", "fit_temperature", "risk_threshold_for_sensitivity"]
+__all__ = [
+    "cross_fitted_ece",
+    "expected_calibration_error",
+    "fit_temperature",
+    "proportion_interval",
+    "risk_threshold_for_sensitivity",
+]
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray, low: float = 0.05, high: float = 20.0) -> float:
@@ -72,3 +78,14 @@ def risk_threshold_for_sensitivity(risk: np.ndarray, is_malignant: np.ndarray, s
         return 0.5
     k = int(np.floor((1 - sensitivity) * len(pos)))
     return float(pos[k])
+
+
+def proportion_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % by default) for k successes in n trials: how far a sensitivity
+    measured on n malignant cases can be trusted. Sound for small n and for k = 0 or k = n."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

@@ -20,7 +20,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge.calibration import expected_calibration_error, fit_temperature, risk_threshold_for_sensitivity
+from edge.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    proportion_interval,
+    risk_threshold_for_sensitivity,
+)
 from edge.classifier import Classifier, calibrated_probabilities
 from edge.contract import ContractError, ModelContract
 from edge.modelfile import embed_contract, write_atomic
@@ -69,7 +74,13 @@ def _scores(site: SiteImages, idx: np.ndarray, t: float, threshold: float, contr
         if len(known)
         else None
     )
-    return {"sensitivity": float(flagged[mal].mean()), "specificity": float(1 - flagged[~mal].mean()), "ece": ece}
+    counts = {"caught": int(flagged[mal].sum()), "malignant": int(mal.sum()), "passed": int((~flagged[~mal]).sum())}
+    return {
+        "sensitivity": counts["caught"] / max(counts["malignant"], 1),
+        "specificity": counts["passed"] / max(len(mal) - counts["malignant"], 1),
+        "ece": ece,
+        "counts": counts | {"benign": int(len(mal) - counts["malignant"])},
+    }
 
 
 class SiteDataError(ValueError):
@@ -106,11 +117,13 @@ def site_report(site: SiteImages, contract: ModelContract, sensitivity: float = 
     for fit_idx, test_idx in ((a, b), (b, a)):
         t, threshold = _fit(site, fit_idx, contract, sensitivity)
         folds.append((len(test_idx), _scores(site, test_idx, t, threshold, contract)))
+    counts = {key: sum(s["counts"][key] for _, s in folds) for key in before["counts"]}  # each image tested once
+    eces = [s["ece"] for _, s in folds]
     after = {
-        key: float(np.average([s[key] for _, s in folds], weights=[n for n, _ in folds]))
-        if all(s[key] is not None for _, s in folds)
-        else None
-        for key in before
+        "sensitivity": counts["caught"] / max(counts["malignant"], 1),
+        "specificity": counts["passed"] / max(counts["benign"], 1),
+        "ece": None if None in eces else float(np.average(eces, weights=[n for n, _ in folds])),
+        "counts": counts,
     }
     return {"before": before, "after_crossfit": after}
 
@@ -200,6 +213,13 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> No
     trade = ", ".join(
         f"{x:.2f} -> {m['sensitivity']:.2f} / {m['specificity']:.2f}"
         for x, m in ((x, site_report(site, clf.contract, x)["after_crossfit"]) for x in others)
+    )
+    c = a["counts"]
+    (s_lo, s_hi), (p_lo, p_hi) = (proportion_interval(c["caught"], c["malignant"]),
+                                  proportion_interval(c["passed"], c["benign"]))  # fmt: skip
+    click.echo(
+        f"95 % interval of the refitted figures: sensitivity {s_lo:.2f}-{s_hi:.2f} ({c['malignant']} malignant "
+        f"images), specificity {p_lo:.2f}-{p_hi:.2f} ({c['benign']} benign); more labelled images narrow it"
     )
     click.echo(f"other --sensitivity targets, cross-fitted sensitivity / specificity: {trade}")
     click.echo(f"wrote {out}. Not a diagnosis: a flag means 'show this lesion to a clinician'.")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge.calibration import fit_temperature
+from edge.calibration import fit_temperature, proportion_interval
 from edge.contract import ModelContract
 from edge.modelfile import embed_contract, read_contract
 from edge.recalibrate import SiteDataError, SiteImages, fit_site, main, site_report
@@ -37,6 +37,22 @@ def test_refitting_on_the_site_restores_the_sensitivity_on_new_images():
     assert threshold < CONTRACT.risk_threshold and temperature == pytest.approx(fit_temperature(site.logits, site.y))
 
 
+def test_cross_fitted_figures_count_each_image_once():
+    site = _site()
+    after = site_report(site, CONTRACT)["after_crossfit"]
+    c = after["counts"]
+    assert c["malignant"] == site.malignant.sum() and c["benign"] == (~site.malignant).sum()
+    assert after["sensitivity"] == c["caught"] / c["malignant"]
+
+
+def test_the_interval_is_wilsons_and_narrows_with_more_cases():
+    assert proportion_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)  # the textbook value
+    assert proportion_interval(45, 50) == pytest.approx((0.7864, 0.9565), abs=1e-4)
+    lo30, hi30 = proportion_interval(27, 30)
+    lo300, hi300 = proportion_interval(270, 300)
+    assert lo30 < lo300 < 0.9 < hi300 < hi30 and proportion_interval(10, 10)[1] == 1.0
+
+
 def test_diagnoses_outside_the_models_classes_set_the_threshold_but_not_the_temperature():
     site = _site()
     unknown = SiteImages(site.logits, np.full_like(site.y, -1), site.malignant)  # e.g. benign / malignant folders
@@ -62,6 +78,7 @@ def test_command_writes_a_recalibrated_copy_and_leaves_the_original(tiny_tflite,
     assert "36 images: 12 malignant, 36 of the model's classes, 1 unreadable" in result.output
     assert "refitted (cross-fitted)" in result.output and "Not a diagnosis" in result.output
     assert "other --sensitivity targets" in result.output and "0.95 -> " in result.output
+    assert "95 % interval of the refitted figures" in result.output and "(12 malignant images)" in result.output
     assert tiny_tflite.read_bytes() == before
     new, old = read_contract(out), read_contract(tiny_tflite)
     assert new.labels == old.labels and new.metrics["site_images"] == 36
