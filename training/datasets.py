@@ -1,6 +1,6 @@
 """Read labelled dermoscopy datasets in their real formats.
 
-Three layouts, detected automatically or named:
+Four layouts, detected automatically or named:
 
 * ``folder``: one sub-folder per class (``isic9/train/melanoma/*.jpg``);
 * ``ham10000``: ``HAM10000_metadata.csv`` (lesion_id, image_id, dx, ...) + the images, found in
