@@ -191,6 +191,7 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> No
         metrics={
             **clf.contract.metrics,
             "site_images": len(site.y),
+            "site_malignant_images": int(site.malignant.sum()),
             "site_sensitivity_crossfit": round(report["after_crossfit"]["sensitivity"], 4),
             "site_specificity_crossfit": round(report["after_crossfit"]["specificity"], 4),
             "site_recalibrated": datetime.now(timezone.utc).isoformat(timespec="seconds"),

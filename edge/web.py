@@ -140,7 +140,9 @@ def _operating_point(contract: ModelContract | None) -> str:
     site = contract.metrics.get("site_images")
     if site:
         when = str(contract.metrics.get("site_recalibrated", ""))[:10]
-        return f"The clinician flag threshold was set on {site} images from this clinic ({when})."
+        malignant = contract.metrics.get("site_malignant_images")
+        of_which = f" ({malignant} malignant)" if malignant is not None else ""
+        return f"The clinician flag threshold was set on {site} images{of_which} from this clinic ({when})."
     return (
         "The clinician flag threshold was set on images of the training collection: on another camera "
         "expect fewer malignant lesions flagged until it is set on images from this clinic (recalibrate)."

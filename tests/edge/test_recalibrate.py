@@ -81,7 +81,7 @@ def test_command_writes_a_recalibrated_copy_and_leaves_the_original(tiny_tflite,
     assert "95 % interval of the refitted figures" in result.output and "(12 malignant images)" in result.output
     assert tiny_tflite.read_bytes() == before
     new, old = read_contract(out), read_contract(tiny_tflite)
-    assert new.labels == old.labels and new.metrics["site_images"] == 36
+    assert new.labels == old.labels and new.metrics["site_images"] == 36 and new.metrics["site_malignant_images"] == 12
     assert (new.temperature, new.risk_threshold) != (old.temperature, old.risk_threshold)
 
 

@@ -53,6 +53,10 @@ def test_page_says_where_the_flag_threshold_was_set(client, tiny_tflite, clock):
     state = LiveState(Classifier(tiny_tflite, threads=1, contract=site), clock=clock)
     html = create_app(state, KioskConfig()).test_client().get("/").get_data(as_text=True)
     assert "set on 240 images from this clinic (2026-11-24)" in html
+    counted = site.replace(metrics=site.metrics | {"site_malignant_images": 31})
+    state = LiveState(Classifier(tiny_tflite, threads=1, contract=counted), clock=clock)
+    html = create_app(state, KioskConfig()).test_client().get("/").get_data(as_text=True)
+    assert "set on 240 images (31 malignant) from this clinic (2026-11-24)" in html
 
 
 def test_healthz_starting_then_healthy_then_stale(client, state, clock):
