@@ -151,8 +151,9 @@ def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option(
     "--data", required=True, type=click.Path(path_type=Path),
-    help="The site's labelled images in any layout `train` reads (a folder per diagnosis, HAM10000 CSV, ISIC CSV); "
-    "diagnoses the model does not know, or plain benign / malignant folders, still set the threshold.",
+    help="The site's labelled images in any layout `train` reads (a folder per diagnosis, HAM10000 CSV, ISIC CSV, "
+    "a CSV of image_id,diagnosis); diagnoses the model does not know, or plain benign / malignant folders, still "
+    "set the threshold.",
 )  # fmt: skip
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write the recalibrated copy.")
 @click.option(

@@ -71,8 +71,9 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
          color_constancy: str, max_images: int, log_level: str) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA and write a run folder.
 
-    DATA is a folder per class, a HAM10000 folder (HAM10000_metadata.csv + images/), or an ISIC
-    ground-truth CSV with its images. Validation is a stratified split in which images of one
+    DATA is a folder per class, a HAM10000 folder (HAM10000_metadata.csv + images/), an ISIC
+    ground-truth CSV with its images, or a CSV naming each image and its label (image_id,diagnosis)
+    with its images. Validation is a stratified split in which images of one
     lesion, identical files and near-duplicate images stay on one side. The run folder holds
     model.keras, contract.json, metrics.json, report.txt, confusion_matrix.png, roc.png,
     training_curves.png and model_card.md.
