@@ -74,12 +74,22 @@ def _scores(site: SiteImages, idx: np.ndarray, t: float, threshold: float, contr
         if len(known)
         else None
     )
-    counts = {"caught": int(flagged[mal].sum()), "malignant": int(mal.sum()), "passed": int((~flagged[~mal]).sum())}
+    counts = {
+        "caught": int(flagged[mal].sum()),
+        "malignant": int(mal.sum()),
+        "passed": int((~flagged[~mal]).sum()),
+        "benign": int((~mal).sum()),
+    }
+    return _rates(counts, ece)
+
+
+def _rates(counts: dict[str, int], ece: float | None) -> dict:
+    """Sensitivity and specificity from flag counts (one home for both the file's and the refitted figures)."""
     return {
         "sensitivity": counts["caught"] / max(counts["malignant"], 1),
-        "specificity": counts["passed"] / max(len(mal) - counts["malignant"], 1),
+        "specificity": counts["passed"] / max(counts["benign"], 1),
         "ece": ece,
-        "counts": counts | {"benign": int(len(mal) - counts["malignant"])},
+        "counts": counts,
     }
 
 
@@ -119,13 +129,8 @@ def site_report(site: SiteImages, contract: ModelContract, sensitivity: float = 
         folds.append((len(test_idx), _scores(site, test_idx, t, threshold, contract)))
     counts = {key: sum(s["counts"][key] for _, s in folds) for key in before["counts"]}  # each image tested once
     eces = [s["ece"] for _, s in folds]
-    after = {
-        "sensitivity": counts["caught"] / max(counts["malignant"], 1),
-        "specificity": counts["passed"] / max(counts["benign"], 1),
-        "ece": None if None in eces else float(np.average(eces, weights=[n for n, _ in folds])),
-        "counts": counts,
-    }
-    return {"before": before, "after_crossfit": after}
+    ece = None if None in eces else float(np.average(eces, weights=[n for n, _ in folds]))
+    return {"before": before, "after_crossfit": _rates(counts, ece)}
 
 
 def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple[str, str]]]:

@@ -249,9 +249,16 @@ def _read_label_csv(root: Path) -> list[Sample]:
         )
     group_col = columns.get("lesion_id")
     base = csv_path.parent
-    folders = [base / "images"] + [p for p in sorted(base.iterdir()) if p.is_dir() and p.name != "masks"] + [base]
+    # one walk below the CSV: images/ wins a name, a masks/ folder (PH2's lesion masks) never does
+    found = sorted(
+        (p for p in _images_in(base) if "masks" not in p.relative_to(base).parts),
+        key=lambda p: p.relative_to(base).parts[0] != "images",
+    )
+    index: dict[str, Path] = {}
+    for path in found:
+        index.setdefault(path.stem, path)
     ids = [Path(r[image_col].strip()).stem for r in rows]  # "IMD002" or "IMD002.jpg"
-    paths = _resolve_images(ids, _image_index(folders), csv_path)
+    paths = _resolve_images(ids, index, csv_path)
     samples = []
     for image_id, r in zip(ids, rows):
         label = (r[label_col] or "").strip()
