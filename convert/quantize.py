@@ -7,6 +7,7 @@ import functools
 import io
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -129,7 +130,9 @@ def quantize(model, config: QuantizeConfig) -> bytes:
     from convert.ranges import measured_ranges
 
     # Keras prints every captured variable of the exported function (hundreds of lines) to stdout
-    with contextlib.redirect_stdout(io.StringIO()), measured_ranges():
+    with contextlib.redirect_stdout(io.StringIO()), measured_ranges(), warnings.catch_warnings():
+        # uint8 input: its scale comes from the representative set, not from user-given statistics
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
         return _quantize(model, config)
 
 

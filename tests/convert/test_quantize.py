@@ -4,9 +4,11 @@ import pytest
 from convert.representative import load_convert_data, stratified_pick
 from edge.contract import ModelContract
 from edge.preprocess import load_image, preprocess
+from edge.runtime import load_interpreter_class
 from tests.conftest import make_folder_dataset
 
 pytestmark = pytest.mark.training
+Interpreter, _ = load_interpreter_class()  # the runtime the edge uses
 
 
 def test_stratified_pick_keeps_every_class_and_proportions():
@@ -31,7 +33,7 @@ def test_representative_images_are_the_training_preprocessing_and_never_validati
 
 
 def test_edge_friendly_hard_swish_keeps_the_function_and_leaves_no_fused_op(tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     import keras
 
     from convert.quantize import QuantizeConfig, edge_friendly, quantize
@@ -47,7 +49,7 @@ def test_edge_friendly_hard_swish_keeps_the_function_and_leaves_no_fused_op(tmp_
     np.testing.assert_allclose(model.predict(images, verbose=0), fast.predict(images, verbose=0), atol=1e-5)
 
     def op_names(config):
-        interp = tf.lite.Interpreter(model_content=quantize(model, config))
+        interp = Interpreter(model_content=quantize(model, config))
         return {d["op_name"] for d in interp._get_ops_details()}
 
     assert "HARD_SWISH" in op_names(QuantizeConfig.int8(images, fast_hardswish=False))
@@ -56,7 +58,7 @@ def test_edge_friendly_hard_swish_keeps_the_function_and_leaves_no_fused_op(tmp_
 
 def test_int8_ranges_are_not_widened_by_in_place_ops():
     """The calibrator logs ADD / MUL inputs after the op ran in place; the stored ranges must be the real ones."""
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     import keras
 
     from convert.quantize import QuantizeConfig, quantize
@@ -67,7 +69,7 @@ def test_int8_ranges_are_not_widened_by_in_place_ops():
     x = keras.layers.Activation("hard_swish")(x)
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
-    interp = tf.lite.Interpreter(model_content=quantize(model, QuantizeConfig.int8(images, fast_hardswish=True)))
+    interp = Interpreter(model_content=quantize(model, QuantizeConfig.int8(images, fast_hardswish=True)))
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
 
     def value_range(index):
