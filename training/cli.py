@@ -61,8 +61,7 @@ __all__ = ["main"]
 )  # fmt: skip
 @click.option(
     "--color-constancy", type=click.Choice(["none", "shades-of-gray"]), default="none",
-    help="Colour normalisation before the model (part of the preprocessing the contract carries to the edge); "
-    "pair shades-of-gray with --img-size 288 (at 224 it trained markedly worse, docs/BENCHMARKS.md).",
+    help="Colour normalisation before the model (part of the preprocessing the contract carries to the edge).",
 )  # fmt: skip
 @click.option("--max-images", type=click.IntRange(0), default=0, help="Use a random subset (0 = all).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
