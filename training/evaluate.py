@@ -174,6 +174,9 @@ def write_model_card(out_dir: Path, contract: ModelContract, metrics: dict[str, 
             f"threshold {val['risk_threshold']:.3f} gives sensitivity {val['malignant_sensitivity']:.3f}, "
             f"specificity {val['malignant_specificity']:.3f} on validation.\n"
         )
+    balance = {"sampling": "classes drawn equally often", "none": "no class balancing"}.get(
+        config.get("balance", "weights"), "class-weighted loss"
+    )
     text = f"""# Model card: {contract.arch} skin-lesion classifier
 
 **Not a medical device. Decision support at a kiosk only: never a diagnosis.**
@@ -188,8 +191,9 @@ def write_model_card(out_dir: Path, contract: ModelContract, metrics: dict[str, 
 
 ## Model
 - {contract.arch} at {contract.image_size}x{contract.image_size}, weights `{config["weights"]}`; head
-  {config["head_epochs"]} epochs, then fine-tuning up to {config["epochs"]} epochs; class-weighted loss;
-  flips, rotation, zoom and colour jitter. Training took {metrics["train_seconds"] / 60:.1f} min.
+  {config["head_epochs"]} epochs, then fine-tuning up to {config["epochs"]} epochs; {balance};
+  flips and colour jitter, free rotation and zoom for half the images.
+  Training took {metrics["train_seconds"] / 60:.1f} min.
 - Input: RGB uint8, centre square crop ({contract.crop_fraction:.2f} of the short side), resized to
   {contract.image_size}, colour constancy: {contract.color_constancy}; the model rescales inside the graph.
   Output: logits; calibrated with temperature {contract.temperature:.3f} (fitted on validation).
