@@ -86,11 +86,16 @@ def _check_writable(out: Path) -> None:
     help="int8: first rescale the channels of ReLU activations so each uses more int8 levels (a rewrite that "
     "leaves the float model's function unchanged; see docs/BENCHMARKS.md).",
 )  # fmt: skip
+@click.option(
+    "--adaptive-rounding/--nearest-rounding", default=False,
+    help="int8: round each weight up or down to spare the layer's output on representative images, "
+    "instead of to nearest (see docs/BENCHMARKS.md).",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick and --qat-epochs.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
          min_mask_iou: float, force: bool, float_layers: tuple[str, ...], fast_hardswish: bool, qat_epochs: int,
-         qat_lr: float, equalize: bool, seed: int, log_level: str) -> None:  # fmt: skip
+         qat_lr: float, equalize: bool, adaptive_rounding: bool, seed: int, log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -116,11 +121,11 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     _check_writable(out)
     if not data.exists():
         raise click.ClickException(f"dataset {data} does not exist")
-    if (qat_epochs or equalize) and mode != "int8":
-        raise click.UsageError("--qat-epochs and --equalize apply to --int8 only")
+    if (qat_epochs or equalize or adaptive_rounding) and mode != "int8":
+        raise click.UsageError("--qat-epochs, --equalize and --adaptive-rounding apply to --int8 only")
     if contract.task == "segment":
-        if qat_epochs or equalize:
-            raise click.UsageError("--qat-epochs and --equalize are for classifiers")
+        if qat_epochs or equalize or adaptive_rounding:
+            raise click.UsageError("--qat-epochs, --equalize and --adaptive-rounding are for classifiers")
         _segment(model_path, run_dir, contract, data, out, mode, samples, min_mask_iou, force, float_layers,
                  fast_hardswish, seed)  # fmt: skip
         return
@@ -165,6 +170,11 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
 
         qat = QATConfig(epochs=qat_epochs, learning_rate=qat_lr, seed=seed)
         source_model, twin = quantization_aware_finetune(source_model, cdata.training, cdata.representative, qat)
+    if adaptive_rounding:
+        from convert.rounding import round_weights
+
+        source_model, count = round_weights(source_model, cdata.representative, seed)
+        log.info("rounded %d kernels onto their int8 grids against representative inputs", count)
     log.info("converting %s to %s", model_path, mode)
     converted = quantize(source_model, config)
     for name, scale in tiny_scales(converted) if mode == "int8" else []:
@@ -175,7 +185,8 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
     report.update(
         mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data),
-        fast_hardswish=fast_hardswish, equalize=equalize, representative_samples=len(cdata.representative),
+        fast_hardswish=fast_hardswish, equalize=equalize, adaptive_rounding=adaptive_rounding,
+        representative_samples=len(cdata.representative),
     )  # fmt: skip
     if qat_epochs:
         twin_logits = twin.predict(cdata.validation.astype("float32"), batch_size=64, verbose=0)
