@@ -110,9 +110,9 @@ def test_convert_with_equalization_and_quantization_aware_finetuning(trained, tm
     data, run = trained
     out = tmp_path / "qat_int8.tflite"
     _run("convert", str(run), "--int8", "--data", str(data), "--out", str(out), "--samples", "10",
-         "--qat-epochs", "1", "--equalize", "--min-agreement", "0")  # fmt: skip
+         "--qat-epochs", "1", "--equalize", "--adaptive-rounding", "--min-agreement", "0")  # fmt: skip
     report = json.loads(out.with_suffix(".fidelity.json").read_text())
-    assert report["equalize"] is True
+    assert report["equalize"] is True and report["adaptive_rounding"] is True
     split = json.loads((run / "split.json").read_text())
     qat = report["qat"]
     assert {k: qat[k] for k in ("epochs", "learning_rate", "images")} == {
@@ -125,6 +125,8 @@ def test_convert_with_equalization_and_quantization_aware_finetuning(trained, tm
     wrong = _run("convert", str(run), "--float16", "--data", str(data), "--qat-epochs", "1", check=False)
     assert wrong.returncode == 2 and "--int8 only" in wrong.stderr
     wrong = _run("convert", str(run), "--float32", "--data", str(data), "--equalize", check=False)
+    assert wrong.returncode == 2 and "--int8 only" in wrong.stderr
+    wrong = _run("convert", str(run), "--float16", "--data", str(data), "--adaptive-rounding", check=False)
     assert wrong.returncode == 2 and "--int8 only" in wrong.stderr
 
 
