@@ -17,18 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from convert.graph import all_layers
-from convert.rounding import round_weights
+from convert.rounding import nearest_kernel, round_weights
 from edge.contract import load_contract
 from training.datasets import Sample
 from training.evaluate import predict_logits
 from training.splits import load_images
-
-
-def _nearest(kernel: np.ndarray, depthwise: bool) -> np.ndarray:
-    axes = (0, 1, 3) if depthwise else tuple(range(kernel.ndim - 1))
-    scale = np.abs(kernel).max(axis=axes, keepdims=True) / 127.0
-    scale = np.where(scale > 0, scale, 1.0)
-    return np.round(kernel / scale) * scale
 
 
 def main() -> None:
@@ -60,11 +53,11 @@ def main() -> None:
     alone = []
     for layer in kernels:
         original = np.asarray(layer.kernel)
-        layer.kernel.assign(_nearest(original, isinstance(layer, keras.layers.DepthwiseConv2D)))
+        layer.kernel.assign(nearest_kernel(original, isinstance(layer, keras.layers.DepthwiseConv2D)))
         alone.append((agreement(model), layer.name))
         layer.kernel.assign(original)
     for layer in kernels:
-        layer.kernel.assign(_nearest(np.asarray(layer.kernel), isinstance(layer, keras.layers.DepthwiseConv2D)))
+        layer.kernel.assign(nearest_kernel(np.asarray(layer.kernel), isinstance(layer, keras.layers.DepthwiseConv2D)))
     nearest_all = agreement(model)
     model = keras.saving.load_model(args.run / "model.keras")
     aware, count = round_weights(model, representative)

@@ -25,7 +25,7 @@ import numpy as np
 
 from convert.graph import all_layers
 
-__all__ = ["round_weights", "round_kernel"]
+__all__ = ["nearest_kernel", "round_kernel", "round_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,12 @@ def _channel_scales(kernel: np.ndarray, depthwise: bool) -> np.ndarray:
     axes = (0, 1, 3) if depthwise else tuple(range(kernel.ndim - 1))
     scale = np.abs(kernel).max(axis=axes, keepdims=True) / 127.0
     return np.where(scale > 0, scale, 1.0)
+
+
+def nearest_kernel(kernel: np.ndarray, depthwise: bool = False) -> np.ndarray:
+    """``kernel`` rounded to nearest on its int8 grid, as the converter does (for comparison)."""
+    scale = _channel_scales(kernel, depthwise)
+    return (np.clip(np.round(kernel / scale), -127, 127) * scale).astype(kernel.dtype)
 
 
 def _greedy(target: np.ndarray, second_moment: np.ndarray) -> np.ndarray:
