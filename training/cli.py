@@ -63,12 +63,17 @@ __all__ = ["main"]
     "--color-constancy", type=click.Choice(["none", "shades-of-gray"]), default="none",
     help="Colour normalisation before the model (part of the preprocessing the contract carries to the edge).",
 )  # fmt: skip
+@click.option(
+    "--white-balance", type=click.FloatRange(0.0, 1.0), default=0.0,
+    help="Augmentation: scale each RGB channel of every training image by a random factor within x/÷ (1 + this), "
+    "as another lamp or camera white balance would (0 = off).",
+)  # fmt: skip
 @click.option("--max-images", type=click.IntRange(0), default=0, help="Use a random subset (0 = all).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
          head_epochs: int, batch_size: int, lr: float, val_fraction: float, seed: int, patience: int,
          balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, teachers: tuple[str, ...],
-         color_constancy: str, max_images: int, log_level: str) -> None:  # fmt: skip
+         color_constancy: str, white_balance: float, max_images: int, log_level: str) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA and write a run folder.
 
     DATA is a folder per class, a HAM10000 folder (HAM10000_metadata.csv + images/), an ISIC
@@ -95,7 +100,7 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, seed=seed, patience=patience, balance=balance, max_images=max_images,
         extra_data=tuple(extra_data), pretrain_epochs=pretrain_epochs, teachers=tuple(teachers),
-        color_constancy=color_constancy.replace("-", "_"),
+        color_constancy=color_constancy.replace("-", "_"), white_balance=white_balance,
     )  # fmt: skip
     try:
         run = train(config)

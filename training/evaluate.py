@@ -177,6 +177,8 @@ def write_model_card(out_dir: Path, contract: ModelContract, metrics: dict[str, 
     balance = {"sampling": "classes drawn equally often", "none": "no class balancing"}.get(
         config.get("balance", "weights"), "class-weighted loss"
     )
+    white_balance = config.get("white_balance", 0.0)
+    jitter = f", white balance within x/÷ {1 + white_balance:.2f}" if white_balance else ""
     text = f"""# Model card: {contract.arch} skin-lesion classifier
 
 **Not a medical device. Decision support at a kiosk only: never a diagnosis.**
@@ -192,7 +194,7 @@ def write_model_card(out_dir: Path, contract: ModelContract, metrics: dict[str, 
 ## Model
 - {contract.arch} at {contract.image_size}x{contract.image_size}, weights `{config["weights"]}`; head
   {config["head_epochs"]} epochs, then fine-tuning up to {config["epochs"]} epochs; {balance};
-  flips and colour jitter, free rotation and zoom for half the images.
+  flips and colour jitter{jitter}, free rotation and zoom for half the images.
   Training took {metrics["train_seconds"] / 60:.1f} min.
 - Input: RGB uint8, centre square crop ({contract.crop_fraction:.2f} of the short side), resized to
   {contract.image_size}, colour constancy: {contract.color_constancy}; the model rescales inside the graph.

@@ -55,17 +55,20 @@ class TrainConfig:
     teachers: tuple[str, ...] = ()  # run folders on the same split whose averaged answers are distilled
     sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
     color_constancy: str = "none"  # or "shades_of_gray": part of the preprocessing, stored in the contract
+    white_balance: float = 0.0  # augmentation: each RGB channel scaled by up to x/÷ (1 + this), a lamp or camera change
 
 
 RESAMPLED_SHARE = 0.5  # of training images rotated and zoomed; the rest keep the sharpness they have at the edge
 
 
-def _augmenter(seed: int):
+def _augmenter(seed: int, white_balance: float = 0.0):
     """Flips, brightness and contrast for every image; free rotation and zoom for a random half.
 
     Rotation and zoom resample (smooth) the image. Had every training image been resampled, the
     model would learn smoothed images only and meet sharper ones at validation and at the edge
     (docs/BENCHMARKS.md: resampling half instead of all gained 4–14 points of balanced accuracy at 224 px).
+    ``white_balance`` > 0 also scales each RGB channel of every image by a factor drawn log-uniformly
+    within x/÷ (1 + white_balance): the diagonal (von Kries) model of another lamp or camera white balance.
     """
     import keras
     import tensorflow as tf
@@ -88,6 +91,9 @@ def _augmenter(seed: int):
 
     def augment(x, training: bool = True):
         x = exact(x, training=training)
+        if white_balance and training:
+            bound = float(np.log1p(white_balance))
+            x = x * tf.exp(tf.random.uniform((tf.shape(x)[0], 1, 1, 3), -bound, bound, seed=seed))
         pick = tf.random.uniform((tf.shape(x)[0], 1, 1, 1), seed=seed) < RESAMPLED_SHARE
         return tf.where(pick, resample(x, training=training), x)
 
@@ -193,7 +199,7 @@ def train(config: TrainConfig) -> Path:
     if config.weights != "none":
         n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
         log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
-    augment = _augmenter(config.seed)
+    augment = _augmenter(config.seed, config.white_balance)
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     history: dict[str, list[float]] = {}
     pretrain_history: dict[str, list[float]] = {}
