@@ -16,8 +16,9 @@ class BestEpoch:
 
     ``score_fn(model)`` returns the validation score (higher is better). Each score is appended to
     ``history[key]`` and logged as "epoch N: validation <name> S". After ``patience`` epochs in a row
-    without a strictly higher score the callback sets ``model.stop_training``; ``restore`` puts back
-    the weights of the best epoch. Epochs are numbered from 1 and keep counting across phases.
+    without a strictly higher score the callback sets ``model.stop_training`` (the ``grace`` epochs a
+    phase may start with do not count); ``restore`` puts back the weights of the best epoch. Epochs
+    are numbered from 1 and keep counting across phases.
     """
 
     def __init__(
@@ -30,10 +31,18 @@ class BestEpoch:
     ) -> None:
         self.score_fn, self.history, self.patience, self.name, self.key = score_fn, history, patience, name, key
         self.best, self.best_weights, self.best_epoch, self.epoch, self.wait = -1.0, None, -1, 0, 0
+        self.grace_until = 0  # epochs up to and including this one do not count towards patience
 
-    def reset_patience(self) -> None:
-        """Start counting epochs without gain afresh (at the start of a new training phase)."""
+    def reset_patience(self, grace: int = 0) -> None:
+        """Start counting epochs without gain afresh (at the start of a new training phase).
+
+        Args:
+            grace: epochs from now that do not count towards patience. Under a decaying
+                learning rate the early, high-rate epochs are noisy: a lucky one would otherwise
+                stop the run before the rate has come down (docs/BENCHMARKS.md).
+        """
         self.wait = 0
+        self.grace_until = self.epoch + grace
 
     def end_epoch(self, model) -> None:
         """Score ``model`` after an epoch: record, keep its weights if best, stop it when patience runs out."""
@@ -44,7 +53,7 @@ class BestEpoch:
         if score > self.best:
             self.best, self.best_epoch, self.wait = score, self.epoch, 0
             self.best_weights = model.get_weights()
-        else:
+        elif self.epoch > self.grace_until:
             self.wait += 1
             if self.wait >= self.patience:
                 log.info("early stop: no gain for %d epochs", self.patience)

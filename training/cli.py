@@ -39,7 +39,10 @@ __all__ = ["main"]
 @click.option("--lr", type=float, default=3e-4, help="Peak fine-tuning learning rate (cosine decay).")
 @click.option("--val-fraction", type=click.FloatRange(0.05, 0.45), default=0.2, help="Validation share.")
 @click.option("--seed", type=int, default=0, help="Seed for the split, augmentation and initialisation.")
-@click.option("--patience", type=click.IntRange(1), default=4, help="Early stopping: epochs without gain.")
+@click.option(
+    "--patience", type=click.IntRange(1), default=4,
+    help="Early stopping: epochs without gain, counted once half the fine-tuning epochs are done.",
+)  # fmt: skip
 @click.option(
     "--balance", type=click.Choice(["weights", "sampling", "none"]), default="weights",
     help="Class imbalance handling: a class-weighted loss, batches drawing every class equally often, or nothing.",

@@ -241,7 +241,7 @@ def train(config: TrainConfig) -> Path:
     backbone.trainable = True
     if config.epochs:
         log.info("phase 2: fine-tuning everything for up to %d epochs", config.epochs)
-        best.reset_patience()
+        best.reset_patience(grace=config.epochs // 2)  # not while the cosine rate is still high
         fit(x_tr, t_tr, config.epochs, config.learning_rate, [best.callback()], history, cosine=True)
     best.restore(model)
 

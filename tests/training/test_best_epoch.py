@@ -62,6 +62,16 @@ def test_keeps_best_stops_after_patience_and_restores(caplog):
     assert messages[-1] == "kept the weights of epoch 2 (mean Jaccard 0.500)"
 
 
+def test_grace_epochs_do_not_count_towards_patience():
+    # a lucky early epoch (0.7) and no gain after it: patience 2 alone would stop after epoch 3
+    scores = [0.5, 0.7, 0.4, 0.5, 0.6, 0.6, 0.65, 0.6, 0.6]
+    best = BestEpoch(_scripted(scores), {}, 2, name="balanced accuracy", key="val_balanced_accuracy")
+    best.reset_patience(grace=5)
+    model = _StubModel()
+    assert _run(best, model, 1, 9, best.end_epoch) == 7  # epochs 1-5 do not count; 6 and 7 are without gain
+    assert (best.best_epoch, best.best) == (2, 0.7)
+
+
 def test_epochs_count_across_phases_and_patience_resets():
     history: dict[str, list[float]] = {}
     scores = [0.3, 0.6, 0.5, 0.4, 0.7, 0.6, 0.6]
