@@ -2,7 +2,8 @@
 # Reproduce the shipped models in models/: the exact train and convert commands behind
 # models/README.md and docs/BENCHMARKS.md. Needs the [train] extra and ../shared/data.
 # About 1.5 hours on a 2-core x86_64 machine. The shipped files predate commit de3618d (rotation and
-# zoom for half the training images instead of all): run this at its parent to repeat them exactly.
+# zoom for half the training images instead of all) and commit 9fb3f4c (early stopping counted from half
+# the fine-tuning epochs on): run this at de3618d's parent to repeat them exactly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
