@@ -10,15 +10,17 @@ __all__ = ["BestEpoch"]
 
 log = logging.getLogger(__name__)
 
+GRACE_SHARE = 0.5  # of a decaying-rate phase's epochs that do not count towards patience
+
 
 class BestEpoch:
     """Scores the model on validation after every epoch, across fit() calls; early stopping, best weights.
 
     ``score_fn(model)`` returns the validation score (higher is better). Each score is appended to
     ``history[key]`` and logged as "epoch N: validation <name> S". After ``patience`` epochs in a row
-    without a strictly higher score the callback sets ``model.stop_training`` (the ``grace`` epochs a
-    phase may start with do not count); ``restore`` puts back the weights of the best epoch. Epochs
-    are numbered from 1 and keep counting across phases.
+    without a strictly higher score the callback sets ``model.stop_training`` (the first
+    ``GRACE_SHARE`` of a phase given to ``reset_patience`` do not count); ``restore`` puts back
+    the weights of the best epoch. Epochs are numbered from 1 and keep counting across phases.
     """
 
     def __init__(
@@ -33,16 +35,17 @@ class BestEpoch:
         self.best, self.best_weights, self.best_epoch, self.epoch, self.wait = -1.0, None, -1, 0, 0
         self.grace_until = 0  # epochs up to and including this one do not count towards patience
 
-    def reset_patience(self, grace: int = 0) -> None:
+    def reset_patience(self, phase_epochs: int = 0) -> None:
         """Start counting epochs without gain afresh (at the start of a new training phase).
 
         Args:
-            grace: epochs from now that do not count towards patience. Under a decaying
-                learning rate the early, high-rate epochs are noisy: a lucky one would otherwise
-                stop the run before the rate has come down (docs/BENCHMARKS.md).
+            phase_epochs: the epochs of a phase under a decaying learning rate; its first
+                ``GRACE_SHARE`` do not count towards patience. The early, high-rate epochs are
+                noisy: a lucky one would otherwise stop the run before the rate has come down
+                (docs/BENCHMARKS.md).
         """
         self.wait = 0
-        self.grace_until = self.epoch + grace
+        self.grace_until = self.epoch + int(phase_epochs * GRACE_SHARE)
 
     def end_epoch(self, model) -> None:
         """Score ``model`` after an epoch: record, keep its weights if best, stop it when patience runs out."""

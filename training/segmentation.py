@@ -157,7 +157,7 @@ def train_segmenter(config: SegmentConfig) -> Path:
     if config.epochs:
         log.info("phase 2: fine-tuning everything for up to %d epochs", config.epochs)
         steps = config.epochs * int(np.ceil(len(tr.images) / config.batch_size))
-        best.reset_patience(grace=config.epochs // 2)  # as the classifier: not while the rate is high
+        best.reset_patience(config.epochs)  # as the classifier: not while the rate is high
         fit(config.epochs, keras.optimizers.schedules.CosineDecay(config.learning_rate, steps))
     best.restore(model)
 

@@ -89,11 +89,12 @@ def _augmenter(seed: int, white_balance: float = 0.0):
         name="augment_resample",
     )
 
+    log_gain = float(np.log1p(white_balance))  # gains drawn log-uniformly in [1/(1+wb), 1+wb]
+
     def augment(x, training: bool = True):
         x = exact(x, training=training)
-        if white_balance and training:
-            bound = float(np.log1p(white_balance))
-            x = x * tf.exp(tf.random.uniform((tf.shape(x)[0], 1, 1, 3), -bound, bound, seed=seed))
+        if log_gain and training:
+            x = x * tf.exp(tf.random.uniform((tf.shape(x)[0], 1, 1, 3), -log_gain, log_gain, seed=seed))
         pick = tf.random.uniform((tf.shape(x)[0], 1, 1, 1), seed=seed) < RESAMPLED_SHARE
         return tf.where(pick, resample(x, training=training), x)
 
@@ -241,7 +242,7 @@ def train(config: TrainConfig) -> Path:
     backbone.trainable = True
     if config.epochs:
         log.info("phase 2: fine-tuning everything for up to %d epochs", config.epochs)
-        best.reset_patience(grace=config.epochs // 2)  # not while the cosine rate is still high
+        best.reset_patience(config.epochs)  # the first half does not count: the cosine rate is still high
         fit(x_tr, t_tr, config.epochs, config.learning_rate, [best.callback()], history, cosine=True)
     best.restore(model)
 

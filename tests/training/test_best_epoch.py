@@ -66,7 +66,7 @@ def test_grace_epochs_do_not_count_towards_patience():
     # a lucky early epoch (0.7) and no gain after it: patience 2 alone would stop after epoch 3
     scores = [0.5, 0.7, 0.4, 0.5, 0.6, 0.6, 0.65, 0.6, 0.6]
     best = BestEpoch(_scripted(scores), {}, 2, name="balanced accuracy", key="val_balanced_accuracy")
-    best.reset_patience(grace=5)
+    best.reset_patience(phase_epochs=10)  # its first half, 5 epochs, does not count
     model = _StubModel()
     assert _run(best, model, 1, 9, best.end_epoch) == 7  # epochs 1-5 do not count; 6 and 7 are without gain
     assert (best.best_epoch, best.best) == (2, 0.7)
