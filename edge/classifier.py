@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,16 @@ from edge.modelfile import read_contract
 from edge.preprocess import preprocess
 from edge.runtime import TFLiteModel
 
-__all__ = ["DISCLAIMER", "Classifier", "Prediction", "calibrated_probabilities", "malignancy_risk"]
+__all__ = [
+    "DISCLAIMER",
+    "Classifier",
+    "Prediction",
+    "calibrated_probabilities",
+    "malignancy_risk",
+    "risk_percentages",
+]
+
+log = logging.getLogger(__name__)
 
 DISCLAIMER = "Decision support only: not a diagnosis. Ask a clinician about any lesion that worries you."
 
@@ -37,6 +47,16 @@ def malignancy_risk(probabilities: np.ndarray, contract: ModelContract) -> float
     return float(np.asarray(probabilities)[..., list(idx)].sum(axis=-1)) if idx else None
 
 
+def risk_percentages(risk: float, threshold: float) -> tuple[str, str]:
+    """``risk`` and ``threshold`` as percentages with the fewest decimals (0-2) that keep their order
+    true as read: 27.8 % vs 28.3 % is shown as "27.8%" / "28.3%", never "28%" / "28%"."""
+    for decimals in range(3):
+        shown_risk, shown_threshold = round(risk * 100, decimals), round(threshold * 100, decimals)
+        if (shown_risk >= shown_threshold) == (risk >= threshold):
+            break
+    return f"{shown_risk:.{decimals}f}%", f"{shown_threshold:.{decimals}f}%"
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One classification. Probabilities are calibrated; ``risk`` is the malignancy risk."""
@@ -46,10 +66,18 @@ class Prediction:
     probabilities: dict[str, float]
     risk: float | None
     flagged: bool  # risk at or above the contract's threshold: suggest a clinician
-    uncertain: bool  # top-1 confidence below the contract's threshold
+    uncertain: bool  # top-1 confidence below the contract's floor, or too close to the runner-up
     invoke_ms: float
     total_ms: float
     quality: dict[str, Any] = field(default_factory=dict)
+    risk_threshold: float | None = None  # the contract's, where ``flagged`` starts
+
+    @property
+    def risk_text(self) -> tuple[str, str] | None:
+        """(risk, threshold) as the percentages every display shows; None without a risk."""
+        if self.risk is None or self.risk_threshold is None:
+            return None
+        return risk_percentages(self.risk, self.risk_threshold)
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
@@ -64,11 +92,15 @@ class Prediction:
         return self.label
 
     def to_dict(self) -> dict[str, Any]:
+        texts = self.risk_text
         return {
             "label": self.label,
             "confidence": round(self.confidence, 4),
             "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
             "risk": None if self.risk is None else round(self.risk, 4),
+            "risk_threshold": self.risk_threshold,
+            "risk_text": texts[0] if texts else None,
+            "risk_threshold_text": texts[1] if texts else None,
             "flagged": self.flagged,
             "uncertain": self.uncertain,
             "verdict": self.verdict,
@@ -99,6 +131,8 @@ class Classifier:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file {model_path} does not exist")
         self.contract = contract or read_contract(model_path)
+        if contract is None and not self.contract.model_sha256:
+            log.warning("%s carries no digest (converted before 0.2): damage to it cannot be detected", model_path)
         if self.contract.task != "classify":
             raise ContractError(f"{model_path} is a {self.contract.task} model, not a classifier")
         self.model = TFLiteModel(model_path, threads=threads)
@@ -133,6 +167,7 @@ class Classifier:
     ) -> Prediction:
         c = self.contract
         best = int(np.argmax(probs))
+        runner_up = float(np.partition(probs, -2)[-2]) if len(probs) > 1 else 0.0
         risk = malignancy_risk(probs, c)
         return Prediction(
             label=c.labels[best],
@@ -140,8 +175,9 @@ class Classifier:
             probabilities={name: float(p) for name, p in zip(c.labels, probs)},
             risk=risk,
             flagged=risk is not None and risk >= c.risk_threshold,
-            uncertain=float(probs[best]) < c.uncertain_below,
+            uncertain=float(probs[best]) < c.uncertain_below or float(probs[best]) - runner_up < c.uncertain_margin,
             invoke_ms=invoke_ms,
             total_ms=(time.perf_counter() - start) * 1000.0,
             quality=quality or {},
+            risk_threshold=None if risk is None else c.risk_threshold,
         )

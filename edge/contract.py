@@ -68,10 +68,13 @@ class ModelContract:
     temperature: float = 1.0  # calibrated softmax temperature (logits / T)
     risk_threshold: float = 0.5  # malignancy risk at or above this is flagged "see a clinician"
     uncertain_below: float = 0.4  # top-1 confidence below this reads "uncertain"
+    uncertain_margin: float = 0.1  # so does a top-1 less than this ahead of the runner-up
     # --- provenance
     data_fingerprint: str = ""
     created: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    # --- integrity: sha256 of the .tflite file with this field zeroed, set by embed_contract
+    model_sha256: str = ""
 
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
@@ -99,6 +102,8 @@ class ModelContract:
             raise ContractError(f"crop_fraction must be within 0.1..1.0, got {self.crop_fraction}")
         if self.temperature <= 0:
             raise ContractError(f"temperature must be positive, got {self.temperature}")
+        if not 0.0 <= self.uncertain_margin < 1.0:
+            raise ContractError(f"uncertain_margin must be within 0..1, got {self.uncertain_margin}")
 
     @property
     def malignant_indices(self) -> tuple[int, ...]:

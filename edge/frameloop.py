@@ -2,7 +2,8 @@
 
 Each frame goes through :func:`edge.pipeline.iter_results` (quality gates, the model, smoothing),
 gets the overlay drawn (:func:`edge.overlay.draw_overlay`), is encoded once as JPEG for every viewer
-and published; the loop pings the systemd watchdog per frame, so a stalled camera stops the pings.
+and published. The frame times it publishes are what ``edge.service.Supervisor`` watches: a stalled
+camera goes stale and the watchdog pings stop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from edge.live import LiveState, encode_jpeg
 from edge.overlay import draw_overlay
 from edge.pipeline import Result, iter_results
 from edge.quality import QualityThresholds
-from edge.service import Notifier, Watchdog
 
 __all__ = ["Annotate", "FrameLoop"]
 
@@ -41,15 +41,12 @@ class FrameLoop(threading.Thread):
         classifier: the model for live frames (used by this thread only).
         source: an ``edge.sources.Source`` (opened and closed by the loop) or any iterable of frames.
         annotate: draws the overlay; ``edge.overlay.draw_overlay`` when None.
-        notifier: systemd notifications (``READY=1`` on the first frame, ``STATUS=`` lines).
-        watchdog: ticked once per frame (it rate-limits itself); a stalled loop stops pinging.
         max_fps: upper bound on frames classified per second (saves CPU on video files and fast
             cameras); 0 for no bound.
         smooth: average probabilities over consecutive frames (``edge.postprocess``).
         quality_gate: run the quality gates (a failed gate reads "retake").
         jpeg_quality: quality of the streamed JPEGs (1-100).
         stream_width: streamed frames are shrunk to at most this many pixels wide.
-        status_every_s: seconds between ``STATUS=`` lines.
     """
 
     def __init__(
@@ -59,34 +56,28 @@ class FrameLoop(threading.Thread):
         source: Iterable[Frame],
         *,
         annotate: Annotate | None = None,
-        notifier: Notifier | None = None,
-        watchdog: Watchdog | None = None,
         max_fps: float = 10.0,
         smooth: bool = True,
         quality_gate: bool = True,
         jpeg_quality: int = 80,
         stream_width: int = 800,
-        status_every_s: float = 5.0,
     ) -> None:
         super().__init__(name="frame-loop", daemon=True)
         self.state = state
         self.classifier = classifier
         self.source = source
         self.annotate = annotate or self._draw
-        self.notifier = notifier or Notifier("")
-        self.watchdog = watchdog
         self.min_interval = 1.0 / max_fps if max_fps > 0 else 0.0
         self.smooth = smooth
         self.thresholds = QualityThresholds() if quality_gate else None
         self.jpeg_quality = jpeg_quality
         self.stream_width = stream_width
-        self.status_every_s = status_every_s
-        self._ready_sent = False
-        self._last_status = 0.0
 
     def _draw(self, image: np.ndarray, prediction: Prediction) -> np.ndarray:
         c = self.classifier.contract
-        return draw_overlay(image, prediction, crop_fraction=c.crop_fraction, risk_threshold=c.risk_threshold)
+        return draw_overlay(
+            image, prediction, crop_fraction=c.crop_fraction, risk_threshold=c.risk_threshold, numbers=False
+        )
 
     def stop(self) -> None:
         """Ask the loop to end (thread-safe); the source is released by the loop thread."""
@@ -110,7 +101,7 @@ class FrameLoop(threading.Thread):
             self.state.source_ended(error=f"internal error ({type(exc).__name__})")
         else:
             if not self.state.stopping:
-                log.warning("the frame source ended; the page keeps showing the last frame")
+                log.warning("the frame source ended; the page says there is no live result")
                 self.state.source_ended()
 
     def _consume(self) -> None:
@@ -128,8 +119,6 @@ class FrameLoop(threading.Thread):
                 self.state.source_started(result.frame.origin)
                 started = True
             self._publish(result)
-            if self.watchdog is not None:
-                self.watchdog.tick()
             spare = self.min_interval - (time.monotonic() - tick)
             if spare > 0 and self.state.wait_stop(spare):
                 return
@@ -145,12 +134,5 @@ class FrameLoop(threading.Thread):
             self.state.metrics.error("frame")
             log.warning("skipped frame %s#%s: %s", frame.origin, frame.index, exc)
             return
-        self.state.publish(frame.image, prediction, jpeg, frame.origin)
-        if not self._ready_sent:
-            self._ready_sent = True
-            self.notifier.ready(status=f"live from {frame.origin}")
-            log.info("first frame in from %s: ready", frame.origin)
-        now = time.monotonic()
-        if now - self._last_status >= self.status_every_s:
-            self._last_status = now
-            self.notifier.status(f"live {result.fps:.1f} fps, last: {prediction.verdict} {prediction.confidence:.0%}")
+        if self.state.publish(frame.image, prediction, jpeg, frame.origin).seq == 1:
+            log.info("first frame in from %s", frame.origin)

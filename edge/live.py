@@ -3,13 +3,14 @@
 ``edge.frameloop.FrameLoop`` (a thread) publishes the annotated JPEG, the latest
 :class:`~edge.classifier.Prediction` and the frame time into ``LiveState``; the web handlers
 (``edge.web``) read it from their own threads. Captures and uploads are kept in memory only, in a
-bounded deque.
+bounded deque under unguessable ids, and forgotten after ``recent_ttl_s`` without a new one (or on the
+page's Clear button), so the next person at the kiosk does not see the last patient's photos.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
+import secrets
 import threading
 import time
 from collections import deque
@@ -82,6 +83,7 @@ class LiveState:
         classifier: the model for uploads; calls are serialised (a TFLite interpreter is not
             thread-safe). The frame loop has its own instance, so uploads never wait for it.
         recent_size: how many captures and uploads ``/results`` keeps.
+        recent_ttl_s: captures and uploads are forgotten once none was added for this long.
         stale_after_s: a source whose newest frame is older than this is unhealthy.
         clock: monotonic seconds (tests pass a fake).
     """
@@ -91,6 +93,7 @@ class LiveState:
         classifier: Classifier | None,
         *,
         recent_size: int = 20,
+        recent_ttl_s: float = 120.0,
         stale_after_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -110,7 +113,8 @@ class LiveState:
         self._source_state = "starting"  # starting -> live -> ended | failed
         self._source_error = ""
         self._recent: deque[ResultRecord] = deque(maxlen=recent_size)
-        self._ids = itertools.count(1)
+        self._recent_ttl_s = recent_ttl_s
+        self._last_added = clock()
         self._streams = 0
 
     # --- the model -------------------------------------------------------------------------------
@@ -169,8 +173,17 @@ class LiveState:
         return live
 
     def latest(self) -> LiveFrame | None:
+        """The newest frame, however old (the stream's last picture)."""
         with self._lock:
             return self._live
+
+    def live(self) -> LiveFrame | None:
+        """The newest frame while the source is live and fresh; None once it stalled, ended or failed."""
+        with self._lock:
+            live, state = self._live, self._source_state
+        if live is None or state != "live" or self._clock() - live.monotonic > self.stale_after_s:
+            return None
+        return live
 
     def wait_frame(self, after_seq: int, timeout: float) -> LiveFrame | None:
         """The newest frame once its ``seq`` passes ``after_seq``, or after ``timeout`` s whatever is
@@ -225,20 +238,37 @@ class LiveState:
 
     # --- results the user asked for --------------------------------------------------------------
     def add_result(self, kind: str, prediction: Prediction, jpeg: bytes) -> ResultRecord:
-        record = ResultRecord(f"{next(self._ids):06d}", kind, time.time(), prediction, jpeg)
+        record = ResultRecord(secrets.token_urlsafe(16), kind, time.time(), prediction, jpeg)
         with self._lock:
+            self._forget_if_idle()
             self._recent.appendleft(record)
+            self._last_added = self._clock()
         self.metrics.inc("captures_total" if kind == "capture" else "uploads_total")
         return record
 
+    def _forget_if_idle(self) -> None:  # with the lock held
+        if self._recent and self._clock() - self._last_added > self._recent_ttl_s:
+            self._recent.clear()
+
     def recent(self) -> list[ResultRecord]:
-        """Captures and uploads, newest first."""
+        """Captures and uploads, newest first (none once they went unused for ``recent_ttl_s``)."""
         with self._lock:
+            self._forget_if_idle()
             return list(self._recent)
 
     def result(self, record_id: str) -> ResultRecord | None:
+        if not record_id.isascii():
+            return None
         with self._lock:
-            return next((r for r in self._recent if r.id == record_id), None)
+            self._forget_if_idle()
+            return next((r for r in self._recent if secrets.compare_digest(r.id, record_id)), None)
+
+    def clear_results(self) -> int:
+        """Forget every capture and upload now; returns how many there were."""
+        with self._lock:
+            count = len(self._recent)
+            self._recent.clear()
+        return count
 
     # --- streams and stopping --------------------------------------------------------------------
     def open_stream(self, limit: int) -> bool:

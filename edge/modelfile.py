@@ -3,11 +3,16 @@
 The contract is stored as UTF-8 JSON in a flatbuffer ``Model.metadata`` entry named
 ``skinedge_contract`` (the same slot TFLite uses for its own metadata), so one file is all a kiosk
 needs. Reading walks the flatbuffer directly with the small ``flatbuffers`` package.
+
+The contract also carries ``model_sha256``, the SHA-256 of the whole file with that field's value
+zeroed, so a file damaged on an SD card or in a copy is refused instead of answering differently.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -17,10 +22,12 @@ from flatbuffers import number_types as N
 
 from edge.contract import ContractError, ModelContract
 
-__all__ = ["METADATA_NAME", "embed_contract", "read_contract", "read_metadata", "write_atomic"]
+__all__ = ["METADATA_NAME", "embed_contract", "file_digest", "read_contract", "read_metadata", "write_atomic"]
 
 METADATA_NAME = "skinedge_contract"
 _TFLITE_IDENTIFIER = b"TFL3"
+_DIGEST_FIELD = re.compile(rb'"model_sha256": "([0-9a-f]{64})"')
+_NO_DIGEST = b"0" * 64
 
 
 def _table(buf: bytes, pos: int) -> flatbuffers.table.Table:
@@ -35,13 +42,17 @@ def _vector(tab: flatbuffers.table.Table, slot: int) -> tuple[int, int]:
     return tab.Vector(off), tab.VectorLen(off)
 
 
-def read_metadata(path: str | Path) -> dict[str, bytes]:
-    """All ``Model.metadata`` entries of a ``.tflite`` file, name -> raw bytes."""
-    path = Path(path)
+def _read(path: Path) -> bytes:
     try:
-        buf = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise ContractError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+
+
+def read_metadata(path: str | Path, buf: bytes | None = None) -> dict[str, bytes]:
+    """All ``Model.metadata`` entries of a ``.tflite`` file (or of its bytes ``buf``), name -> raw bytes."""
+    path = Path(path)
+    buf = _read(path) if buf is None else buf
     if len(buf) < 16 or buf[4:8] != _TFLITE_IDENTIFIER:
         raise ContractError(f"{path} is not a TFLite model file")
     try:
@@ -65,16 +76,33 @@ def read_metadata(path: str | Path) -> dict[str, bytes]:
         raise ContractError(f"{path} is a damaged TFLite model file") from exc
 
 
+def file_digest(buf: bytes) -> str:
+    """SHA-256 of a model file's bytes with the contract's ``model_sha256`` value zeroed."""
+    found = list(_DIGEST_FIELD.finditer(buf))
+    if len(found) != 1:
+        raise ContractError("a model file must carry exactly one model_sha256 field")
+    start, end = found[0].span(1)
+    return hashlib.sha256(buf[:start] + _NO_DIGEST + buf[end:]).hexdigest()
+
+
 def read_contract(path: str | Path) -> ModelContract:
-    """The contract embedded in a ``.tflite`` file.
+    """The contract embedded in a ``.tflite`` file, checked against the file's digest when it has one.
 
     Raises:
-        ContractError: the file is not a TFLite model or carries no (valid) contract.
+        ContractError: the file is not a TFLite model, carries no (valid) contract, or its bytes do
+            not match the digest written at conversion.
     """
-    meta = read_metadata(path)
+    buf = _read(Path(path))
+    meta = read_metadata(path, buf)
     if METADATA_NAME not in meta:
         raise ContractError(f"{path} carries no skinedge contract; convert it with `convert` or pass a contract file")
-    return ModelContract.from_json(meta[METADATA_NAME])
+    contract = ModelContract.from_json(meta[METADATA_NAME])
+    if contract.model_sha256 and file_digest(buf) != contract.model_sha256:
+        raise ContractError(
+            f"{path} is damaged: its bytes no longer match the digest written when it was converted; "
+            "copy the model file again"
+        )
+    return contract
 
 
 def write_atomic(path: str | Path, data: bytes, mode: int | None = None) -> Path:
@@ -102,12 +130,13 @@ def write_atomic(path: str | Path, data: bytes, mode: int | None = None) -> Path
 
 
 def embed_contract(model_bytes: bytes, contract: ModelContract) -> bytes:
-    """Return ``model_bytes`` with ``contract`` stored in its metadata (replacing an older one)."""
+    """Return ``model_bytes`` with ``contract`` stored in its metadata (replacing an older one) and the
+    result's digest in the contract's ``model_sha256``."""
     from ai_edge_litert import schema_py_generated as schema  # ships with the LiteRT wheel
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     payload = schema.BufferT()
-    payload.data = list(contract.to_json().encode())
+    payload.data = list(contract.replace(model_sha256=_NO_DIGEST.decode()).to_json().encode())
     model.buffers = list(model.buffers or [])
     ours = (METADATA_NAME, METADATA_NAME.encode())
     model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in ours]
@@ -118,4 +147,8 @@ def embed_contract(model_bytes: bytes, contract: ModelContract) -> bytes:
     model.metadata.append(entry)
     builder = flatbuffers.Builder(len(model_bytes) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=_TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    out = bytearray(builder.Output())
+    digest = file_digest(bytes(out))  # also checks that the field occurs once
+    start, end = _DIGEST_FIELD.search(out).span(1)
+    out[start:end] = digest.encode()
+    return bytes(out)

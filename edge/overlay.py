@@ -55,6 +55,7 @@ def draw_overlay(
     risk_threshold: float | None = None,
     color_order: str = "RGB",
     lesion: Lesion | None = None,
+    numbers: bool = True,
 ) -> np.ndarray:
     """Return a copy of ``image`` with the result drawn on it.
 
@@ -67,6 +68,8 @@ def draw_overlay(
         color_order: "RGB" or "BGR", the channel order of ``image`` (OpenCV windows and
             ``cv2.imencode`` want BGR).
         lesion: a segmenter's finding: its outline and the square the classifier saw are drawn.
+        numbers: print the percentages; False (the kiosk, whose page shows them beside the view) draws
+            the verdict and the risk bar only, so the screen never shows two readings at once.
 
     Returns:
         A new uint8 image of the same shape and channel order.
@@ -81,7 +84,7 @@ def draw_overlay(
 
     out = image.copy()
     h, w = out.shape[:2]
-    scale = max(0.35, min(h, w) / 900)
+    scale = max(0.45, min(h, w) / 600)  # readable on a 7" screen and on a capture shrunk to 800 px
     thick = 1 if scale < 0.7 else 2
     line = int(32 * scale) + 4
     pad = max(4, int(10 * scale))
@@ -100,8 +103,11 @@ def draw_overlay(
         lines: list[tuple[str, tuple[int, int, int]]] = []
         if retake or prediction.uncertain:
             lines.append((prediction.verdict, col(_RETAKE)))
-        for i, (label, p) in enumerate(prediction.top(3)):
-            lines.append((f"{label} {p:.0%}", col(_WHITE if i == 0 and not retake else _GREY)))
+        if numbers:
+            for i, (label, p) in enumerate(prediction.top(3)):
+                lines.append((f"{label} {p:.0%}", col(_WHITE if i == 0 and not retake else _GREY)))
+        elif not lines:
+            lines.append((prediction.label, col(_WHITE)))
         width = max(cv2.getTextSize(t, _FONT, scale, thick)[0][0] for t, _ in lines) + 2 * pad
         _darken(out, 0, 0, width, pad + line * len(lines))
         for i, (t, c) in enumerate(lines):
@@ -113,7 +119,9 @@ def draw_overlay(
             by1 = h - pad - line
             by0 = by1 - bar_h
             _darken(out, 0, by0 - line, bx1 + pad, by1 + pad // 2)
-            _text(out, f"malignancy risk {prediction.risk:.0%}", (bx0, by0 - pad // 2), scale, col(_WHITE), thick)
+            texts = prediction.risk_text
+            shown = (texts[0] if texts else f"{prediction.risk:.0%}") if numbers else ""  # the page's figure
+            _text(out, f"malignancy risk {shown}".strip(), (bx0, by0 - pad // 2), scale, col(_WHITE), thick)
             cv2.rectangle(out, (bx0, by0), (bx1, by1), col(_GREY), 1)
             filled = bx0 + int(round((bx1 - bx0) * min(max(prediction.risk, 0.0), 1.0)))
             colour = _RISK_HIGH if prediction.flagged else _RISK_LOW

@@ -46,13 +46,21 @@ def load_image(path: str | Path) -> np.ndarray:
     return decode_image(data.tobytes(), name=str(path))
 
 
-def decode_image(data: bytes, name: str = "image") -> np.ndarray:
-    """Decode encoded image bytes (JPEG, PNG, ...) to RGB uint8 HWC; the content decides, not the name."""
+_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
+_REDUCED_FLAGS[8] = cv2.IMREAD_REDUCED_COLOR_8
+
+
+def decode_image(data: bytes, name: str = "image", reduce: int = 1) -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, ...) to RGB uint8 HWC; the content decides, not the name.
+
+    ``reduce`` (1, 2, 4 or 8) decodes at that fraction of the size; a JPEG never holds the full size in
+    memory then. The colour order is swapped in place: no second full-size copy.
+    """
     buf = np.frombuffer(data, dtype=np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    bgr = cv2.imdecode(buf, _REDUCED_FLAGS[reduce]) if buf.size else None
     if bgr is None or bgr.size == 0:
         raise ImageError(f"{name}: not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
 
 
 def center_box(height: int, width: int, crop_fraction: float = 1.0) -> tuple[int, int, int, int]:

@@ -1,10 +1,13 @@
 """systemd integration without dependencies: ``sd_notify`` messages and the watchdog.
 
 Under ``Type=notify`` systemd hands the service ``$NOTIFY_SOCKET`` (an ``AF_UNIX`` datagram socket; a
-leading ``@`` names the abstract namespace). The kiosk sends ``READY=1`` once the model is loaded and the
-first frame is in, ``WATCHDOG=1`` from the frame loop at half of ``$WATCHDOG_USEC``, ``STATUS=`` lines
-and ``STOPPING=1``. When the frame loop stalls its pings stop, and systemd restarts the service. Outside
-systemd (no ``$NOTIFY_SOCKET``) every call is a cheap no-op. SIGTERM and SIGINT are routed by
+leading ``@`` names the abstract namespace). :class:`Supervisor` speaks for the kiosk: ``READY=1`` once
+the model is loaded and the page listens (with or without a camera), ``STATUS=`` lines that say what the
+page says (live, waiting, camera failed, source ended, page not answering), ``WATCHDOG=1`` at half of
+``$WATCHDOG_USEC`` while the page answers its own request and the frames are not stalled, and
+``STOPPING=1``. When either check fails the pings stop, and systemd restarts the service. A camera that
+failed or a video that ended is *not* a stall: the page stays up and says so. Outside systemd (no
+``$NOTIFY_SOCKET``) every call is a cheap no-op. SIGTERM and SIGINT are routed by
 ``edge.pipeline.install_stop_handlers``; ``edge.web.serve`` then stops the server and the camera.
 """
 
@@ -16,8 +19,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
-__all__ = ["Notifier", "Watchdog", "watchdog_interval"]
+__all__ = ["Notifier", "Supervisor", "Watchdog", "status_text", "watchdog_interval"]
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +135,76 @@ class Watchdog:
             return False
         self._last = now
         return self.notifier.watchdog()
+
+
+def status_text(health: dict[str, Any], answering: bool = True, last: str = "") -> str:
+    """The ``STATUS=`` line for a ``/healthz`` document: what the kiosk page shows, in one line."""
+    if not answering:
+        return "web page not answering"
+    status = health["status"]
+    if status == "ok":
+        return f"live {health['fps']:.1f} fps from {health['source']}" + (f", last: {last}" if last else "")
+    if status == "stale":
+        return f"camera stalled: no frame for {health['last_frame_age_s']:.0f} s"
+    if status == "failed":
+        return f"camera failed: {health['source_error']}; the page says so"
+    if status == "ended":
+        return f"source {health['source']} ended; the page shows no live result"
+    if status == "starting":
+        return "page up, waiting for the camera"
+    return status
+
+
+class Supervisor:
+    """The kiosk's voice to systemd, checked from the main thread a few times a second.
+
+    Args:
+        health: returns the ``/healthz`` document (``edge.live.LiveState.health``).
+        notifier: where ``READY=1``, ``STATUS=`` and ``WATCHDOG=1`` go.
+        probe: True when the web server answers a request of its own (any HTTP status).
+        interval: seconds between watchdog pings; from ``$WATCHDOG_USEC`` when None.
+        last: the newest verdict for the status line (e.g. "nevus 81%"), or "".
+        status_every_s: a repeated status line is re-sent after this long (fps changes).
+        clock: monotonic seconds (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        health: Callable[[], dict[str, Any]],
+        notifier: Notifier,
+        probe: Callable[[], bool],
+        *,
+        interval: float | None = None,
+        last: Callable[[], str] = lambda: "",
+        status_every_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.health, self.notifier, self.probe, self.last = health, notifier, probe, last
+        self.watchdog = Watchdog(notifier, interval, clock)
+        self.check_every = min(self.watchdog.interval or status_every_s, status_every_s)
+        self.status_every_s = status_every_s
+        self._clock = clock
+        self._checked = float("-inf")
+        self._sent = ("", float("-inf"))
+
+    def ready(self) -> None:
+        """``READY=1`` with the current status: the page is up whether or not a camera is."""
+        text = status_text(self.health())
+        self.notifier.ready(status=text)
+        self._sent = (text, self._clock())
+
+    def tick(self) -> bool:
+        """Check and report when due; True when the kiosk is well (answering, frames not stalled)."""
+        now = self._clock()
+        if now - self._checked < self.check_every:
+            return True
+        self._checked = now
+        health, answering = self.health(), self.probe()
+        text = status_text(health, answering, self.last() if health["status"] == "ok" else "")
+        if text != self._sent[0] or now - self._sent[1] >= self.status_every_s:
+            self.notifier.status(text)
+            self._sent = (text, now)
+        well = answering and health["status"] != "stale"
+        if well:
+            self.watchdog.tick()
+        return well

@@ -1,9 +1,11 @@
 """Uploaded photos: checked before decoding, decoded by content, and saved only when asked to.
 
 A 10 MB PNG can hold a billion pixels (a decompression bomb that would take a Pi's memory), so the
-format and the pixel count are read from the file header first; only JPEG, PNG, WebP, BMP and TIFF
-within ``max_pixels`` reach the decoder, :func:`edge.preprocess.decode_image`. The file name and
-the declared content type are never trusted.
+format and the pixel count are read from the file header first, and decoding stays within a memory
+budget: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's reduced decoding) until it holds at most
+:data:`DECODE_PIXELS`, any other format must fit :data:`DECODE_PIXELS` as it is, and
+:class:`DecodeGate` lets one upload decode at a time with a short queue, answering "busy" beyond it.
+The file name and the declared content type are never trusted.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import json
 import logging
 import os
 import struct
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +26,67 @@ import numpy as np
 from edge.modelfile import write_atomic
 from edge.preprocess import ImageError, decode_image
 
-__all__ = ["FORMATS", "MAX_PIXELS", "Recorder", "UploadError", "image_header", "read_upload"]
+__all__ = [
+    "DECODE_PIXELS",
+    "FORMATS",
+    "MAX_PIXELS",
+    "DecodeGate",
+    "KioskBusy",
+    "Recorder",
+    "UploadError",
+    "image_header",
+    "read_upload",
+]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("JPEG", "PNG", "WebP", "BMP", "TIFF")
-MAX_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB of RGB; more is refused
+MAX_PIXELS = 40_000_000  # the largest JPEG taken (decoded at a reduced scale); more is refused
+DECODE_PIXELS = 8_000_000  # at most this many pixels are decoded (24 MB of RGB): any other format is refused above
+_JPEG_SCALES = (1, 2, 4, 8)  # libjpeg decodes at these fractions of the size
 _SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WebP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
 class UploadError(ValueError):
     """An uploaded file is empty, not an image, or too large to decode; the message is for people."""
+
+
+class KioskBusy(RuntimeError):
+    """Too many uploads are waiting to be decoded; the message is for people."""
+
+
+class DecodeGate:
+    """One upload decodes and classifies at a time; ``queue`` more may wait, the rest are refused.
+
+    Args:
+        queue: uploads that may wait for their turn.
+        wait_s: how long one waits before it is refused all the same.
+    """
+
+    def __init__(self, queue: int = 4, wait_s: float = 20.0) -> None:
+        self._turn = threading.Lock()
+        self._count = threading.Lock()
+        self._waiting = 0
+        self.queue, self.wait_s = queue, wait_s
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the decoder; raises :class:`KioskBusy` when the queue is full or the wait runs out."""
+        with self._count:
+            if self._waiting > self.queue:  # one decoding + ``queue`` waiting
+                raise KioskBusy("The kiosk is busy checking other photos; try again in a moment.")
+            self._waiting += 1
+        try:
+            if not self._turn.acquire(timeout=self.wait_s):
+                raise KioskBusy("The kiosk is busy checking other photos; try again in a moment.")
+            try:
+                yield
+            finally:
+                self._turn.release()
+        finally:
+            with self._count:
+                self._waiting -= 1
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -110,11 +164,26 @@ def image_header(data: bytes) -> tuple[str, int, int] | None:
     return None
 
 
-def read_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, np.ndarray]:
+def _reduction(fmt: str, width: int, height: int, budget: int) -> int:
+    """The smallest JPEG scale denominator (1, 2, 4, 8) that brings the decode within ``budget`` pixels;
+    0 when none does (or the format cannot be decoded reduced)."""
+    for factor in _JPEG_SCALES if fmt == "JPEG" else (1,):
+        if -(-width // factor) * -(-height // factor) <= budget:
+            return factor
+    return 0
+
+
+def read_upload(
+    data: bytes, max_pixels: int = MAX_PIXELS, decode_pixels: int = DECODE_PIXELS
+) -> tuple[str, np.ndarray]:
     """Check and decode an uploaded photo; returns (format, RGB uint8 HWC image).
 
+    A large JPEG comes back at 1/2, 1/4 or 1/8 of its size (at most ``decode_pixels``): still several
+    times the model's input, which is all the kiosk keeps of it.
+
     Raises:
-        UploadError: empty, not one of :data:`FORMATS`, over ``max_pixels``, or does not decode.
+        UploadError: empty, not one of :data:`FORMATS`, over ``max_pixels`` (over ``decode_pixels``
+            for a format other than JPEG), or does not decode.
     """
     if not data:
         raise UploadError("No photo was sent: choose a photo file first.")
@@ -123,13 +192,15 @@ def read_upload(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, np.ndar
         kinds = ", ".join(FORMATS[:-1]) + " or " + FORMATS[-1]
         raise UploadError(f"That file is not a photo the kiosk can read ({kinds}).")
     fmt, width, height = header
-    if width * height > max_pixels:
+    factor = _reduction(fmt, width, height, decode_pixels) if width * height <= max_pixels else 0
+    if not factor:
+        limit = max_pixels if fmt == "JPEG" else decode_pixels
         raise UploadError(
-            f"That photo is {width}x{height} pixels; the kiosk reads at most {max_pixels // 1_000_000} "
-            "megapixels. Send a smaller photo."
+            f"That photo is {width}x{height} pixels; the kiosk reads at most {limit / 1_000_000:g} "
+            f"megapixels{'' if fmt == 'JPEG' else ' in a ' + fmt}. Send a smaller photo (or a JPEG)."
         )
     try:
-        image = decode_image(data, name="upload")
+        image = decode_image(data, name="upload", reduce=factor)
     except ImageError:
         raise UploadError(f"That file looks like a {fmt} but does not decode; it may be damaged.") from None
     return fmt, image

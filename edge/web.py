@@ -6,21 +6,27 @@
 a classifier and a source into it, runs the frame loop and waitress, talks to systemd and stops
 cleanly on SIGTERM/SIGINT. Endpoints: ``/`` (the page), ``/stream.mjpg`` (annotated live view),
 ``/results`` (the live result, recent captures and uploads; memory only), ``POST /capture``,
-``POST /classify`` (photo upload), ``/healthz`` and ``/metrics`` (Prometheus text).
+``POST /classify`` (photo upload), ``POST /results/clear``, ``/healthz`` and ``/metrics`` (Prometheus text).
 
 Security: loopback by default; any other address needs a token (``Authorization: Bearer``, or
-``?token=`` once, which sets a cookie). Nothing is written to disk unless ``record_dir`` is set.
+``?token=`` once, which sets a cookie) from every client but this machine itself (the kiosk's own
+screen, systemd's health check, a local Prometheus). Nothing is written to disk unless ``record_dir``
+is set: request bodies stay in memory and are refused beyond the upload limit before they are read.
+One client holds at most ``max_client_connections`` connections, and idle ones are closed.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hmac
+import http.client
 import io
 import ipaddress
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +41,8 @@ from edge.classifier import DISCLAIMER, Classifier
 from edge.contract import ModelContract
 from edge.frameloop import FrameLoop
 from edge.live import LiveState, encode_jpeg
-from edge.service import Notifier, Watchdog
-from edge.uploads import MAX_PIXELS, Recorder, UploadError, read_upload
+from edge.service import Notifier, Supervisor
+from edge.uploads import MAX_PIXELS, DecodeGate, KioskBusy, Recorder, UploadError, read_upload
 
 __all__ = ["TOKEN_COOKIE", "KioskConfig", "create_app", "is_loopback", "serve"]
 
@@ -48,6 +54,14 @@ _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", _CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+    ("Cache-Control", "no-store"),
 )
 
 
@@ -84,10 +98,14 @@ class KioskConfig:
     max_streams: int = 4  # concurrent live viewers (each holds a server thread)
     stale_after_s: float = 5.0  # /healthz turns 503 when the newest frame is older
     recent_size: int = 20  # captures and uploads kept in memory
+    recent_ttl_s: float = 120.0  # ... and forgotten once none was added for this long
+    upload_queue: int = 4  # uploads waiting for the one decoder; more get 503
     smooth: bool = True  # average probabilities over consecutive frames
     quality_gate: bool = True  # ask for a retake on poor frames
     # --- server
     threads: int = 8  # waitress worker threads (streams + requests)
+    max_client_connections: int = 16  # per client address; more are closed at once
+    idle_timeout_s: float = 10.0  # a connection that sends nothing (no request running) for this long is closed
     title: str = "Skin lesion check"
 
     def __post_init__(self) -> None:
@@ -157,11 +175,13 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
         config: settings; the defaults (loopback, no token, nothing recorded) when None.
     """
     config = config or KioskConfig()
+    gate = DecodeGate(config.upload_queue)
     app = Flask(__name__)
     app.request_class = _MemoryRequest
     app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes)
     recorder = Recorder(config.record_dir) if config.record_dir else None
     placeholder = _placeholder_jpeg()
+    stopped = _placeholder_jpeg("No live image: the camera stopped.")
     contract = state.classifier.contract if state.classifier else None
     max_mb = config.max_upload_bytes / (1024 * 1024)
 
@@ -171,11 +191,14 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             origin = request.headers.get("Origin")
             if origin and urlsplit(origin).netloc != request.host:
                 return _error(403, "Requests from other sites are refused.")
-        if not config.token:
-            # Loopback only: refuse other Host names, so a web page cannot reach us by DNS rebinding.
-            if _request_host() not in _LOOPBACK_NAMES | {config.host}:
+        local_name = _request_host() in _LOOPBACK_NAMES | {config.host}
+        if not config.token or is_loopback(request.remote_addr or ""):
+            # Refuse other Host names, so a web page cannot reach us by DNS rebinding; this machine's
+            # own clients (the kiosk screen, health checks) need no token.
+            if not local_name and not config.token:
                 return _error(403, "Unknown host name; open the kiosk at http://127.0.0.1 instead.")
-            return None
+            if local_name:
+                return None
         expected = config.token.encode()
         query = request.args.get("token", "")
         if query and hmac.compare_digest(query.encode(), expected):
@@ -196,13 +219,9 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
 
     @app.after_request
     def secure(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", _CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-        if request.endpoint != "static":
-            response.headers["Cache-Control"] = "no-store"
+        for name, value in SECURITY_HEADERS:
+            if name != "Cache-Control" or request.endpoint != "static":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -236,9 +255,10 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
         def frames() -> Any:
             seq = 0
             while not state.stopping:
-                live = state.wait_frame(seq, timeout=1.0)  # re-sends the last frame each second
-                jpeg = placeholder if live is None else live.jpeg
-                seq = 0 if live is None else live.seq
+                newest = state.wait_frame(seq, timeout=1.0)  # re-sends the last frame each second
+                live = state.live()  # None once the camera stalled, stopped or failed
+                jpeg = (stopped if newest is not None else placeholder) if live is None else live.jpeg
+                seq = 0 if newest is None else newest.seq
                 yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
                 yield jpeg + b"\r\n"
                 if state.wait_stop(gap):
@@ -250,7 +270,7 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
 
     @app.get("/results")
     def results() -> Any:
-        live = state.latest()
+        live = state.live()
         health = state.health()
         return jsonify(
             live=None if live is None else {**live.prediction.to_dict(), "top": _top(live.prediction)},
@@ -267,11 +287,17 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             return _error(404, "That result is no longer kept (only the most recent are).")
         return Response(record.jpeg, mimetype="image/jpeg")
 
+    @app.post("/results/clear")
+    def clear_results() -> Any:
+        return jsonify(cleared=state.clear_results())
+
     @app.post("/capture")
     def capture() -> Any:
-        live = state.latest()
-        if live is None:
+        live = state.live()
+        if live is None and state.latest() is None and state.health()["status"] == "starting":
             return _error(409, "No camera frame yet: wait for the live view, then capture.")
+        if live is None:
+            return _error(503, "There is no live camera image to capture: the camera stopped or stalled.")
         record = state.add_result("capture", live.prediction, live.jpeg)
         if recorder is not None:
             recorder.save("capture", record.id, encode_jpeg(live.image, 95), "JPEG", record.to_dict())
@@ -284,12 +310,20 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             if upload is None:
                 raise UploadError("No photo was sent: choose a photo file first.")
             data = upload.read()
-            fmt, image = read_upload(data, config.max_upload_pixels)
+            with gate.turn():  # one decode at a time keeps the memory bounded
+                fmt, image = read_upload(data, config.max_upload_pixels)
+                prediction = state.assess_and_classify(image) if config.quality_gate else state.classify(image)
+                thumbnail = encode_jpeg(image, 85, max_width=640)
+                del image
         except UploadError as exc:
             state.metrics.error("upload")
             return _error(400, str(exc))
-        prediction = state.assess_and_classify(image) if config.quality_gate else state.classify(image)
-        record = state.add_result("upload", prediction, encode_jpeg(image, 85, max_width=640))
+        except KioskBusy as exc:
+            state.metrics.error("busy")
+            response, status = _error(503, str(exc))
+            response.headers["Retry-After"] = "5"
+            return response, status
+        record = state.add_result("upload", prediction, thumbnail)
         if recorder is not None:
             recorder.save("upload", record.id, data, fmt, record.to_dict())
         return jsonify(record.to_dict())
@@ -320,6 +354,61 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
 
 def _top(prediction: Any) -> list[dict[str, Any]]:
     return [{"label": name, "probability": round(p, 4)} for name, p in prediction.top(3)]
+
+
+def _hardened_channels(server: Any, per_client: int) -> None:
+    """Give waitress's own error answers (413, 400, ...) the page's security headers, and close a
+    client's connections beyond ``per_client`` as soon as they are accepted (a lock-out by one client)."""
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class SecureErrorTask(ErrorTask):
+        def execute(self) -> None:
+            self.response_headers.extend(SECURITY_HEADERS)
+            super().execute()
+
+    open_count: collections.Counter[str] = collections.Counter()  # touched by the server loop thread only
+
+    class Channel(HTTPChannel):
+        error_task_class = SecureErrorTask
+        client = ""
+
+        def del_channel(self, map: Any = None) -> None:
+            if self.client:
+                open_count[self.client] -= 1
+                self.client = ""
+            super().del_channel(map)
+
+    def accept(srv: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> Channel | None:
+        client = addr[0] if isinstance(addr, tuple) else str(addr)
+        if open_count[client] >= per_client:
+            log.warning("closed a connection from %s: it already holds %d", client, per_client)
+            sock.close()
+            return None
+        channel = Channel(srv, sock, addr, adj, map=map)
+        channel.client = client
+        open_count[client] += 1
+        return channel
+
+    server.channel_class = accept
+
+
+def _self_probe(host: str, port: int, timeout: float = 3.0) -> Callable[[], bool]:
+    """True while the kiosk answers a ``/healthz`` request of its own (whatever its status)."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+
+    def probe() -> bool:
+        conn = http.client.HTTPConnection(target, port, timeout=timeout)
+        try:
+            conn.request("GET", "/healthz", headers={"Host": "127.0.0.1"})
+            conn.getresponse().read()
+            return True
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    return probe
 
 
 def serve(
@@ -369,7 +458,12 @@ def serve(
         quality_gate=base.quality_gate if quality_gate is None else quality_gate,
     )
     uploads = Classifier(classifier.model.path, contract=classifier.contract)
-    state = LiveState(uploads, recent_size=config.recent_size, stale_after_s=config.stale_after_s)
+    state = LiveState(
+        uploads,
+        recent_size=config.recent_size,
+        recent_ttl_s=config.recent_ttl_s,
+        stale_after_s=config.stale_after_s,
+    )
     app = create_app(state, config)
     body_limit = config.max_upload_bytes + 1024 * 1024  # the multipart envelope on top of the photo
     socket_map: dict[Any, Any] = {}
@@ -381,22 +475,25 @@ def serve(
             port=config.port,
             threads=config.threads,
             ident="skinedge",
+            # A Content-Length over the limit is refused before the body is read; a chunked body is
+            # refused once it passes the limit, which lies below the point where waitress would spill
+            # the request into a temporary file: nothing of an upload touches the disk.
             max_request_body_size=body_limit,
-            inbuf_overflow=body_limit,  # request bodies stay in memory, never in a temporary file
+            inbuf_overflow=body_limit + 1024 * 1024,
             outbuf_high_watermark=2 * 1024 * 1024,
             outbuf_overflow=4 * 1024 * 1024,  # above the watermark: output never spills to disk either
-            channel_timeout=30,
+            channel_timeout=config.idle_timeout_s,
+            cleanup_interval=max(1, int(config.idle_timeout_s // 2)),
             connection_limit=200,
         )
     except OSError as exc:
         raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
+    _hardened_channels(server, config.max_client_connections)
     notifier = notifier or Notifier()
     loop = FrameLoop(
         state,
         classifier,
         source,
-        notifier=notifier,
-        watchdog=Watchdog(notifier),
         max_fps=config.max_fps,
         smooth=config.smooth,
         quality_gate=config.quality_gate,
@@ -407,13 +504,21 @@ def serve(
     server_thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     bound = server.effective_host, server.effective_port
     log.info("kiosk page at http://%s:%s/ (%s)", *bound, "token required" if config.token else "loopback only")
+
+    def last() -> str:
+        live = state.live()
+        return f"{live.prediction.verdict} {live.prediction.confidence:.0%}" if live else ""
+
+    supervisor = Supervisor(state.health, notifier, _self_probe(*bound), last=last)
     loop.start()
     server_thread.start()
+    supervisor.ready()  # the page is up (it says so when there is no camera)
     try:
-        while not stop.wait(0.25):
+        while not stop.wait(min(0.25, supervisor.check_every)):
             if not server_thread.is_alive():
                 log.error("the web server stopped unexpectedly")
                 break
+            supervisor.tick()
     finally:
         notifier.stopping("stopping")
         loop.stop()  # ends the streams too

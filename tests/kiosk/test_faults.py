@@ -7,6 +7,8 @@ import signal
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from kiosk_support import frames_of, free_port, http_get, kiosk_process, wait_for, write_video
@@ -40,8 +42,12 @@ def test_source_end_turns_health_503_while_the_page_serves(classifier, tmp_path)
         page_status, page = http_get(f"{base}/")
         assert page_status == 200 and b"Not a diagnosis" in page
         results = json.loads(http_get(f"{base}/results")[1])
-        assert results["status"] == "ended" and results["live"]["disclaimer"]
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:  # the last frame still streams
+        assert results["status"] == "ended" and results["live"] is None  # the last frame is no live result
+        request = urllib.request.Request(f"{base}/capture", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 503 and b"no live camera image" in refused.value.read()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:  # "camera stopped" streams
             conn.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             head = conn.recv(4096)
         assert head.startswith(b"HTTP/1.1 200") and b"multipart/x-mixed-replace" in head

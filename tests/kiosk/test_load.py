@@ -1,11 +1,13 @@
-"""A bounded load test on loopback: 100 concurrent page loads and 20 uploads against a real kiosk."""
+"""A bounded load test on loopback: 100 concurrent page loads from ten clients and 20 uploads from four
+against a real kiosk (addresses 127.0.0.2-11 and 127.0.0.20-23, all loopback)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import statistics
+import threading
 import time
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,14 +17,27 @@ PAGE_LOADS = 100
 UPLOADS = 20
 
 
-def _page_load(base: str) -> tuple[list[int], float]:
+def _request(port: int, client: str, method: str, path: str, body: bytes = b"", headers=None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(client, 0))
+    try:
+        conn.request(method, path, body=body or None, headers={"Host": "127.0.0.1", **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _page_load(port: int, client: str) -> tuple[list[int], float]:
     """The page and its two assets, as a browser fetches them; (statuses, seconds)."""
     start = time.monotonic()
-    statuses = [http_get(f"{base}{path}", timeout=30)[0] for path in ("/", "/static/kiosk.css", "/static/kiosk.js")]
+    statuses = [_request(port, client, "GET", path)[0] for path in ("/", "/static/kiosk.css", "/static/kiosk.js")]
     return statuses, time.monotonic() - start
 
 
-def _upload(base: str, photo: bytes) -> tuple[int, float]:
+_uploaders = threading.local()
+
+
+def _upload(port: int, photo: bytes) -> tuple[int, float]:
     boundary = uuid.uuid4().hex
     body = (
         (
@@ -32,13 +47,12 @@ def _upload(base: str, photo: bytes) -> tuple[int, float]:
         + photo
         + f"\r\n--{boundary}--\r\n".encode()
     )
-    request = urllib.request.Request(
-        f"{base}/classify", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    )
+    if not hasattr(_uploaders, "client"):  # one address per uploading thread
+        _uploaders.client = f"127.0.0.{20 + threading.get_ident() % 4}"
     start = time.monotonic()
-    with urllib.request.urlopen(request, timeout=30) as response:
-        status = response.status
-        assert "not a diagnosis" in json.loads(response.read())["disclaimer"]
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    status, answer = _request(port, _uploaders.client, "POST", "/classify", body, headers)
+    assert "not a diagnosis" in json.loads(answer)["disclaimer"]
     return status, time.monotonic() - start
 
 
@@ -48,9 +62,10 @@ def test_kiosk_answers_every_request_under_a_burst(tiny_tflite, video):
     photo = jpeg_bytes()
     with kiosk_process(tiny_tflite, video, port) as proc:
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=PAGE_LOADS + UPLOADS) as pool:
-            pages = [pool.submit(_page_load, base) for _ in range(PAGE_LOADS)]
-            uploads = [pool.submit(_upload, base, photo) for _ in range(UPLOADS)]
+        # ten clients loading the page ten times each at once; four uploading five photos each
+        with ThreadPoolExecutor(max_workers=PAGE_LOADS) as pool, ThreadPoolExecutor(max_workers=4) as senders:
+            pages = [pool.submit(_page_load, port, f"127.0.0.{2 + n % 10}") for n in range(PAGE_LOADS)]
+            uploads = [senders.submit(_upload, port, photo) for _ in range(UPLOADS)]
             page_results = [f.result(timeout=60) for f in pages]
             upload_results = [f.result(timeout=60) for f in uploads]
         wall = time.monotonic() - started

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from kiosk_support import frames_of, free_port
+from kiosk_support import FakeClock, free_port, publish_frame
 
-from edge.frameloop import FrameLoop
+from edge.frames import CameraError
 from edge.live import LiveState
-from edge.service import Notifier, Watchdog, watchdog_interval
+from edge.service import Notifier, Supervisor, Watchdog, watchdog_interval
 from edge.sources import open_source
 from edge.web import KioskConfig, serve
 
@@ -115,40 +115,76 @@ def test_serve_sends_ready_watchdog_status_and_stopping(notify_socket, monkeypat
         runner.join(5.0)
     tail = receive(sock, until=time.monotonic() + 0.3)
     texts = [m for _, m in messages]
-    assert texts[0].startswith("READY=1\nSTATUS=live from "), texts[:3]
+    assert texts[0].startswith("READY=1\nSTATUS="), texts[:3]
     pings = [t for t, m in messages if m == "WATCHDOG=1"]
     assert len(pings) >= 5, texts
     gaps = sorted(b - a for a, b in zip(pings, pings[1:]))  # arrival times: early ones may queue up
     assert gaps[len(gaps) // 2] >= 0.09, gaps  # rate-limited to half of WATCHDOG_USEC
-    assert any(m.startswith("STATUS=live ") and " fps, last: " in m for m in texts)
+    assert any(m.startswith("STATUS=live ") and " fps from " in m and ", last: " in m for m in texts), texts
     assert any(m.startswith("STOPPING=1") for _, m in tail)
     assert not runner.is_alive()
 
 
-def test_watchdog_pings_stop_when_the_frame_loop_stalls(notify_socket, classifier):
+class _Probe:
+    def __init__(self) -> None:
+        self.answers = True
+
+    def __call__(self) -> bool:
+        return self.answers
+
+
+def test_supervisor_pings_while_the_page_answers_and_frames_flow(notify_socket, classifier):
     path, sock = notify_socket
-    stalled, release = threading.Event(), threading.Event()
+    clock, probe = FakeClock(), _Probe()
+    state = LiveState(classifier, stale_after_s=5.0, clock=clock)
+    supervisor = Supervisor(state.health, Notifier(path), probe, interval=1.0, clock=clock)
+    supervisor.ready()  # no camera yet: the page is up all the same
+    assert sock.recv(4096) == b"READY=1\nSTATUS=page up, waiting for the camera"
 
-    def frames():
-        for n, frame in enumerate(frames_of(1000)):
-            if n == 8:  # e.g. a camera read that never returns
-                stalled.set()
-                release.wait(10.0)
-                return
-            yield frame
+    def step(seconds: float) -> list[str]:
+        clock.now += seconds
+        supervisor.tick()
+        return drain(sock)
 
-    notifier = Notifier(path)
-    state = LiveState(None)
-    loop = FrameLoop(state, classifier, frames(), notifier=notifier, watchdog=Watchdog(notifier, 0.05), max_fps=10)
-    loop.start()
+    assert step(1.0) == ["WATCHDOG=1"]  # starting is not a stall
+    publish_frame(state)
+    sent = step(1.0)
+    assert "WATCHDOG=1" in sent and any(m.startswith("STATUS=live ") for m in sent), sent
+    sent = step(6.0)  # no frame for 7 s: the camera stalled
+    assert sent == ["STATUS=camera stalled: no frame for 7 s"], sent
+    publish_frame(state)
+    probe.answers = False  # e.g. every server thread or connection taken
+    assert step(1.0) == ["STATUS=web page not answering"]
+    assert step(1.0) == [], "no pings while the page cannot answer"
+    probe.answers = True
+    state.source_ended(error="camera 0 was lost")
+    sent = step(1.0)  # a failed camera is reported, and the page that says so stays up
+    assert sent == ["STATUS=camera failed: camera 0 was lost; the page says so", "WATCHDOG=1"], sent
+
+
+def test_a_kiosk_without_a_camera_is_ready_and_says_why(notify_socket, monkeypatch, classifier):
+    path, sock = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+
+    def no_camera():
+        raise CameraError("no camera found at index 0; check the cable or pass --source")
+        yield  # a generator that fails when first read
+
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=serve,
+        args=(classifier, no_camera(), "127.0.0.1", free_port()),
+        kwargs={"stop": stop},
+        daemon=True,
+    )
+    started = time.monotonic()
+    runner.start()
     try:
-        assert sock.recv(4096).startswith(b"READY=1")
-        assert stalled.wait(5.0)
-        drain(sock)  # what was sent before the stall
-        during = [m for _, m in receive(sock, until=time.monotonic() + 0.6)]
+        texts = [m for _, m in receive(sock, until=started + 6.5)]
     finally:
-        release.set()
-        loop.join(5.0)
-    assert "WATCHDOG=1" not in during, "a stalled frame loop must not ping the watchdog"
-    assert state.latest() is not None and state.latest().seq == 8
-    assert state.health()["status"] == "ended"
+        stop.set()
+        runner.join(5.0)
+    assert texts and texts[0].startswith("READY=1\nSTATUS="), texts
+    failed = "STATUS=camera failed: no camera found at index 0; check the cable or pass --source; the page says so"
+    assert failed in texts, texts

@@ -223,7 +223,13 @@ def test_loopback_default_and_token_required_beyond_it(state):
     with pytest.raises(ValueError, match="at least 16 characters"):
         KioskConfig(host="0.0.0.0", token="short")
     token = "s3cret-token-for-tests"
-    client = create_app(state, KioskConfig(host="0.0.0.0", token=token)).test_client()
+    app = create_app(state, KioskConfig(host="0.0.0.0", token=token))
+    local = app.test_client()  # from 127.0.0.1: the kiosk's own screen, systemd, a local Prometheus
+    assert local.get("/", headers={"Host": "127.0.0.1:8080"}).status_code == 200
+    assert local.get("/healthz", headers={"Host": "localhost:8080"}).status_code == 503  # no frame yet
+    assert local.get("/", headers={"Host": "evil.example:8080"}).status_code == 401  # DNS rebinding
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "192.0.2.20"  # a computer on the clinic network
     for path in ("/", "/healthz", "/metrics", "/results", "/stream.mjpg", "/static/kiosk.js"):
         denied = client.get(path, headers={"Host": "192.0.2.10:8080"})
         assert denied.status_code == 401, path
