@@ -28,7 +28,7 @@ from edge.detect import RunOptions
 from edge.modelfile import read_contract
 from edge.runtime import RuntimeMissingError
 from edge.sinks import SaveError
-from edge.sources import SourceError
+from edge.sources import VIDEO_SUFFIXES, SourceError
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_SEGMENTER", "DEMO_IMAGES", "cli", "main"]
 
@@ -228,6 +228,12 @@ def _display_wanted(display: bool | None, camera: bool) -> bool:
     help="Play a video --source at its own frame rate, like a camera (frames are dropped when slower).",
 )
 @click.option(
+    "--loop",
+    is_flag=True,
+    envvar="EDGE_DETECT_LOOP",
+    help="Play a video --source over and over (a demo kiosk); the page never says the camera stopped.",
+)
+@click.option(
     "--display/--no-display",
     default=None,
     envvar="EDGE_DETECT_DISPLAY",
@@ -327,6 +333,7 @@ def cli(
     resolution: tuple[int, int] | None,
     fps: float,
     realtime: bool,
+    loop: bool,
     display: bool | None,
     json_lines: bool,
     save: Path | None,
@@ -362,6 +369,8 @@ def cli(
         raise click.UsageError("pass either --camera or --source, not both")
     if not camera and source is None:
         raise click.UsageError("nothing to classify: pass --camera or --source PATH (or try --demo)")
+    if loop and (source is None or Path(source).suffix.lower() not in VIDEO_SUFFIXES):
+        raise click.UsageError("--loop plays a video --source over and over: give a video file")
     if serve is None and record is not None:
         raise click.UsageError("--record saves kiosk captures and uploads: it needs --serve HOST:PORT")
     if serve is not None and segment_model is not None:
@@ -382,6 +391,7 @@ def cli(
             resolution=resolution,
             fps=fps,
             realtime=realtime,
+            loop=loop,
             stop=stop,
         )
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,7 @@ class Prediction:
 
 
 class Classifier:
-    """A TFLite classifier and its embedded contract.
+    """A TFLite classifier and its embedded contract. Thread-safe: calls take turns on one interpreter.
 
     Args:
         model_path: a ``.tflite`` file written by ``convert`` (the contract is read from it).
@@ -140,6 +141,7 @@ class Classifier:
         expected_in, got_in = (1, size, size, 3), self.model.input_shape
         if got_in != expected_in:
             raise ContractError(f"{model_path}: contract says input {expected_in}, model takes {got_in}")
+        self._lock = threading.Lock()
         n_out = int(self.model.output["shape"][-1])
         if n_out != len(self.contract.labels):
             raise ContractError(f"{model_path}: {len(self.contract.labels)} labels but {n_out} outputs")
@@ -148,9 +150,14 @@ class Classifier:
     def runtime(self) -> str:
         return self.model.runtime
 
+    def run(self, model_input: np.ndarray) -> tuple[np.ndarray, float]:
+        """(raw model output, inference ms) for one preprocessed image (``image_size`` square, RGB uint8)."""
+        with self._lock:
+            return self.model(model_input), self.model.last_invoke_ms
+
     def logits(self, model_input: np.ndarray) -> np.ndarray:
-        """Raw model output for one preprocessed image (``image_size`` square, RGB uint8)."""
-        return self.model(model_input)
+        """Raw model output for one preprocessed image."""
+        return self.run(model_input)[0]
 
     def probabilities(self, model_input: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities for one preprocessed image."""
@@ -159,8 +166,9 @@ class Classifier:
     def classify(self, image: np.ndarray, quality: dict[str, Any] | None = None) -> Prediction:
         """Classify an RGB uint8 HWC image of any size (preprocessing comes from the contract)."""
         start = time.perf_counter()
-        probs = self.probabilities(preprocess(image, self.contract))
-        return self.prediction_from(probs, self.model.last_invoke_ms, start, quality)
+        logits, invoke_ms = self.run(preprocess(image, self.contract))
+        probs = calibrated_probabilities(logits, self.contract.temperature)
+        return self.prediction_from(probs, invoke_ms, start, quality)
 
     def prediction_from(
         self, probs: np.ndarray, invoke_ms: float, start: float, quality: dict[str, Any] | None = None

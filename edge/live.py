@@ -80,8 +80,7 @@ class LiveState:
     """Thread-safe state shared by the frame loop and the web handlers.
 
     Args:
-        classifier: the model for uploads; calls are serialised (a TFLite interpreter is not
-            thread-safe). The frame loop has its own instance, so uploads never wait for it.
+        classifier: the model for uploads (thread-safe; the kiosk shares the frame loop's).
         recent_size: how many captures and uploads ``/results`` keeps.
         recent_ttl_s: captures and uploads are forgotten once none was added for this long.
         stale_after_s: a source whose newest frame is older than this is unhealthy.
@@ -104,7 +103,6 @@ class LiveState:
         self._started = clock()
         self._lock = threading.Lock()
         self._new_frame = threading.Condition(self._lock)
-        self._classify_lock = threading.Lock()
         self._stop = threading.Event()
         self._live: LiveFrame | None = None
         self._seq = 0
@@ -127,8 +125,7 @@ class LiveState:
         if self.classifier is None:
             raise RuntimeError("no model is loaded")
         start = time.perf_counter()
-        with self._classify_lock:
-            prediction = self.classifier.classify(image, quality=quality)
+        prediction = self.classifier.classify(image, quality=quality)
         self.metrics.observe_latency(time.perf_counter() - start)
         self.count_outcome(prediction)
         return prediction

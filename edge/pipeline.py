@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.capture import background
-from edge.classifier import Classifier, Prediction
+from edge.classifier import Classifier, Prediction, calibrated_probabilities
 from edge.contract import ModelContract
 from edge.postprocess import Smoother, SmoothingConfig
 from edge.preprocess import preprocess
@@ -159,8 +159,8 @@ def classify_frames(
     """
     fps = FpsMeter()
     for frame, model_input, quality, start, lesion in items:
-        probs = classifier.probabilities(model_input)
-        invoke_ms = classifier.model.last_invoke_ms
+        logits, invoke_ms = classifier.run(model_input)
+        probs = calibrated_probabilities(logits, classifier.contract.temperature)
         smoothed = False
         if smoother is not None:
             if quality.get("retake"):

@@ -13,6 +13,8 @@ failed or a video that ended is *not* a stall: the page stays up and says so. Ou
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import socket
@@ -21,7 +23,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["Notifier", "Supervisor", "Watchdog", "status_text", "watchdog_interval"]
+__all__ = ["Notifier", "Supervisor", "Watchdog", "return_freed_memory", "status_text", "watchdog_interval"]
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt() parameters
+_M_ARENA_MAX = -8
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,23 @@ class Notifier:
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
+
+
+def return_freed_memory(mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
+    """Make glibc hand large freed buffers (decoded photos) back to the system at once.
+
+    By default glibc raises its mmap threshold after the first large free and keeps such buffers in
+    one heap arena per thread, so a kiosk that decoded a few big photos on several server threads
+    stays hundreds of MB larger. A fixed threshold and two arenas keep the peak where the decode
+    budget says. Returns False where the C library is not glibc (nothing changes there).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:

@@ -112,6 +112,7 @@ class VideoSource(Source):
 
     With ``realtime=True`` frames are paced at the file's frame rate and the source counts as live
     (behind a :class:`ThreadedCapture` the newest frame wins, like a camera): a stand-in for a camera.
+    With ``loop=True`` it starts again from the first frame at the end, until stopped.
 
     Raises:
         FileNotFoundError: (on open) no such file.
@@ -122,10 +123,15 @@ class VideoSource(Source):
     max_bad_frames = 25  # this many unreadable frames in a row end the video
 
     def __init__(
-        self, path: str | Path, realtime: bool = False, capture_factory: Callable[..., Any] = cv2.VideoCapture
+        self,
+        path: str | Path,
+        realtime: bool = False,
+        capture_factory: Callable[..., Any] = cv2.VideoCapture,
+        loop: bool = False,
     ) -> None:
         super().__init__()
         self.path = Path(path)
+        self.loop = loop
         self.live = realtime  # paced at the file's frame rate, as if it were a camera
         self._factory = capture_factory
         self._cap: Any = None
@@ -152,6 +158,16 @@ class VideoSource(Source):
     def frames(self) -> Iterator[Frame]:
         if self._cap is None:
             self.open()
+        while True:
+            played = 0
+            for frame in self._play_once():
+                played += 1
+                yield frame
+            if not self.loop or not played or self._stop.is_set() or self._cap is None:
+                return
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+
+    def _play_once(self) -> Iterator[Frame]:
         start = time.monotonic()
         index, pending = 0, []  # unreadable frames count as skipped once a later frame reads
         while not self._stop.is_set() and self._cap is not None:
@@ -186,6 +202,7 @@ def open_source(
     fps: float | None = None,
     picamera: bool | None = None,
     realtime: bool = False,
+    loop: bool = False,
     stop: threading.Event | None = None,
     threaded: bool = True,
 ) -> Source:
@@ -200,6 +217,7 @@ def open_source(
         picamera: True forces picamera2, False forces OpenCV; None uses picamera2 when it imports and
             lists a camera.
         realtime: play a video file at its own frame rate, as a live camera stand-in.
+        loop: play a video file over and over.
         stop: an event that ends iteration of threaded sources when set.
         threaded: run cameras and videos in a capture thread (:class:`ThreadedCapture`).
 
@@ -221,7 +239,9 @@ def open_source(
         camera_cls = PiCamera if picamera else OpenCVCamera
         chosen = camera_cls(camera_index, resolution, fps)
     elif Path(str(source)).suffix.lower() in VIDEO_SUFFIXES and not _GLOB_CHARS & set(str(source)):
-        chosen = VideoSource(source, realtime=realtime)
+        chosen = VideoSource(source, realtime=realtime, loop=loop)
+    elif loop:
+        raise ValueError(f"--loop plays a video file over and over; {source} is not one")
     else:
         return ImageSource(source)
     return ThreadedCapture(chosen, stop=stop) if threaded else chosen

@@ -41,7 +41,7 @@ from edge.classifier import DISCLAIMER, Classifier
 from edge.contract import ModelContract
 from edge.frameloop import FrameLoop
 from edge.live import LiveState, encode_jpeg
-from edge.service import Notifier, Supervisor
+from edge.service import Notifier, Supervisor, return_freed_memory
 from edge.uploads import MAX_PIXELS, DecodeGate, KioskBusy, Recorder, UploadError, read_upload
 
 __all__ = ["TOKEN_COOKIE", "KioskConfig", "create_app", "is_loopback", "serve"]
@@ -357,8 +357,9 @@ def _top(prediction: Any) -> list[dict[str, Any]]:
 
 
 def _hardened_channels(server: Any, per_client: int) -> None:
-    """Give waitress's own error answers (413, 400, ...) the page's security headers, and close a
-    client's connections beyond ``per_client`` as soon as they are accepted (a lock-out by one client)."""
+    """Give waitress's own error answers (413, 400, ...) the page's security headers, answer an
+    oversized ``Expect: 100-continue`` upload with 413 instead of "100 Continue" (waitress would invite
+    the body), and close a client's connections beyond ``per_client`` as soon as they are accepted."""
     from waitress.channel import HTTPChannel
     from waitress.task import ErrorTask
 
@@ -372,6 +373,12 @@ def _hardened_channels(server: Any, per_client: int) -> None:
     class Channel(HTTPChannel):
         error_task_class = SecureErrorTask
         client = ""
+
+        def send_continue(self) -> None:
+            if self.request is not None and self.request.error is not None:  # e.g. Content-Length too large:
+                self.request.expect_continue = False  # answer the error now, never "100 Continue"
+                return
+            super().send_continue()
 
         def del_channel(self, map: Any = None) -> None:
             if self.client:
@@ -428,7 +435,7 @@ def serve(
     """Run the kiosk until SIGTERM/SIGINT (or ``stop``): frame loop, web page, systemd notifications.
 
     Args:
-        classifier: the loaded model (the frame loop's; uploads get a second interpreter).
+        classifier: the loaded model, shared by the frame loop and uploads (it is thread-safe).
         source: an unopened ``edge.sources.Source``; the frame loop opens it and releases it on stop.
         host, port: where to listen; a non-loopback host needs ``token``.
         token: the access token (see :class:`KioskConfig`).
@@ -447,6 +454,7 @@ def serve(
 
     from edge.pipeline import install_stop_handlers
 
+    return_freed_memory()  # decoded uploads go back to the system, whichever thread decoded them
     base = config or KioskConfig()
     config = dataclasses.replace(
         base,
@@ -457,9 +465,8 @@ def serve(
         smooth=base.smooth if smooth is None else smooth,
         quality_gate=base.quality_gate if quality_gate is None else quality_gate,
     )
-    uploads = Classifier(classifier.model.path, contract=classifier.contract)
     state = LiveState(
-        uploads,
+        classifier,  # uploads take turns with the frame loop on its interpreter: one copy in memory
         recent_size=config.recent_size,
         recent_ttl_s=config.recent_ttl_s,
         stale_after_s=config.stale_after_s,
