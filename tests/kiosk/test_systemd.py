@@ -122,7 +122,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(stubs, mode):
     assert out.startswith("dry run: nothing is changed")
     if not mode or "--kiosk-browser" in mode:
         if not Path("/etc/systemd/system/edge-detect.service").exists():
-            assert "+ install -D -m 0644 " + str(UNIT) + " /etc/systemd/system/edge-detect.service" in out
+            # the unit as rendered for the prefix, from the installer's scratch folder
+            assert re.search(r"\+ install -D -m 0644 \S+/edge-detect.service /etc/systemd/system/edge-detect.service", out)
         assert "+ systemctl enable edge-detect.service" in out
         assert f"--upgrade {ROOT}" in out
         if "--no-start" in mode:
@@ -166,7 +167,7 @@ def test_install_is_idempotent_and_uninstalls_cleanly(tmp_path):
     assert first.returncode == 0, first.stderr
     unit = root / "etc/systemd/system/edge-detect.service"
     settings = root / "etc/skinedge/edge-detect.env"
-    assert unit.read_text() == UNIT.read_text()
+    assert unit.read_text() == UNIT.read_text()  # the default prefix: the unit as shipped
     assert settings.read_text() == (SYSTEMD / "edge-detect.env.example").read_text()
     assert settings.stat().st_mode & 0o777 == 0o640
     assert (root / "etc/systemd/system/multi-user.target.wants/edge-detect.service").is_symlink()
@@ -197,3 +198,36 @@ def test_install_is_idempotent_and_uninstalls_cleanly(tmp_path):
     assert purged.returncode == 0, purged.stderr
     assert not (root / "etc/skinedge").exists()
     assert "skinedge:" not in (root / "etc/passwd").read_text()
+
+
+@needs_systemctl
+@needs_analyze
+def test_install_prefix_names_its_paths_in_the_unit_and_settings(tmp_path):
+    root, stub_dir = tmp_path / "root", tmp_path / "stubs"
+    stub_dir.mkdir()
+    passwd = root / "etc" / "passwd"
+    _stub(stub_dir, "useradd", f"mkdir -p {passwd.parent}\necho skinedge:x:999: >> {passwd}\n")
+    # a "python" whose venv's pip does nothing and whose edge-detect is this checkout's
+    fake_python = [
+        'mkdir -p "$4/bin"',
+        "printf '#!/bin/sh\\n' > \"$4/bin/pip\"",
+        f"printf '#!/bin/sh\\nexec {sys.executable} -m edge.app \"$@\"\\n' > \"$4/bin/edge-detect\"",
+        "printf '#!/bin/sh\\n' > \"$4/bin/python\"",
+        'chmod +x "$4/bin/pip" "$4/bin/python" "$4/bin/edge-detect"',
+    ]
+    _stub(stub_dir, "fakepython", "\n".join(fake_python) + "\n")
+    env = {"SKINEDGE_ROOT": str(root), "PATH": f"{stub_dir}:{os.environ['PATH']}"}
+    env["PYTHON"] = str(stub_dir / "fakepython")
+    prefix = str(root / "srv/kiosk")  # below the test root, so verify finds the installed executable
+    result = _install("--prefix", "/srv/kiosk", env=env)
+    assert result.returncode == 0, result.stderr
+    unit = (root / "etc/systemd/system/edge-detect.service").read_text()
+    settings = (root / "etc/skinedge/edge-detect.env").read_text()
+    assert "/opt/skinedge" not in unit and "/opt/skinedge" not in settings
+    assert "ExecStart=/srv/kiosk/venv/bin/edge-detect --camera" in unit
+    assert "EDGE_DETECT_MODEL=/srv/kiosk/models/isic9_int8.tflite" in settings
+    assert (root / "srv/kiosk/venv/bin/edge-detect").is_file()
+    copy = tmp_path / "edge-detect.service"  # the installed unit as systemd would see it at /srv/kiosk
+    copy.write_text(unit.replace("/srv/kiosk", prefix))
+    verified = analyze("verify", str(copy))
+    assert verified.returncode == 0 and not verified.stderr.strip(), verified.stderr
