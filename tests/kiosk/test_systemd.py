@@ -123,7 +123,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(stubs, mode):
     if not mode or "--kiosk-browser" in mode:
         if not Path("/etc/systemd/system/edge-detect.service").exists():
             # the unit as rendered for the prefix, from the installer's scratch folder
-            assert re.search(r"\+ install -D -m 0644 \S+/edge-detect.service /etc/systemd/system/edge-detect.service", out)
+            rendered = r"\+ install -D -m 0644 \S+/edge-detect.service /etc/systemd/system/edge-detect.service"
+            assert re.search(rendered, out)
         assert "+ systemctl enable edge-detect.service" in out
         assert f"--upgrade {ROOT}" in out
         if "--no-start" in mode:
