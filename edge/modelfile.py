@@ -139,6 +139,8 @@ def embed_contract(model_bytes: bytes, contract: ModelContract) -> bytes:
     payload.data = list(contract.replace(model_sha256=_NO_DIGEST.decode()).to_json().encode())
     model.buffers = list(model.buffers or [])
     ours = (METADATA_NAME, METADATA_NAME.encode())
+    for old in [m for m in (model.metadata or []) if (m.name or b"") in ours]:
+        model.buffers[old.buffer].data = None  # the older contract's bytes go with its entry
     model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in ours]
     model.buffers.append(payload)
     entry = schema.MetadataT()

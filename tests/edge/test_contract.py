@@ -22,8 +22,8 @@ def test_contract_rejects_unknown_fields_and_bad_values():
 
 
 def test_embedded_contract_reads_back_without_tensorflow(tiny_tflite, tiny_contract):
-    assert read_contract(tiny_tflite) == tiny_contract
-    assert load_contract(tiny_tflite) == tiny_contract
+    assert read_contract(tiny_tflite).replace(model_sha256="") == tiny_contract  # the digest is the file's
+    assert load_contract(tiny_tflite) == read_contract(tiny_tflite)
 
 
 def test_read_contract_rejects_non_tflite(tmp_path):
@@ -31,3 +31,32 @@ def test_read_contract_rejects_non_tflite(tmp_path):
     bogus.write_bytes(b"this is not a model at all")
     with pytest.raises(ContractError, match="not a TFLite model"):
         read_contract(bogus)
+
+
+def test_a_damaged_model_file_is_refused(tiny_tflite, tmp_path):
+    import pytest
+
+    from edge.classifier import Classifier
+    from edge.contract import ContractError
+    from edge.modelfile import file_digest, read_contract
+
+    data = tiny_tflite.read_bytes()
+    contract = read_contract(tiny_tflite)
+    assert len(contract.model_sha256) == 64 and file_digest(data) == contract.model_sha256
+    damaged = bytearray(data)
+    for at in range(2000, 2000 + 50 * 7, 7):  # 50 bytes in the weights, as a failing SD card would
+        damaged[at] ^= 0xFF
+    path = tmp_path / "damaged.tflite"
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ContractError, match="damaged: its bytes no longer match"):
+        Classifier(path)
+    Classifier(tiny_tflite)  # the original still loads
+
+
+def test_re_embedding_replaces_the_digest(tiny_tflite):
+    from edge.modelfile import embed_contract, file_digest, read_contract
+
+    contract = read_contract(tiny_tflite)
+    again = embed_contract(tiny_tflite.read_bytes(), contract.replace(risk_threshold=0.3))
+    assert again.count(b'"model_sha256"') == 1 and file_digest(again) != contract.model_sha256
+    assert file_digest(again) in again.decode("latin-1")

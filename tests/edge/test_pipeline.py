@@ -17,7 +17,8 @@ from tests.edge.edge_synth import make_lesion
 
 RECORD_KEYS = {
     "time", "source", "frame", "label", "confidence", "probabilities", "risk", "flagged", "uncertain",
-    "verdict", "quality", "invoke_ms", "latency_ms", "disclaimer", "smoothed", "fps",
+    "verdict", "quality", "invoke_ms", "latency_ms", "disclaimer", "smoothed", "fps", "risk_threshold",
+    "risk_text", "risk_threshold_text",
 }  # fmt: skip
 
 
@@ -36,8 +37,9 @@ class SequentialFrames(list):
 
 def _scripted(classifier, monkeypatch, outputs):
     """Make the classifier return ``outputs`` (probability vectors) one after another."""
-    it = iter(np.asarray(o, dtype=np.float64) for o in outputs)
-    monkeypatch.setattr(classifier, "probabilities", lambda _x: next(it))
+    temperature = classifier.contract.temperature
+    it = iter(np.log(np.asarray(o, dtype=np.float64)) * temperature for o in outputs)  # logits giving them
+    monkeypatch.setattr(classifier, "run", lambda _x: (next(it), 0.0))
 
 
 def test_results_carry_frame_prediction_and_quality(classifier):
@@ -167,3 +169,20 @@ def test_background_passes_errors_on_and_stops_when_closed():
     gen.close()
     time.sleep(0.1)
     assert not any(t.name == "endless-test" for t in threading.enumerate())
+
+
+def test_risk_figures_keep_their_order_as_read():
+    from edge.classifier import risk_percentages
+
+    assert risk_percentages(0.2782, 0.2832) == ("27.8%", "28.3%")  # not "28%" vs "28%" with no flag
+    assert risk_percentages(0.2832, 0.2832) == ("28%", "28%")  # flagged at or above: equal reads true
+    assert risk_percentages(0.61, 0.28) == ("61%", "28%")
+    assert risk_percentages(0.28349, 0.2835) == ("28.35%", "28.35%")  # beyond two decimals: as close as shown
+
+
+def test_a_coin_flip_between_two_classes_reads_uncertain(classifier, monkeypatch):
+    good = make_lesion(240, 320)
+    _scripted(classifier, monkeypatch, [[0.49, 0.49, 0.02], [0.62, 0.36, 0.02]])
+    a, b = iter_results(classifier, _frames([good, good], origin="x.jpg"))
+    assert a.prediction.uncertain and a.prediction.verdict == "uncertain"  # 49 / 49: no confident headline
+    assert not b.prediction.uncertain  # 26 points ahead of the runner-up

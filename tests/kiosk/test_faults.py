@@ -133,3 +133,19 @@ def test_a_real_kiosk_records_only_when_asked(tiny_tflite, video, tmp_path):
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 201
     assert sorted(p.suffix for p in folder.iterdir()) == [".jpg", ".json"]
+
+
+def test_loop_plays_a_demo_video_over_and_over(tmp_path):
+    from edge.sources import VideoSource
+
+    short = write_video(tmp_path / "short.avi", frames=5)
+    source = VideoSource(short, loop=True)
+    got = []
+    with source:
+        for frame in source.frames():
+            got.append(frame.index)
+            if len(got) == 12:
+                source.request_stop()
+    assert got[:12] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
+    with pytest.raises(ValueError, match="not one"):
+        open_source(str(tmp_path), loop=True)
