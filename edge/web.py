@@ -244,6 +244,8 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             risk_threshold=contract.risk_threshold if contract else 0.5,
             model=f"{contract.arch} {contract.version}" if contract else "no model",
             operating_point=_operating_point(contract),
+            recent_minutes=f"{config.recent_ttl_s / 60:g}",
+            uncertain_margin=contract.uncertain_margin if contract else 0.1,
         )
 
     @app.get("/stream.mjpg")

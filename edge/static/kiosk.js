@@ -7,6 +7,7 @@
   const maxUpload = Number(body.dataset.maxUpload);
   const maxUploadMb = body.dataset.maxUploadMb;
   const riskThreshold = Number(body.dataset.riskThreshold);
+  const uncertainMargin = Number(body.dataset.uncertainMargin);
   const $ = (id) => document.getElementById(id);
   const template = $("result-template");
   const STATUS_TEXT = {
@@ -29,7 +30,10 @@
       return { text: "Retake", advice: `The image is ${issues || "not usable"}: please take it again.`, uncertain: true };
     }
     if (p.uncertain) {
-      return { text: "Uncertain", advice: "Please retake the image, or ask a clinician.", uncertain: true };
+      const [first, second] = p.top || [];
+      const close = first && second && first.probability - second.probability < uncertainMargin;
+      const between = close ? `Between ${first.label} and ${second.label}: ` : "";
+      return { text: "Uncertain", advice: `${between}please retake the image, or ask a clinician.`, uncertain: true };
     }
     return { text: capital(p.label), advice: "", uncertain: false };
   }
@@ -68,8 +72,10 @@
     if (p.risk === null || p.risk === undefined) {
       risk.hidden = true;
     } else {
-      node.querySelector(".risk-value").textContent =
-        `${pct(p.risk)} (clinician advised from ${pct(riskThreshold)})`;
+      // the server's figures: rounded so that "below the threshold" reads true, as on the overlay
+      const riskText = p.risk_text || pct(p.risk);
+      const thresholdText = p.risk_threshold_text || pct(riskThreshold);
+      node.querySelector(".risk-value").textContent = `${riskText} (clinician advised from ${thresholdText})`;
       const fill = node.querySelector(".riskbar .fill");
       fill.style.width = pct(Math.min(Math.max(p.risk, 0), 1));
       fill.classList.toggle("high", Boolean(p.flagged));
@@ -115,7 +121,7 @@
       what.textContent = headline(r).text;
       const meta = document.createElement("p");
       meta.className = "meta";
-      const risk = r.risk === null || r.risk === undefined ? "" : `, risk ${pct(r.risk)}`;
+      const risk = r.risk === null || r.risk === undefined ? "" : `, risk ${r.risk_text || pct(r.risk)}`;
       meta.textContent = `${r.kind} · ${localTime(r.time)} · ${pct(r.confidence)}${risk}`;
       const nad = document.createElement("p");
       nad.className = "nad-small";
@@ -134,6 +140,21 @@
     $("status-pill").dataset.state = state;
   }
 
+  function noLiveResult(state) {
+    const p = document.createElement("p");
+    p.className = "placeholder no-live";
+    const why = state === "starting" ? "Waiting for the first frame…" : `${STATUS_TEXT[state] || state}.`;
+    p.textContent = state === "starting" ? why : `No live result: ${why.toLowerCase()}`;
+    return p;
+  }
+
+  function clearFrozen() {
+    const p = document.createElement("p");
+    p.className = "placeholder";
+    p.textContent = "Press Capture this frame, or check a photo.";
+    $("frozen").replaceChildren(p);
+  }
+
   let lastLive = "";
   let lastRecent = "";
   async function poll() {
@@ -144,13 +165,15 @@
       const data = await response.json();
       setStatus(data.status, data.fps);
       const liveKey = JSON.stringify(data.live);
-      if (data.live && liveKey !== lastLive) {
-        $("live-result").replaceChildren(renderResult(data.live));
+      if (liveKey !== lastLive) {
+        // no live result once the camera stalled, stopped or failed: never an old one as if current
+        $("live-result").replaceChildren(data.live ? renderResult(data.live) : noLiveResult(data.status));
         lastLive = liveKey;
       }
       const recentKey = data.recent.map((r) => r.id).join(",");
       if (recentKey !== lastRecent) {
         renderRecent(data.recent);
+        if (!data.recent.length) clearFrozen(); // forgotten after a quiet spell, or cleared
         lastRecent = recentKey;
       }
     } catch (err) {
@@ -223,6 +246,15 @@
     } finally {
       button.disabled = false;
     }
+  });
+
+  $("clear").addEventListener("click", async () => {
+    try {
+      await fetch("results/clear", { method: "POST" });
+    } catch (err) { /* the poll shows whether the kiosk answers */ }
+    $("upload-message").hidden = true;
+    clearFrozen();
+    poll();
   });
 
   // The live view reconnects on its own after a restart or when a viewer slot frees up.

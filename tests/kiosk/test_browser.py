@@ -127,3 +127,26 @@ def test_page_is_labelled_for_assistive_technology(page, kiosk_url):
     assert unlabelled == 0
     assert page.get_by_role("button", name="Capture this frame").is_visible()
     assert page.get_by_role("note").inner_text().startswith("Not a diagnosis.")
+
+
+def test_pi_touch_screen_shows_the_result_and_capture_above_the_fold(page, kiosk_url):
+    page.set_viewport_size({"width": 800, "height": 480})  # the Raspberry Pi 7" display
+    page.goto(kiosk_url + "/")
+    page.locator("#live-result .result").wait_for(timeout=15_000)
+    wait_js(page, "document.getElementById('stream').naturalWidth > 0", timeout=15)
+    for selector in ("#stream", "#capture", "#live-result .verdict", "#live-result .risk", "#live-result .nad"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 480, (selector, box)
+    names = page.eval_on_selector_all(
+        "#live-result .top3 .name", "els => els.map(e => e.scrollWidth <= e.clientWidth + 1)"
+    )
+    assert names and all(names), "a class name is cut off"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "kiosk-800x480.png"))
+
+    page.click("#capture")  # a patient's capture, then the Clear button for the next person
+    page.locator("#frozen .result").wait_for(timeout=10_000)
+    wait_js(page, "document.querySelectorAll('#recent li').length >= 1", timeout=5)
+    page.click("#clear")
+    wait_js(page, "document.querySelectorAll('#recent li').length === 0", timeout=5)
+    assert page.locator("#frozen .result").count() == 0
