@@ -30,8 +30,10 @@ class BestEpoch:
         patience: int,
         name: str,
         key: str,
+        announce: bool = True,
     ) -> None:
         self.score_fn, self.history, self.patience, self.name, self.key = score_fn, history, patience, name, key
+        self.announce = announce  # log each epoch's score (off when the caller logs a line per epoch itself)
         self.best, self.best_weights, self.best_epoch, self.epoch, self.wait = -1.0, None, -1, 0, 0
         self.grace_until = 0  # epochs up to and including this one do not count towards patience
 
@@ -47,12 +49,16 @@ class BestEpoch:
         self.wait = 0
         self.grace_until = self.epoch + int(phase_epochs * GRACE_SHARE)
 
-    def end_epoch(self, model) -> None:
-        """Score ``model`` after an epoch: record, keep its weights if best, stop it when patience runs out."""
+    def end_epoch(self, model, epoch: int | None = None) -> None:
+        """Score ``model`` after an epoch: record, keep its weights if best, stop it when patience runs out.
+
+        ``epoch`` numbers it when the caller counts epochs itself (e.g. with unscored phases before).
+        """
         score = float(self.score_fn(model))
         self.history.setdefault(self.key, []).append(score)
-        self.epoch += 1
-        log.info("epoch %d: validation %s %.3f", self.epoch, self.name, score)
+        self.epoch = self.epoch + 1 if epoch is None else epoch
+        if self.announce:
+            log.info("epoch %d: validation %s %.3f", self.epoch, self.name, score)
         if score > self.best:
             self.best, self.best_epoch, self.wait = score, self.epoch, 0
             self.best_weights = model.get_weights()
@@ -61,6 +67,16 @@ class BestEpoch:
             if self.wait >= self.patience:
                 log.info("early stop: no gain for %d epochs", self.patience)
                 model.stop_training = True
+
+    def state(self) -> dict:
+        """What a checkpoint needs to carry on where this left off (all but the best weights)."""
+        keys = ("best", "best_epoch", "epoch", "wait", "grace_until")
+        return {k: getattr(self, k) for k in keys}
+
+    def load_state(self, state: dict, best_weights: list | None) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+        self.best_weights = best_weights
 
     def callback(self):
         """A Keras callback that calls ``end_epoch`` with the model being fitted."""

@@ -9,12 +9,13 @@ import sys
 import click
 
 from training.datasets import FORMATS
+from training.distribute import STRATEGIES, import_tensorflow_quietly
 
 __all__ = ["main"]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("data", type=click.Path(path_type=str))
+@click.argument("data", type=click.Path(path_type=str), required=False)
 @click.option("--out", default="runs/latest", help="Run folder to write (model, contract, metrics, plots, card).")
 @click.option(
     "--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto",
@@ -27,7 +28,10 @@ __all__ = ["main"]
     "segment trains a lesion segmenter on images + masks (images/<id>.jpg + masks/<id>.png, or ISIC "
     "<id>_segmentation.png).",
 )  # fmt: skip
-@click.option("--arch", type=click.Choice(["small", "large"]), default="small", help="MobileNetV3 variant.")
+@click.option(
+    "--arch", type=click.Choice(["small", "large-minimalistic", "large"]), default="small",
+    help="MobileNetV3 variant (large-minimalistic: ReLU, no squeeze-excite, int8-friendly).",
+)  # fmt: skip
 @click.option(
     "--weights", default="imagenet",
     help="imagenet (the offline file in ../shared/weights for Small, else a download), none, or a .weights.h5 PATH.",
@@ -72,24 +76,47 @@ __all__ = ["main"]
     "as another lamp or camera white balance would (0 = off).",
 )  # fmt: skip
 @click.option("--max-images", type=click.IntRange(0), default=0, help="Use a random subset (0 = all).")
+@click.option(
+    "--strategy", type=click.Choice(STRATEGIES), default="auto",
+    help="tf.distribute: auto (every local GPU, else one device), one, mirrored (every local GPU), multi-worker "
+    "(the machines TF_CONFIG lists). The global batch and learning rate grow with the number of replicas.",
+)  # fmt: skip
+@click.option("--mixed-precision", is_flag=True, help="float16 compute on GPUs (the saved model is float32).")
+@click.option(
+    "--resume", "resume_run", type=click.Path(path_type=str), default=None,
+    help="Continue an interrupted run folder from its last finished epoch (same data, split and schedule).",
+)  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+@click.option("--verbose", is_flag=True, help="Also show TensorFlow's own start-up and device messages.")
 def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
          head_epochs: int, batch_size: int, lr: float, val_fraction: float, seed: int, patience: int,
          balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, teachers: tuple[str, ...],
-         color_constancy: str, white_balance: float, max_images: int, log_level: str) -> None:  # fmt: skip
+         color_constancy: str, white_balance: float, max_images: int, strategy: str, mixed_precision: bool,
+         resume_run: str | None, log_level: str, verbose: bool) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA and write a run folder.
 
     DATA is a folder per class, a HAM10000 folder (HAM10000_metadata.csv + images/), an ISIC
     ground-truth CSV with its images, or a CSV naming each image and its label (image_id,diagnosis)
     with its images. Validation is a stratified split in which images of one
-    lesion, identical files and near-duplicate images stay on one side. The run folder holds
-    model.keras, contract.json, metrics.json, report.txt, confusion_matrix.png, roc.png,
-    training_curves.png and model_card.md.
+    lesion, identical files and near-duplicate images stay on one side. Images are preprocessed
+    once into a cache ($SKINEDGE_CACHE, else ~/.cache/skinedge/images) and streamed from it.
+    The run folder holds model.keras, contract.json, metrics.json, report.txt, confusion_matrix.png,
+    roc.png, training_curves.png, model_card.md, log.csv and logs/ (TensorBoard); while training it
+    also holds checkpoint/, from which `train --resume RUN` continues.
     """
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from training.datasets import DatasetError
-    from training.train import TrainConfig, train
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # cuInit, oneDNN and CPU-feature notices
+        import_tensorflow_quietly()
+    from training.train import TrainConfig, resume, train
+
+    if resume_run is not None:
+        if data is not None:
+            raise click.UsageError("--resume RUN takes its data from the run: give DATA or --resume, not both")
+        _run(lambda: resume(resume_run), resume_run, val_fraction)
+        return
+    if data is None:
+        raise click.UsageError("missing DATA (or --resume RUN)")
 
     if pretrain_epochs and not extra_data:
         raise click.UsageError("--pretrain-epochs needs --extra-data to pre-train on")
@@ -103,11 +130,24 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, seed=seed, patience=patience, balance=balance, max_images=max_images,
         extra_data=tuple(extra_data), pretrain_epochs=pretrain_epochs, teachers=tuple(teachers),
-        color_constancy=color_constancy.replace("-", "_"), white_balance=white_balance,
+        color_constancy=color_constancy.replace("-", "_"), white_balance=white_balance, strategy=strategy,
+        mixed_precision=mixed_precision,
     )  # fmt: skip
+    _run(lambda: train(config), out, val_fraction)
+
+
+def _run(job, out: str, val_fraction: float) -> None:
+    """Run ``job`` (train or resume); expected faults become one sentence and exit status 1 (130 interrupted)."""
+    from training.datasets import DatasetError
+    from training.distribute import StrategyError
+    from training.train import TrainingInterrupted
+
     try:
-        run = train(config)
-    except (DatasetError, FileNotFoundError) as exc:
+        run = job()
+    except TrainingInterrupted as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(130)
+    except (DatasetError, FileNotFoundError, StrategyError) as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         if "n_splits" in str(exc) or "members" in str(exc):

@@ -8,16 +8,21 @@ stratified group split keeps every group on one side.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.contract import ModelContract
 from edge.preprocess import ImageError, correct_color, crop_and_resize, load_image
-from training.datasets import Sample
+from training.datasets import DatasetError, Sample
+from training.pipeline import ImageRows, cache_key
 
 __all__ = [
     "leaks_into",
@@ -42,7 +47,7 @@ NEAR_DUPLICATE_SIMILARITY = 0.93
 class LoadedImages:
     """Preprocessed images (N, S, S, 3) uint8 with their samples, hashes and what was skipped."""
 
-    images: np.ndarray
+    images: np.ndarray | ImageRows  # ImageRows: rows of the on-disk cache, read on demand
     samples: list[Sample]
     md5: list[str]
     descriptors: np.ndarray  # (N, 768) unit-norm colour thumbnails
@@ -50,7 +55,7 @@ class LoadedImages:
 
     def subset(self, index: np.ndarray) -> LoadedImages:
         return LoadedImages(
-            self.images[index],
+            self.images.rows(index) if isinstance(self.images, ImageRows) else self.images[index],
             [self.samples[i] for i in index],
             [self.md5[i] for i in index],
             self.descriptors[index],
@@ -77,18 +82,105 @@ def _load_one(sample: Sample, contract: ModelContract) -> tuple[np.ndarray | Non
     return correct_color(geometric, contract), thumbnail_descriptor(geometric), hashlib.md5(raw).hexdigest(), ""
 
 
-def load_images(samples: list[Sample] | tuple[Sample, ...], contract: ModelContract, workers: int = 4) -> LoadedImages:
-    """Decode and preprocess every sample with the shared edge preprocessing; skip unreadable ones."""
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda s: _load_one(s, contract), samples))
-    keep = [i for i, r in enumerate(results) if r[0] is not None]
-    skipped = [(str(samples[i].path), results[i][3]) for i, r in enumerate(results) if r[0] is None]
+def load_images(
+    samples: list[Sample] | tuple[Sample, ...],
+    contract: ModelContract,
+    workers: int = 4,
+    cache: Path | None = None,
+) -> LoadedImages:
+    """Decode and preprocess every sample with the shared edge preprocessing; skip unreadable ones.
+
+    Args:
+        cache: a folder: keep the preprocessed images there in a memory-mapped file (reused while the
+            files and the preprocessing stay the same) and return them as ``ImageRows`` that read
+            rows on demand. None: return them as one array in memory.
+
+    Raises:
+        DatasetError: the cache cannot be written (e.g. the disk is full).
+    """
+    if cache is None:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(lambda s: _load_one(s, contract), samples))
+        keep = [i for i, r in enumerate(results) if r[0] is not None]
+        size = contract.image_size
+        images = np.stack([results[i][0] for i in keep]) if keep else np.zeros((0, size, size, 3), np.uint8)
+        meta = [(r[1], r[2], r[3]) for r in results]
+        rows: np.ndarray | ImageRows = images
+    else:
+        rows, meta, keep = _cached_images(samples, contract, workers, Path(cache))
+    skipped = [(str(samples[i].path), meta[i][2]) for i in range(len(samples)) if meta[i][2]]
     for path, why in skipped:
         log.warning("skipped %s", why or path)
-    size = contract.image_size
-    images = np.stack([results[i][0] for i in keep]) if keep else np.zeros((0, size, size, 3), np.uint8)
-    desc = np.stack([results[i][1] for i in keep]) if keep else np.zeros((0, 768), np.float32)
-    return LoadedImages(images, [samples[i] for i in keep], [results[i][2] for i in keep], desc, skipped)
+    desc = np.stack([meta[i][0] for i in keep]) if keep else np.zeros((0, 768), np.float32)
+    return LoadedImages(rows, [samples[i] for i in keep], [meta[i][1] for i in keep], desc, skipped)
+
+
+def _cached_images(
+    samples: list[Sample] | tuple[Sample, ...], contract: ModelContract, workers: int, folder: Path
+) -> tuple[ImageRows, list[tuple[np.ndarray | None, str, str]], list[int]]:
+    """(rows of the cache, (descriptor, md5, why skipped) per sample, kept sample indices)."""
+    key = cache_key([s.path for s in samples], contract)
+    images_file, meta_file = folder / f"{key}.npy", folder / f"{key}.meta.json"
+    if not meta_file.is_file():  # written last
+        _write_cache(samples, contract, workers, images_file, meta_file)
+    else:
+        log.info("reading %d preprocessed images from the cache %s", len(samples), images_file)
+    mapped = np.load(images_file, mmap_mode="r")
+    stored = json.loads(meta_file.read_text())
+    desc = np.load(folder / f"{key}.desc.npy")
+    meta = [(desc[i], m, why) for i, (m, why) in enumerate(zip(stored["md5"], stored["skipped"]))]
+    keep = [i for i, why in enumerate(stored["skipped"]) if not why]
+    return ImageRows([(mapped, np.array(keep, dtype=np.int64))]), meta, keep
+
+
+def _write_cache(
+    samples: list[Sample] | tuple[Sample, ...],
+    contract: ModelContract,
+    workers: int,
+    images_file: Path,
+    meta_file: Path,
+) -> None:
+    """Preprocess every sample in parallel straight into a memory-mapped file; rename it into place when done."""
+    size, n = contract.image_size, len(samples)
+    images_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = images_file.with_name(f"{images_file.stem}.tmp{os.getpid()}.npy")
+    need = n * size * size * 3
+    try:
+        mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+        with open(tmp, "r+b") as fh:  # reserve the space now: a full disk is an error here, not a crash later
+            os.posix_fallocate(fh.fileno(), 0, os.path.getsize(tmp))
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(
+            f"cannot cache {n} preprocessed images ({need / 1e9:.1f} GB) in {images_file.parent}: "
+            f"{exc.strerror or exc}; free some space or point SKINEDGE_CACHE at another disk"
+        ) from None
+    log.info("preprocessing %d images once into the cache %s (%.1f GB)", n, images_file, need / 1e9)
+    started, last = time.monotonic(), [time.monotonic()]
+    done = [0]
+
+    def one(i: int) -> tuple[np.ndarray, str, str]:
+        image, desc, md5, why = _load_one(samples[i], contract)
+        if image is not None:
+            mapped[i] = image
+        done[0] += 1
+        if time.monotonic() - last[0] > 15:
+            last[0] = time.monotonic()
+            rate = done[0] / (last[0] - started)
+            log.info("preprocessed %d of %d images (%.0f/s, %.0f s left)", done[0], n, rate, (n - done[0]) / rate)
+        return (desc if desc is not None else np.zeros(768, np.float32)), md5, why
+
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            meta = list(pool.map(one, range(n)))
+        mapped.flush()
+        descriptors = np.stack([m[0] for m in meta]) if meta else np.zeros((0, 768), np.float32)
+        np.save(images_file.with_name(f"{images_file.stem}.desc.npy"), descriptors)
+        os.replace(tmp, images_file)
+        meta_file.write_text(json.dumps({"md5": [m[1] for m in meta], "skipped": [m[2] for m in meta]}))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def duplicate_groups(loaded: LoadedImages, min_similarity: float = NEAR_DUPLICATE_SIMILARITY) -> np.ndarray:

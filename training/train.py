@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,12 +25,16 @@ from edge.classifier import calibrated_probabilities
 from edge.contract import MALIGNANT_DIAGNOSES, ModelContract, load_contract, save_contract
 from training.best_epoch import BestEpoch
 from training.datasets import DatasetError, load_dataset, map_labels
+from training.distribute import StrategyError, place
+from training.pipeline import ImageRows, cache_dir, image_dataset
+from training.runstate import EpochLog, RunState, drop_checkpoint, load_state, restore_checkpoint, save_checkpoint
 from training.splits import LoadedImages, duplicate_groups, fingerprint, leaks_into, load_images, split_indices
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "TrainingInterrupted", "resume", "train"]
 
 log = logging.getLogger(__name__)
 
+PROGRESS_SECONDS = 20  # a progress line within an epoch this often
 TEACHER_SHARE = 0.5  # with --teacher, the targets are this much the teachers' probabilities, the rest the label
 
 
@@ -56,6 +62,8 @@ class TrainConfig:
     sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
     color_constancy: str = "none"  # or "shades_of_gray": part of the preprocessing, stored in the contract
     white_balance: float = 0.0  # augmentation: each RGB channel scaled by up to x/÷ (1 + this), a lamp or camera change
+    strategy: str = "auto"  # tf.distribute: auto, one, mirrored or multi-worker (training/distribute.py)
+    mixed_precision: bool = False  # float16 compute on GPUs
 
 
 RESAMPLED_SHARE = 0.5  # of training images rotated and zoomed; the rest keep the sharpness they have at the edge
@@ -101,42 +109,67 @@ def _augmenter(seed: int, white_balance: float = 0.0):
     return augment
 
 
-def _dataset(images: np.ndarray, y: np.ndarray, batch: int, augment, seed: int, balanced: bool = False):
-    """Batches of (float images, targets), augmented. ``balanced`` draws every class equally often,
-    without end (minority images repeat more often): give fit() ``steps_per_epoch``."""
-    import tensorflow as tf
-
-    if balanced:
-        label = y.argmax(1)
-        per_class = [
-            tf.data.Dataset.from_tensor_slices((images[label == c], y[label == c]))
-            .shuffle(int((label == c).sum()), seed=seed)
-            .repeat()
-            for c in np.unique(label)
-        ]
-        ds = tf.data.Dataset.sample_from_datasets(per_class, seed=seed)
-    else:
-        ds = tf.data.Dataset.from_tensor_slices((images, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch).map(lambda x, t: (tf.cast(x, tf.float32), t), num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None:
-        ds = ds.map(
-            lambda x, t: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), t),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return ds.prefetch(2)
-
-
 def _class_weights(y: np.ndarray, n: int) -> dict[int, float]:
     counts = np.bincount(y, minlength=n).astype(float)
     w = len(y) / (n * np.maximum(counts, 1))
     return {i: float(w[i]) for i in range(n)}
 
 
-def train(config: TrainConfig) -> Path:
-    """Train, evaluate and write a run folder; returns its path.
+@dataclass(frozen=True)
+class Phase:
+    """One fit() of the schedule: which data, how many epochs, which rate, what trains."""
+
+    name: str
+    epochs: int
+    learning_rate: float
+    cosine: bool  # decay from learning_rate to zero over the phase
+    backbone_trainable: bool
+    extra_only: bool = False  # domain pre-training on the extra data alone
+    scored: bool = True  # chooses the best epoch and stops early
+
+
+def _phases(config: TrainConfig, has_pretraining: bool) -> list[Phase]:
+    phases = []
+    if has_pretraining:
+        phases += [
+            Phase("pretrain-head", 1, 1e-3, False, False, extra_only=True, scored=False),
+            Phase("pretrain", config.pretrain_epochs, config.learning_rate, True, True, extra_only=True, scored=False),
+        ]
+    if config.head_epochs and config.weights != "none":
+        phases.append(Phase("head", config.head_epochs, 1e-3, False, False))
+    if config.epochs:
+        phases.append(Phase("fine-tune", config.epochs, config.learning_rate, True, True))
+    return phases
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT arrived; the run folder holds the last finished epoch's checkpoint."""
+
+
+def resume(run: str | Path) -> Path:
+    """Continue an interrupted run from its last finished epoch, with its configuration and split.
 
     Raises:
-        DatasetError: the data cannot be used (missing, empty, a single class).
+        DatasetError: ``run`` has no checkpoint, or its data changed since it started.
+    """
+    state = load_state(Path(run))
+    if state is None:
+        done = (Path(run) / "model.keras").is_file()
+        raise DatasetError(f"{run} {'finished already' if done else 'holds no checkpoint'}: nothing to resume")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state.config.items() if k in fields}
+    return train(TrainConfig(**(saved | {"out": str(run)})), state)
+
+
+def train(config: TrainConfig, state: RunState | None = None) -> Path:
+    """Train, evaluate and write a run folder; returns its path.
+
+    A checkpoint is written after every epoch; ``state`` (from ``resume``) continues from one.
+
+    Raises:
+        DatasetError: the data cannot be used (missing, empty, a single class) or changed since ``state``.
+        StrategyError: the requested tf.distribute strategy or mixed precision is not available here.
+        TrainingInterrupted: SIGTERM or SIGINT; resume with ``resume(out)``.
     """
     import keras
     from sklearn.metrics import balanced_accuracy_score
@@ -145,9 +178,12 @@ def train(config: TrainConfig) -> Path:
     from training.model import build_classifier, reparametrize_batchnorm, resolve_weights
 
     started = time.time()
+    placement = place(config.strategy)
+    if config.mixed_precision and not placement.gpus:
+        raise StrategyError("--mixed-precision needs a GPU: float16 on a CPU is slower, not faster")
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    resuming = state is not None
 
     dataset = load_dataset(config.data, config.format, "binary" if config.task == "binary" else "multiclass")
     samples = list(dataset.samples)
@@ -159,13 +195,13 @@ def train(config: TrainConfig) -> Path:
     contract = ModelContract(
         task="classify",
         labels=labels,
-        arch=f"mobilenet_v3_{config.arch}",
+        arch=f"mobilenet_v3_{config.arch.replace('-', '_')}",
         image_size=config.image_size,
         color_constancy=config.color_constancy,
         malignant_labels=malignant,
     )
     log.info("reading %d images from %s (%s)", len(samples), config.data, dataset.format)
-    loaded = load_images(samples, contract)
+    loaded = load_images(samples, contract, cache=cache_dir())
     if len(loaded.samples) < 2:
         raise DatasetError(f"only {len(loaded.samples)} readable images in {config.data}")
     y = np.array([labels.index(s.label) for s in loaded.samples])
@@ -178,73 +214,166 @@ def train(config: TrainConfig) -> Path:
         "split: %d train / %d validation images; %d near-duplicate groups kept together",
         len(train_idx), len(val_idx), int((np.bincount(groups) > 1).sum()),
     )  # fmt: skip
-    x_tr, y_tr, x_va, y_va = loaded.images[train_idx], y[train_idx], loaded.images[val_idx], y[val_idx]
+    split = {
+        "train": [str(loaded.samples[i].path) for i in train_idx],
+        "validation": [str(loaded.samples[i].path) for i in val_idx],
+        "validation_labels": [labels[i] for i in y[val_idx]],
+    }
+    split_digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()[:16]
+    if resuming and state.split_digest != split_digest:
+        raise DatasetError(f"the data of {out} changed since the run started (another split): start a new run")
+
+    x_tr, y_tr = loaded.images.rows(train_idx), y[train_idx]
+    x_va, y_va = loaded.images.rows(val_idx), y[val_idx]
     fingerprints = [fingerprint(loaded)]
-    x_pre, y_pre = x_tr[:0], y_tr[:0]
+    extra_rows, y_pre = [], y_tr[:0]
     for extra in config.extra_data:
         more = _extra_training_data(extra, config, contract, loaded.subset(val_idx))
         fingerprints.append(fingerprint(more))
-        x_pre = np.concatenate([x_pre, more.images])
+        extra_rows.append(more.images)
         y_pre = np.concatenate([y_pre, [labels.index(s.label) for s in more.samples]]).astype(int)
+    x_pre = ImageRows.concat(extra_rows)
     if not config.pretrain_epochs:  # mixed into every epoch
-        x_tr, y_tr, x_pre, y_pre = np.concatenate([x_tr, x_pre]), np.concatenate([y_tr, y_pre]), x_pre[:0], y_pre[:0]
+        x_tr, y_tr, x_pre, y_pre = (
+            ImageRows.concat([x_tr, x_pre]),
+            np.concatenate([y_tr, y_pre]),
+            x_pre.rows([]),
+            y_pre[:0],
+        )
     one_hot = np.eye(len(labels), dtype="float32")
-    t_tr, t_va, t_pre = one_hot[y_tr], one_hot[y_va], one_hot[y_pre]  # targets
+    t_tr, t_pre = one_hot[y_tr], one_hot[y_pre]  # targets
     if config.teachers:
         soft = _teacher_probabilities(config.teachers, loaded.subset(train_idx), loaded.subset(val_idx), labels)
         t_tr[: len(soft)] = TEACHER_SHARE * soft + (1 - TEACHER_SHARE) * t_tr[: len(soft)]  # extra data: labels
 
-    model, backbone = build_classifier(
-        len(labels), config.image_size, config.arch, resolve_weights(config.weights, config.arch)
-    )
-    if config.weights != "none":
-        n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
-        log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
+    replicas = placement.replicas
+    global_batch = config.batch_size * replicas
+    log.info(
+        "training on %s: global batch %d (%d per replica), learning rate x%d (%g at its peak)",
+        placement.describe(), global_batch, config.batch_size, replicas, config.learning_rate * replicas,
+    )  # fmt: skip
+    if config.mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    with placement.strategy.scope():
+        model, backbone = build_classifier(
+            len(labels), config.image_size, config.arch, resolve_weights(config.weights, config.arch)
+        )
+        if config.weights != "none" and not resuming:
+            n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
+            log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
     augment = _augmenter(config.seed, config.white_balance)
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-    history: dict[str, list[float]] = {}
-    pretrain_history: dict[str, list[float]] = {}
+    state = state or RunState(config=dataclasses.asdict(config), split_digest=split_digest)
+    history, pretrain_history = state.history, state.pretrain_history
 
-    def fit(x: np.ndarray, t: np.ndarray, epochs: int, lr: float, callbacks: list, record: dict, cosine: bool) -> None:
+    def validate() -> dict[str, float]:
+        logits = evaluate.predict_logits(model, x_va)
+        log_p = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        return {
+            "val_loss": float(-log_p[np.arange(len(y_va)), y_va].mean()),
+            "val_accuracy": float((logits.argmax(1) == y_va).mean()),
+            "val_balanced_accuracy": float(balanced_accuracy_score(y_va, logits.argmax(1))),
+        }
+
+    scores: dict[str, float] = {}
+    best = BestEpoch(lambda m: scores["val_balanced_accuracy"], history, config.patience,
+                     name="balanced accuracy", key="val_balanced_accuracy", announce=False)  # fmt: skip
+    if resuming:
+        best.load_state(state.best, restore_checkpoint(out, model, with_optimizer=False))
+        log.info("resuming %s after epoch %d (%s)", out, state.epoch, state.phase or "start")
+    epoch_log = EpochLog(out, resume_after=state.epoch) if placement.is_chief and resuming else None
+
+    def end_epoch(phase: Phase, epoch_in_phase: int, logs: dict, seconds: float, images: int) -> bool:
+        """Validate, record, choose the best, log and checkpoint; True when the phase is over."""
+        nonlocal epoch_log
+        scores.update(validate())
+        record = pretrain_history if phase.extra_only else history
+        for key in ("loss", "accuracy"):
+            record.setdefault(key, []).append(float(logs.get(key, np.nan)))
+        for key in ("val_loss", "val_accuracy"):
+            record.setdefault(key, []).append(scores[key])
+        state.epoch += 1
+        if phase.scored:
+            best.end_epoch(model, epoch=state.epoch)
+        else:
+            pretrain_history.setdefault("val_balanced_accuracy", []).append(scores["val_balanced_accuracy"])
+        over = bool(model.stop_training) or epoch_in_phase + 1 >= phase.epochs
+        state.phase, state.phase_epochs_done = phase.name, epoch_in_phase + 1
+        if over:
+            state.phases_done.append(phase.name)
+        state.best = best.state()
+        row = {
+            "epoch": state.epoch,
+            "phase": phase.name,
+            **{k: float(logs.get(k, np.nan)) for k in ("loss", "accuracy")},
+            **scores,
+            "learning_rate": _current_rate(model),
+            "seconds": seconds,
+            "images_per_s": images / seconds,
+        }
+        log.info(
+            "epoch %d (%s %d/%d): loss %.3f, validation balanced accuracy %.3f, %.0f s, %.1f images/s",
+            state.epoch, phase.name, epoch_in_phase + 1, phase.epochs, row["loss"], scores["val_balanced_accuracy"],
+            seconds, row["images_per_s"],
+        )  # fmt: skip
+        if placement.is_chief:
+            if epoch_log is None:  # the first epoch of a new run: the run folder appears now
+                out.mkdir(parents=True, exist_ok=True)
+                drop_checkpoint(out)
+                (out / "split.json").write_text(json.dumps(split))
+                epoch_log = EpochLog(out)
+            epoch_log.write(row)
+            save_checkpoint(out, state, model, best.best_weights)
+        return over
+
+    def run_phase(phase: Phase, x: ImageRows, t: np.ndarray) -> None:
+        start = state.phase_epochs_done if state.phase == phase.name else 0
+        backbone.trainable = phase.backbone_trainable
+        if phase.name == "fine-tune" and not start:
+            best.reset_patience(phase.epochs)  # the first half does not count: the cosine rate is still high
+        log.info(
+            "phase %s: %d images, epochs %d-%d", phase.name, len(x), state.epoch + 1, state.epoch + phase.epochs - start
+        )
         # class weights follow the label: it keeps the largest share of a soft target
         weights = _class_weights(t.argmax(1), len(labels)) if config.balance == "weights" else None
-        steps = int(np.ceil(len(x) / config.batch_size))  # an epoch: as many images as there are
-        if cosine:  # decay from lr to zero over this phase
-            lr = keras.optimizers.schedules.CosineDecay(lr, epochs * steps)
-        model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=loss, metrics=["accuracy"])
+        steps = int(np.ceil(len(x) / global_batch))  # an epoch: as many images as there are
+        rate = phase.learning_rate * replicas
+        with placement.strategy.scope():
+            schedule = keras.optimizers.schedules.CosineDecay(rate, phase.epochs * steps) if phase.cosine else rate
+            model.compile(
+                optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=loss, metrics=["accuracy"]
+            )
+            if start:
+                restore_checkpoint(out, model, with_optimizer=True)
         balanced = config.balance == "sampling"
-        h = model.fit(
-            _dataset(x, t, config.batch_size, augment, config.seed, balanced=balanced),
-            steps_per_epoch=steps if balanced else None,
-            validation_data=(x_va.astype("float32"), t_va), epochs=epochs,
-            class_weight=weights, callbacks=callbacks, verbose=2,
+        model.fit(
+            image_dataset(x, t, global_batch, config.seed + state.epoch, augment, balanced=balanced),
+            steps_per_epoch=steps if balanced else None, epochs=phase.epochs, initial_epoch=start,
+            class_weight=weights, callbacks=[_EpochCallback(phase, steps, global_batch, end_epoch)], shuffle=False,
+            verbose=0,
         )  # fmt: skip
-        for key, values in h.history.items():
-            record.setdefault(key, []).extend(float(v) for v in values)
 
-    if len(y_pre):
-        # Domain pre-training: the backbone learns dermoscopy from the larger collection first,
-        # then fine-tunes on DATA alone, so DATA's class balance is what the model ends with.
-        log.info("phase 0: training on %d extra images for %d epochs", len(y_pre), config.pretrain_epochs)
-        backbone.trainable = False
-        fit(x_pre, t_pre, 1, 1e-3, [], pretrain_history, cosine=False)
-        backbone.trainable = True
-        fit(x_pre, t_pre, config.pretrain_epochs, config.learning_rate, [], pretrain_history, cosine=True)
-
-    best = BestEpoch(
-        lambda m: balanced_accuracy_score(y_va, evaluate.predict_logits(m, x_va).argmax(1)),
-        history, config.patience, name="balanced accuracy", key="val_balanced_accuracy",
-    )  # fmt: skip
-    if config.head_epochs and config.weights != "none":
-        backbone.trainable = False
-        log.info("phase 1: training the head for %d epochs", config.head_epochs)
-        fit(x_tr, t_tr, config.head_epochs, 1e-3, [best.callback()], history, cosine=False)
-    backbone.trainable = True
-    if config.epochs:
-        log.info("phase 2: fine-tuning everything for up to %d epochs", config.epochs)
-        best.reset_patience(config.epochs)  # the first half does not count: the cosine rate is still high
-        fit(x_tr, t_tr, config.epochs, config.learning_rate, [best.callback()], history, cosine=True)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for phase in _phases(config, len(y_pre) > 0):
+            if phase.name not in state.phases_done:
+                x, t = (x_pre, t_pre) if phase.extra_only else (x_tr, t_tr)
+                run_phase(phase, x, t)
+    except KeyboardInterrupt:
+        if not state.epoch:
+            raise TrainingInterrupted("interrupted before the first epoch ended: nothing was kept") from None
+        hint = f"continue with `train --resume {out}`"
+        raise TrainingInterrupted(f"interrupted after epoch {state.epoch}: {hint}") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     best.restore(model)
+    if config.mixed_precision:  # the run folder holds a float32 model, as convert and the edge expect
+        keras.mixed_precision.set_dtype_policy("float32")
+        float32, _ = build_classifier(len(labels), config.image_size, config.arch, None)
+        float32.set_weights(model.get_weights())
+        model = float32
+    log.info("final weights %s", _weights_digest(model))  # equal on every worker of a distributed run
 
     logits = evaluate.predict_logits(model, x_va)
     temperature = fit_temperature(logits, y_va)
@@ -267,13 +396,11 @@ def train(config: TrainConfig) -> Path:
             k: round(val_metrics[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_auc") if k in val_metrics
         }
     )
+    if not placement.is_chief:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")
     save_contract(contract, out / "contract.json")
-    split = {
-        "train": [str(loaded.samples[i].path) for i in train_idx],
-        "validation": [str(loaded.samples[i].path) for i in val_idx],
-        "validation_labels": [labels[i] for i in y_va],
-    }
     (out / "split.json").write_text(json.dumps(split))
     metrics = {
         "validation": val_metrics,
@@ -285,19 +412,67 @@ def train(config: TrainConfig) -> Path:
         "n_skipped": len(loaded.skipped),
         "skipped": loaded.skipped,
         "best_epoch": best.best_epoch,
+        "epochs": state.epoch,
         "history": history,
         "pretrain_history": pretrain_history,
         "train_seconds": time.time() - started,
+        "distribution": {"strategy": placement.describe(), "global_batch": global_batch, "replicas": replicas},
         "config": dataclasses.asdict(config),
     }
     evaluate.save_plots(out, y_va, probs, contract, history)
     evaluate.write_model_card(out, contract, metrics, dataclasses.asdict(config) | {"format": dataset.format})
     (out / "report.txt").write_text(_report(val_metrics))
+    drop_checkpoint(out)
     log.info(
         "validation: accuracy %.3f, balanced accuracy %.3f, macro AUC %s; wrote %s",
         val_metrics["accuracy"], val_metrics["balanced_accuracy"], val_metrics.get("macro_auc", "n/a"), out,
     )  # fmt: skip
     return out
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _current_rate(model) -> float:
+    optimizer = model.optimizer
+    rate = optimizer.learning_rate
+    return float(np.asarray(rate(optimizer.iterations) if callable(rate) else rate))
+
+
+def _weights_digest(model) -> str:
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w, dtype=np.float32).tobytes())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+class _EpochCallback:
+    """Keras callback: progress within an epoch (a line every PROGRESS_SECONDS), then ``end_epoch``."""
+
+    def __new__(cls, phase: Phase, steps: int, batch: int, end_epoch):
+        import keras
+
+        class _Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+                self.epoch, self.started, self.shown, self.steps_done = epoch, time.monotonic(), time.monotonic(), 0
+
+            def on_train_batch_end(self, batch_index: int, logs: dict | None = None) -> None:
+                self.steps_done = batch_index + 1
+                now = time.monotonic()
+                if now - self.shown >= PROGRESS_SECONDS:
+                    self.shown = now
+                    rate = self.steps_done * batch / (now - self.started)
+                    left = (steps - self.steps_done) * batch / rate
+                    log.info("  %s epoch %d/%d: step %d/%d, %.1f images/s, %.0f s left in the epoch",
+                             phase.name, self.epoch + 1, phase.epochs, self.steps_done, steps, rate, left)  # fmt: skip
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                seconds = time.monotonic() - self.started
+                if end_epoch(phase, epoch, logs or {}, seconds, self.steps_done * batch):
+                    self.model.stop_training = True
+
+        return _Callback()
 
 
 def _extra_training_data(path: str, config: TrainConfig, contract: ModelContract, val: LoadedImages) -> LoadedImages:
@@ -306,7 +481,7 @@ def _extra_training_data(path: str, config: TrainConfig, contract: ModelContract
     samples = map_labels(list(extra.samples), contract.labels)
     if not samples:
         raise DatasetError(f"no image of {path} has a label the model knows ({list(contract.labels)})")
-    loaded = load_images(samples, contract)
+    loaded = load_images(samples, contract, cache=cache_dir())
     leak = leaks_into(loaded, val)
     log.info(
         "extra training data %s: %d images, %d left out as copies of validation images", path, len(samples), leak.sum()
