@@ -19,6 +19,14 @@ TINY_LABELS = ("nevus", "melanoma", "keratosis")
 WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v3_small_224_imagenet_no_top.weights.h5"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Training's preprocessed-image cache in a folder of the test session, not the user's home."""
+    path = tmp_path_factory.mktemp("image-cache")
+    os.environ["SKINEDGE_CACHE"] = str(path)
+    return path
+
+
 def run_command(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run one of the installed console commands (train, convert, edge-detect) as a user would."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -108,6 +108,7 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # cuInit, oneDNN and CPU-feature notices
         import_tensorflow_quietly()
+        logging.getLogger("tensorflow").setLevel(logging.WARNING)  # per-step collective notices
     from training.train import TrainConfig, resume, train
 
     if resume_run is not None:

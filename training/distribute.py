@@ -27,9 +27,10 @@ class Placement:
     replicas: int
     is_chief: bool  # only the chief writes the run folder
     gpus: int
+    multi_worker: bool = False
 
     def describe(self) -> str:
-        kind = type(self.strategy).__name__
+        kind = "MultiWorkerMirroredStrategy" if self.multi_worker else type(self.strategy).__name__
         devices = f"{self.gpus} GPU{'s' if self.gpus != 1 else ''}" if self.gpus else "CPU"
         return f"{kind}, {self.replicas} replica{'s' if self.replicas != 1 else ''} ({devices})"
 
@@ -43,7 +44,7 @@ def import_tensorflow_quietly() -> None:
     try:
         import tensorflow as tf
 
-        tf.config.list_logical_devices()
+        tf.config.list_physical_devices()  # physical: the runtime stays unconfigured for multi-worker
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -65,19 +66,19 @@ def place(name: str = "auto") -> Placement:
 
     if name not in STRATEGIES:
         raise StrategyError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
+    gpus = tf.config.list_physical_devices("GPU")  # logical ones would start the runtime too early
     if name == "multi-worker":
         config = _tf_config()
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         task = config.get("task", {})
         has_chief = "chief" in config.get("cluster", {})
         is_chief = task.get("type") == "chief" or (not has_chief and task.get("index", 0) == 0)
-        return Placement(strategy, strategy.num_replicas_in_sync, is_chief, len(gpus))
+        return Placement(strategy, strategy.num_replicas_in_sync, is_chief, len(gpus), multi_worker=True)
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpus else "CPU")]
         strategy = tf.distribute.MirroredStrategy(devices)
     else:
-        strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+        strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     return Placement(strategy, strategy.num_replicas_in_sync, True, len(gpus))
 
 

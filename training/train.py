@@ -181,6 +181,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     placement = place(config.strategy)
     if config.mixed_precision and not placement.gpus:
         raise StrategyError("--mixed-precision needs a GPU: float16 on a CPU is slower, not faster")
+    backbone_weights = resolve_weights(config.weights, config.arch)  # fails now, not after reading the data
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out)
     resuming = state is not None
@@ -255,9 +256,10 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     with placement.strategy.scope():
-        model, backbone = build_classifier(
-            len(labels), config.image_size, config.arch, resolve_weights(config.weights, config.arch)
-        )
+        model, backbone = build_classifier(len(labels), config.image_size, config.arch, backbone_weights)
+        for layer in backbone.layers:  # batch statistics over the global batch: one model on every replica
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = replicas > 1
         if config.weights != "none" and not resuming:
             n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
             log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
@@ -343,6 +345,8 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
             model.compile(
                 optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=loss, metrics=["accuracy"]
             )
+            if placement.multi_worker:
+                _fit_across_workers(model, (x[:1].astype("float32"), t[:1]))
             if start:
                 restore_checkpoint(out, model, with_optimizer=True)
         balanced = config.balance == "sampling"
@@ -373,7 +377,8 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         float32, _ = build_classifier(len(labels), config.image_size, config.arch, None)
         float32.set_weights(model.get_weights())
         model = float32
-    log.info("final weights %s", _weights_digest(model))  # equal on every worker of a distributed run
+    log.info("final weights %s", _weights_digest(model))
+    # equal on every worker of a distributed run
 
     logits = evaluate.predict_logits(model, x_va)
     temperature = fit_temperature(logits, y_va)
@@ -428,6 +433,19 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         val_metrics["accuracy"], val_metrics["balanced_accuracy"], val_metrics.get("macro_auc", "n/a"), out,
     )  # fmt: skip
     return out
+
+
+def _fit_across_workers(model, batch: tuple[np.ndarray, np.ndarray]) -> None:
+    """Let ``model.fit`` run under MultiWorkerMirroredStrategy, which Keras 3 breaks twice
+    (keras-team/keras#20585): fit() reduces its first (images, targets) batch across workers to
+    build the loss and metrics, and averages each step's scalar metrics over an axis they lack.
+    Build on a plain batch instead and give the metrics that axis."""
+    import tensorflow as tf
+
+    model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    step = model.train_step
+    model.train_step = lambda data: {k: tf.reshape(v, [1]) for k, v in step(data).items()}
 
 
 def _interrupt(signum: int, frame: object) -> None:

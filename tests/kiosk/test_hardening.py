@@ -25,9 +25,13 @@ from edge.web import KioskConfig, create_app, serve
 
 def _multipart(photo: bytes, boundary: str = "b0undary") -> tuple[bytes, str]:
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + photo + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + photo
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 

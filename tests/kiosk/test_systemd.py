@@ -212,7 +212,7 @@ def test_install_prefix_names_its_paths_in_the_unit_and_settings(tmp_path):
     fake_python = [
         'mkdir -p "$4/bin"',
         "printf '#!/bin/sh\\n' > \"$4/bin/pip\"",
-        f"printf '#!/bin/sh\\nexec {sys.executable} -m edge.app \"$@\"\\n' > \"$4/bin/edge-detect\"",
+        f'printf \'#!/bin/sh\\nexec {sys.executable} -m edge.app "$@"\\n\' > "$4/bin/edge-detect"',
         "printf '#!/bin/sh\\n' > \"$4/bin/python\"",
         'chmod +x "$4/bin/pip" "$4/bin/python" "$4/bin/edge-detect"',
     ]
