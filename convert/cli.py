@@ -46,7 +46,10 @@ def _check_writable(out: Path) -> None:
 @click.option("--int8", "mode", flag_value="int8", default=True, help="Full-integer int8 (uint8 input, int8 output).")
 @click.option("--float16", "mode", flag_value="float16", help="float16 weights, float compute.")
 @click.option("--float32", "mode", flag_value="float32", help="Plain float32 (the reference).")
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset the model was trained on.")
+@click.option(
+    "--data", type=click.Path(path_type=Path), default=None,
+    help="Dataset the model was trained on [default: the DATA recorded in the run folder].",
+)  # fmt: skip
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="Output .tflite [default: models/<run>_<mode>.tflite]."
 )
@@ -119,6 +122,13 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         raise click.ClickException(f"{exc}; convert needs the contract.json that `train` writes") from None
     out = out or Path("models") / f"{(run_dir or model_path.parent).name}_{mode}.tflite"
     _check_writable(out)
+    if data is None:
+        from convert.representative import recorded_data
+
+        data = recorded_data(run_dir)
+        if data is None:
+            raise click.UsageError("--data is needed: the model is not in a run folder that records its data")
+        click.echo(f"data: {data} (recorded in the run)", err=True)
     if not data.exists():
         raise click.ClickException(f"dataset {data} does not exist")
     if (qat_epochs or equalize or adaptive_rounding) and mode != "int8":

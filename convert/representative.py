@@ -86,11 +86,18 @@ def load_convert_data(
     split_file = run_dir / "split.json" if run_dir else None
     if split_file and split_file.is_file():
         split = json.loads(split_file.read_text())
-        val_paths = set(split["validation"])
-        train_samples = [s for s in all_samples if str(s.path) not in val_paths]
-        by_path = {str(s.path): s for s in all_samples}
-        val_samples = [by_path[p] for p in split["validation"] if p in by_path]
-        if not val_samples:  # the run trained on other data: validate on a split of this data
+        listed = [str(Path(p).resolve()) for p in split["validation"]]
+        by_path = {str(s.path.resolve()): s for s in all_samples}
+        val_samples = [by_path[p] for p in listed if p in by_path]
+        val_paths = set(listed)
+        train_samples = [s for s in all_samples if str(s.path.resolve()) not in val_paths]
+        if len(val_samples) < len(listed) and _trained_on(run_dir, Path(data)):
+            raise RepresentativeError(
+                f"{len(listed) - len(val_samples)} of the {len(listed)} validation images in {split_file} are no "
+                f"longer in {data}: the data changed since training, so fidelity cannot be measured on the run's split"
+            )
+        if not val_samples:  # the run trained on other data: validate on a leak-free split of this data
+            log.warning("%s is not the data %s trained on: validating on a new split of it", data, run_dir)
             val_samples, train_samples = _holdout(train_samples, contract, seed)
     else:
         val_samples, train_samples = _holdout(all_samples, contract, seed)
@@ -103,6 +110,20 @@ def load_convert_data(
     log.info("representative set: %d images; validation set: %d images", len(rep.samples), len(val.samples))
     training = load_images(train_samples, contract).images if with_training else None
     return ConvertData(rep.images, val.images, _labels_of(val.samples, contract, str(data)), str(data), training)
+
+
+def recorded_data(run_dir: Path | None) -> Path | None:
+    """The DATA a run folder was trained on (from its metrics.json), or None."""
+    metrics = run_dir / "metrics.json" if run_dir else None
+    if metrics is None or not metrics.is_file():
+        return None
+    data = json.loads(metrics.read_text()).get("config", {}).get("data")
+    return Path(data) if data else None
+
+
+def _trained_on(run_dir: Path | None, data: Path) -> bool:
+    recorded = recorded_data(run_dir)
+    return recorded is not None and recorded.resolve() == data.resolve()
 
 
 def _holdout(samples: list[Sample], contract: ModelContract, seed: int) -> tuple[list[Sample], list[Sample]]:

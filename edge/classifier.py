@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import ContractError, ModelContract
+from edge.contract import ContractError, ModelContract, readable_label
 from edge.modelfile import read_contract
 from edge.preprocess import preprocess
 from edge.runtime import TFLiteModel
@@ -96,6 +96,7 @@ class Prediction:
         texts = self.risk_text
         return {
             "label": self.label,
+            "label_name": readable_label(self.label),
             "confidence": round(self.confidence, 4),
             "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
             "risk": None if self.risk is None else round(self.risk, 4),

@@ -18,13 +18,37 @@ __all__ = [
     "SCHEMA_VERSION",
     "ContractError",
     "ModelContract",
+    "DIAGNOSIS_NAMES",
     "MALIGNANT_DIAGNOSES",
+    "readable_label",
     "load_contract",
     "save_contract",
 ]
 
 SCHEMA_VERSION = 1
 COLOR_CONSTANCY = ("none", "shades_of_gray")
+
+# Diagnosis codes (HAM10000, ISIC 2018/2019, PH2's nevus grades) to the ISIC 9-class names: how
+# training maps another collection's labels, and what a person reads next to a code.
+DIAGNOSIS_NAMES = {
+    "akiec": "actinic keratosis",
+    "ak": "actinic keratosis",
+    "bcc": "basal cell carcinoma",
+    "bkl": "pigmented benign keratosis",
+    "df": "dermatofibroma",
+    "mel": "melanoma",
+    "nv": "nevus",
+    "common_nevus": "nevus",
+    "atypical_nevus": "nevus",
+    "scc": "squamous cell carcinoma",
+    "vasc": "vascular lesion",
+}
+
+
+def readable_label(label: str) -> str:
+    """The name a person reads for a class label: "melanoma" for "MEL"; other labels as they are."""
+    return DIAGNOSIS_NAMES.get(label.lower(), label)
+
 
 # Diagnoses counted as malignant, by every spelling the supported datasets use.
 MALIGNANT_DIAGNOSES = frozenset(

@@ -111,9 +111,13 @@ def run(
         skipped = list(src.skipped)
     if o.benchmark is not None:
         _report_benchmark(stats, o.json_lines, classifier)
-    elif isinstance(src, ImageSource) and (len(src.paths) > 1 or skipped):
-        for line in summary.lines(skipped):  # a folder or glob: counts per label, skipped files
-            click.echo(line, err=o.json_lines)
+    else:
+        if o.json_lines:  # a skipped file is an answer too: one JSON line each
+            for s in skipped:
+                click.echo(json.dumps({"source": s.origin, "skipped": s.reason}, ensure_ascii=False))
+        if isinstance(src, ImageSource) and (len(src.paths) > 1 or skipped):
+            for line in summary.lines(skipped):  # a folder or glob: counts per label, skipped files
+                click.echo(line, err=o.json_lines)
     if summary.results == 0 and not stop.is_set():
         raise SourceError("no frame could be classified" + (f" ({len(skipped)} skipped)" if skipped else ""))
     return summary

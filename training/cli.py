@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -127,7 +128,7 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
         return
 
     config = TrainConfig(
-        data=data, out=out, format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
+        data=str(Path(data).resolve()), out=out, format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, seed=seed, patience=patience, balance=balance, max_images=max_images,
         extra_data=tuple(extra_data), pretrain_epochs=pretrain_epochs, teachers=tuple(teachers),

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.contract import MALIGNANT_DIAGNOSES
+from edge.contract import DIAGNOSIS_NAMES, MALIGNANT_DIAGNOSES
 from edge.preprocess import IMAGE_SUFFIXES
 
 __all__ = [
@@ -52,20 +52,7 @@ class DatasetError(ValueError):
 
 _ISIC_ID = re.compile(r"ISIC_\d{7}")
 
-# Diagnosis codes (HAM10000, ISIC 2018/2019, PH2's nevus grades) to the ISIC 9-class folder names.
-SYNONYMS = {
-    "akiec": "actinic keratosis",
-    "ak": "actinic keratosis",
-    "bcc": "basal cell carcinoma",
-    "bkl": "pigmented benign keratosis",
-    "df": "dermatofibroma",
-    "mel": "melanoma",
-    "nv": "nevus",
-    "common_nevus": "nevus",
-    "atypical_nevus": "nevus",
-    "scc": "squamous cell carcinoma",
-    "vasc": "vascular lesion",
-}
+SYNONYMS = DIAGNOSIS_NAMES  # codes and PH2's grades to the ISIC 9-class names
 
 
 @dataclass(frozen=True)
@@ -214,11 +201,13 @@ def _read_isic_csv(root: Path) -> list[Sample]:
     csv_path = _the_csv(root)
     rows = _read_csv(csv_path)
     columns = list(rows[0])
-    if "image" not in columns:
-        raise DatasetError(f"{csv_path} has no 'image' column; is it an ISIC ground-truth CSV?")
     classes = [c for c in columns if c not in ("image", "score_weight", "validation_weight")]
-    if len(classes) < 2:
-        raise DatasetError(f"{csv_path} names fewer than two class columns")
+    if "image" not in columns or len(classes) < 2:
+        raise DatasetError(
+            f"cannot read {csv_path}: its columns {columns} fit neither a label CSV (an image column: "
+            f"{', '.join(IMAGE_COLUMNS)}; a label column: {', '.join(LABEL_COLUMNS)}) nor an ISIC ground truth "
+            "(an 'image' column and one 0/1 column per class)"
+        )
     base = csv_path.parent
     folders = [p for p in sorted(base.iterdir()) if p.is_dir()] + [base]
     paths = _resolve_images([r["image"] for r in rows], _image_index(folders), csv_path)

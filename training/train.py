@@ -215,9 +215,9 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         "split: %d train / %d validation images; %d near-duplicate groups kept together",
         len(train_idx), len(val_idx), int((np.bincount(groups) > 1).sum()),
     )  # fmt: skip
-    split = {
-        "train": [str(loaded.samples[i].path) for i in train_idx],
-        "validation": [str(loaded.samples[i].path) for i in val_idx],
+    split = {  # resolved paths: convert matches them whatever the working directory
+        "train": [str(loaded.samples[i].path.resolve()) for i in train_idx],
+        "validation": [str(loaded.samples[i].path.resolve()) for i in val_idx],
         "validation_labels": [labels[i] for i in y[val_idx]],
     }
     split_digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()[:16]

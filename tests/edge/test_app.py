@@ -28,7 +28,7 @@ EDGE_DETECT = Path(sys.executable).with_name("edge-detect")
 RECORD_KEYS = {
     "time", "source", "frame", "label", "confidence", "probabilities", "risk", "flagged", "uncertain",
     "verdict", "quality", "invoke_ms", "latency_ms", "disclaimer", "smoothed", "fps", "risk_threshold",
-    "risk_text", "risk_threshold_text",
+    "risk_text", "risk_threshold_text", "label_name",
 }  # fmt: skip
 
 
@@ -84,9 +84,13 @@ def test_folder_prints_human_lines_and_a_summary(tiny_tflite, folder):
 def test_json_lines_schema(tiny_tflite, folder):
     result = run("--model", tiny_tflite, "--source", folder, "--json")
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in result.stdout.splitlines()]  # stdout is JSON only
-    assert len(records) == 3
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # stdout is JSON only
+    records = [rec for rec in lines if "skipped" not in rec]
+    skipped = {Path(rec["source"]).name: rec["skipped"] for rec in lines if "skipped" in rec}
+    assert len(records) == 3 and set(skipped) == {"broken.jpg", "readme.txt"}
+    assert "not a readable image" in skipped["broken.jpg"]
     for rec in records:
+        assert rec["label_name"] == rec["label"]  # isic9 labels are names already
         assert set(rec) == RECORD_KEYS
         assert rec["disclaimer"] == DISCLAIMER
         assert rec["source"].startswith(str(folder))

@@ -60,3 +60,10 @@ def test_re_embedding_replaces_the_digest(tiny_tflite):
     again = embed_contract(tiny_tflite.read_bytes(), contract.replace(risk_threshold=0.3))
     assert again.count(b'"model_sha256"') == 1 and file_digest(again) != contract.model_sha256
     assert file_digest(again) in again.decode("latin-1")
+
+
+def test_diagnosis_codes_read_as_names():
+    from edge.contract import readable_label
+
+    assert readable_label("MEL") == "melanoma" and readable_label("bkl") == "pigmented benign keratosis"
+    assert readable_label("nevus") == "nevus" and readable_label("Something else") == "Something else"

@@ -102,6 +102,10 @@ def test_a_label_csv_keeps_lesion_ids_and_names_missing_columns(tmp_path):
     _write_csv(tmp_path / "cases.csv", ["picture", "label"], [["x0", "nevus"]])
     with pytest.raises(DatasetError, match="needs an image column"):
         load_dataset(tmp_path / "cases.csv", fmt="label-csv")
+    for header in (["image_id", "finding"], ["image", "finding"]):  # an unknown label column, auto-detected
+        _write_csv(tmp_path / "cases.csv", header, [["x0", "nevus"]])
+        with pytest.raises(DatasetError, match=r"fit neither a label CSV .* a label column: label, diagnosis"):
+            load_dataset(tmp_path / "cases.csv")
 
 
 def test_isic_csv_that_is_not_one_hot_is_rejected(tmp_path):

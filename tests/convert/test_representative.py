@@ -1,0 +1,43 @@
+"""convert's data: the run's own validation split, found whatever the working directory; a changed dataset fails."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from convert.representative import RepresentativeError, load_convert_data, recorded_data
+from edge.contract import ModelContract
+from tests.conftest import TINY_LABELS, make_folder_dataset
+
+
+def _run_folder(tmp_path: Path, data: Path, validation: list[Path]) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"config": {"data": str(data.resolve())}}))
+    (run / "split.json").write_text(json.dumps({"validation": [str(p.resolve()) for p in validation]}))
+    return run
+
+
+def test_the_runs_validation_images_are_found_from_a_relative_path(tmp_path, monkeypatch):
+    data = make_folder_dataset(tmp_path / "data", per_class=5)
+    validation = sorted(data.glob("*/*_000.jpg"))
+    run = _run_folder(tmp_path, data, validation)
+    assert recorded_data(run) == data.resolve()
+    monkeypatch.chdir(tmp_path)  # convert run elsewhere than train, DATA given relative
+    contract = ModelContract(task="classify", labels=tuple(sorted(TINY_LABELS)), image_size=32)
+    got = load_convert_data(Path("data"), contract, run, samples=10)
+    assert len(got.validation) == len(validation) == 3  # the run's split, not a new one
+    assert len(got.representative) == 10
+
+
+def test_a_dataset_that_lost_validation_images_since_training_is_refused(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", per_class=5)
+    validation = sorted(data.glob("*/*_000.jpg"))
+    run = _run_folder(tmp_path, data, validation)
+    os.remove(validation[0])
+    contract = ModelContract(task="classify", labels=tuple(sorted(TINY_LABELS)), image_size=32)
+    with pytest.raises(RepresentativeError, match="1 of the 3 validation images .* are no longer in"):
+        load_convert_data(data, contract, run, samples=10)
