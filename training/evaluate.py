@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,26 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+_INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its compiled forward pass
+
+
 def predict_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """A Keras classifier's logits for uint8 or float images, in batches, inference mode."""
-    out = [
-        np.asarray(model(images[i : i + batch].astype("float32"), training=False)) for i in range(0, len(images), batch)
-    ]
+    """A Keras classifier's logits for uint8 or float images, in batches, inference mode.
+
+    The forward pass is compiled once per model: run eagerly, each batch's intermediate tensors
+    were left in the allocator's caches (1.5 GB more resident memory for 1,000 images at 224 px).
+    """
+    import tensorflow as tf
+
+    if model not in _INFERENCE:
+
+        @tf.autograph.experimental.do_not_convert
+        def forward(x):
+            return model(x, training=False)
+
+        _INFERENCE[model] = tf.function(forward, reduce_retracing=True)
+    infer = _INFERENCE[model]
+    out = [np.asarray(infer(images[i : i + batch].astype("float32"))) for i in range(0, len(images), batch)]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
 
 
