@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 
-.PHONY: help setup-edge setup demo test test-fast lint bench browser clean
+.PHONY: help setup-edge setup demo test test-fast lint bench browser pi-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -36,6 +36,9 @@ test-fast: setup  ## unit tests only (no training runs, no browser)
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+pi-check: setup  ## the edge install and its answers on an emulated Raspberry Pi (root, ~30 min; not in test)
+	$(BIN)/python bench/pi_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

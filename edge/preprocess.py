@@ -4,6 +4,7 @@ the edge runner. NumPy + OpenCV only: importable without TensorFlow.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ from edge.contract import ModelContract
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "area_resize",
     "ImageError",
     "center_box",
     "correct_color",
@@ -97,10 +99,52 @@ def crop_and_resize(image: np.ndarray, contract: ModelContract) -> np.ndarray:
     size = contract.image_size
     if crop.shape[0] == size and crop.shape[1] == size:
         return np.ascontiguousarray(crop)
+    if contract.interpolation == "area" and crop.shape[0] > size:
+        return area_resize(crop, size)
     interp = _INTERPOLATION[contract.interpolation]
-    if interp == cv2.INTER_AREA and crop.shape[0] < size:
-        interp = cv2.INTER_LINEAR  # INTER_AREA upsamples like nearest; linear is smoother
+    if interp == cv2.INTER_AREA:
+        interp = cv2.INTER_LINEAR  # upsampling: area would repeat pixels like nearest; linear is smoother
     return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+def area_resize(square: np.ndarray, size: int) -> np.ndarray:
+    """Shrink a square uint8 image by area averaging in exact integer arithmetic.
+
+    OpenCV's INTER_AREA sums float weights with each CPU's vector code, so x86 and ARM differ by one
+    level on some pixels. Here every step is an integer sum: a photo over twice the size is first
+    summed in k x k blocks (its centre trimmed to a multiple of k by under k pixels), then each
+    output pixel takes the integer overlaps of the (at most three) source pixels it covers per axis,
+    with one rounding at the end. The same bytes in give the same bytes out on every platform.
+    """
+    n = square.shape[0]
+    k = max(1, n // size)
+    side = n // k
+    trim = (n - side * k) // 2
+    total = k * k * side * side  # the weights of every output pixel sum to this
+    dtype = np.int32 if 255 * total < 2**31 else np.int64
+    block = square[trim : trim + side * k, trim : trim + side * k].astype(dtype)
+    if k > 1:
+        block = sum(block[i::k] for i in range(k))
+        block = sum(block[:, j::k] for j in range(k))
+    taps, weights = _area_taps(side, size)
+    weights = weights.astype(dtype)
+    for _ in range(2):  # down the rows, then (transposed) down the columns
+        block = sum(w[:, None, None] * block[t] for t, w in zip(taps, weights)).swapaxes(0, 1)
+    return np.ascontiguousarray(((block + total // 2) // total).astype(np.uint8))
+
+
+@functools.lru_cache(maxsize=32)
+def _area_taps(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shrinking n pixels to m: for each tap, the source pixel each output pixel overlaps and the
+    overlap as an integer (output i spans [i*n, (i+1)*n), source j spans [j*m, (j+1)*m))."""
+    i = np.arange(m)
+    first = (i * n) // m
+    taps = np.stack([np.minimum(first + t, n - 1) for t in range(-(-n // m) + 1)])
+    lo = np.maximum(i * n, taps * m)
+    hi = np.minimum((i + 1) * n, (taps + 1) * m)
+    weights = np.maximum(hi - lo, 0)
+    weights[1:][taps[1:] == taps[:-1]] = 0  # a pixel clamped at the edge is counted once
+    return taps, weights.astype(np.int64)
 
 
 def correct_color(image: np.ndarray, contract: ModelContract) -> np.ndarray:
@@ -115,11 +159,13 @@ def shades_of_gray(image: np.ndarray, power: int = 6) -> np.ndarray:
     channel so the illuminant becomes grey of the same Euclidean length: different dermatoscopes,
     cameras and lamps then hand the model more alike colours. RGB uint8 in and out.
     """
-    levels = np.arange(256, dtype=np.float64)
-    hist = np.stack([cv2.calcHist([image], [c], None, [256], [0, 256]).ravel() for c in range(3)])
-    illuminant = ((hist @ (levels / 255.0) ** power) / hist.sum(1)) ** (1.0 / power)  # histograms: exact, fast
+    hist = [cv2.calcHist([image], [c], None, [256], [0, 256]).ravel().astype(np.int64) for c in range(3)]
+    # power sums in exact integers (a float dot product's order, and so its last bit, differs by CPU)
+    sums = [sum(int(count) * level**power for level, count in enumerate(h) if count) for h in hist]
+    illuminant = np.array([(total / max(int(h.sum()), 1)) ** (1.0 / power) / 255.0 for total, h in zip(sums, hist)])
     gain = np.sqrt(np.mean(illuminant**2)) / np.maximum(illuminant, 1e-6)
-    lut = np.clip(levels[:, None] * gain + 0.5, 0, 255).astype(np.uint8)
+    fixed = np.round(gain * 65536).astype(np.int64)  # 16-bit fixed point: the table is integer arithmetic
+    lut = np.clip((np.arange(256)[:, None] * fixed + 32768) >> 16, 0, 255).astype(np.uint8)
     return cv2.LUT(np.ascontiguousarray(image), lut[:, None, :])
 
 

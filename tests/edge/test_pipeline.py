@@ -18,7 +18,7 @@ from tests.edge.edge_synth import make_lesion
 RECORD_KEYS = {
     "time", "source", "frame", "label", "confidence", "probabilities", "risk", "flagged", "uncertain",
     "verdict", "quality", "invoke_ms", "latency_ms", "disclaimer", "smoothed", "fps", "risk_threshold",
-    "risk_text", "risk_threshold_text",
+    "risk_text", "risk_threshold_text", "label_name",
 }  # fmt: skip
 
 
