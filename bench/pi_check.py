@@ -171,18 +171,16 @@ def install(cpu: str) -> str:
 
 
 def image_list(count: int) -> list[str]:
-    """A fixed set: every n-th image of isic9/test, benign/malignant test and PH2, paths under shared/data."""
+    """A fixed set: evenly spaced images of isic9, the benign/malignant set and PH2, as paths under shared/data."""
     pools = [
-        sorted((SHARED / "isic9" / "test").rglob("*.jpg")),
-        sorted((SHARED / "malignant-vs-benign").rglob("*.jpg")),
-        sorted((SHARED / "ph2").rglob("*.bmp")) + sorted((SHARED / "ph2").rglob("*.jpg")),
+        sorted((SHARED / "isic9" / "train").rglob("*.jpg")),
+        sorted((SHARED / "malignant-vs-benign" / "train").rglob("*.jpg")),
+        sorted(p for p in (SHARED / "ph2" / "images").iterdir() if p.suffix.lower() in (".jpg", ".bmp", ".png")),
     ]
-    pools = [[p for p in pool if "mask" not in str(p).lower()] for pool in pools]
     picked: list[Path] = []
-    for pool in pools:
-        share = count // len(pools) + (1 if len(picked) < count % len(pools) else 0)
-        step = max(1, len(pool) // max(share, 1))
-        picked += pool[::step][:share]
+    for k, pool in enumerate(pools):
+        share = count // len(pools) + (1 if k < count % len(pools) else 0)
+        picked += pool[:: max(1, len(pool) // share)][:share]
     return [str(p.relative_to(SHARED)) for p in picked]
 
 
@@ -222,7 +220,7 @@ def kiosk_check(cpu: str) -> dict:
     """The kiosk in the emulated Pi: it starts, /healthz answers, an upload is classified."""
     port = 18000 + os.getpid() % 1000
     env = {"PATH": "/opt/venv/bin:/usr/bin:/bin", "HOME": "/root", "QEMU_CPU": cpu}
-    sample = next((SHARED / "isic9" / "test").rglob("*.jpg"))
+    sample = next((SHARED / "isic9" / "train").rglob("*.jpg"))
     proc = subprocess.Popen(
         ["chroot", str(ROOTFS), "edge-detect", "--serve", f"127.0.0.1:{port}"],
         env=env,
