@@ -253,15 +253,27 @@ def leaks_into(
 def split_indices(
     labels: np.ndarray, groups: np.ndarray, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified split of indices in which no group straddles train and validation."""
+    """A stratified split of indices in which no group straddles train and validation.
+
+    ``val_fraction`` is met by joining k of n stratified group folds (0.2: 1 of 5, 0.4: 2 of 5,
+    0.3: 3 of 10), the smallest n that comes within half a point of it.
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
     if not 0 < val_fraction < 0.5:
         raise ValueError(f"validation fraction must be within (0, 0.5), got {val_fraction}")
-    folds = max(2, round(1 / val_fraction))
+    folds, take = fold_plan(val_fraction)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), labels, groups))
-    return np.sort(train_idx), np.sort(val_idx)
+    parts = [val for _, val in splitter.split(np.zeros(len(labels)), labels, groups)]
+    val_idx = np.sort(np.concatenate(parts[:take]))
+    return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
+
+
+def fold_plan(fraction: float, most: int = 20) -> tuple[int, int]:
+    """(n folds, k of them) with k/n closest to ``fraction``: the fewest folds within half a point."""
+    plans = [(n, max(1, round(fraction * n))) for n in range(2, most + 1)]
+    close = [p for p in plans if abs(p[1] / p[0] - fraction) <= 0.005]
+    return close[0] if close else min(plans, key=lambda p: abs(p[1] / p[0] - fraction))
 
 
 def fingerprint(loaded: LoadedImages) -> str:

@@ -102,3 +102,17 @@ def test_split_does_not_depend_on_color_constancy(tmp_path):
     np.testing.assert_array_equal(plain.descriptors, corrected.descriptors)
     assert not np.array_equal(plain.images, corrected.images)
     np.testing.assert_array_equal(duplicate_groups(plain), duplicate_groups(corrected))
+
+
+def test_the_validation_fraction_is_the_share_asked_for():
+    from training.splits import fold_plan
+
+    assert fold_plan(0.2) == (5, 1) and fold_plan(0.4) == (5, 2) and fold_plan(0.3) == (10, 3)
+    assert fold_plan(0.25) == (4, 1) and fold_plan(0.1) == (10, 1) and fold_plan(0.15) == (13, 2)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 1000)
+    groups = np.arange(1000) // 2  # lesions of two images
+    for fraction in (0.1, 0.2, 0.3, 0.4):
+        train, val = split_indices(y, groups, fraction, seed=0)
+        assert abs(len(val) / len(y) - fraction) < 0.02, fraction  # 0.4 used to give 0.5
+        assert not set(groups[train]) & set(groups[val]) and len(train) + len(val) == len(y)
