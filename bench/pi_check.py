@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 ROOTFS = ROOT / "build" / "pi-rootfs"
+CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 MIRROR = "http://deb.debian.org/debian"
 CPUS = {"pi4": "cortex-a72", "pi5": "cortex-a76"}
 # What a Pi's kernel shows; the host's x86 /proc/cpuinfo would crash the interpreter's CPU detection.
@@ -98,7 +99,7 @@ def ensure_rootfs() -> None:
         MIRROR,
         stdout=subprocess.DEVNULL,
     )
-    sh("chroot", str(ROOTFS), "/debootstrap/debootstrap", "--second-stage", stdout=subprocess.DEVNULL)
+    sh(CHROOT, str(ROOTFS), "/debootstrap/debootstrap", "--second-stage", stdout=subprocess.DEVNULL)
     ready.write_text(dt.datetime.now().isoformat())
 
 
@@ -150,12 +151,15 @@ def copy_checkout() -> None:
 
 
 def in_pi(cpu: str, *cmd: str, timeout: int = 3600, **kw) -> subprocess.CompletedProcess:
-    env = {"PATH": "/opt/venv/bin:/usr/bin:/bin", "HOME": "/root", "QEMU_CPU": cpu, "LANG": "C.UTF-8"}
-    return subprocess.run(["chroot", str(ROOTFS), *cmd], env=env, text=True, capture_output=True, timeout=timeout, **kw)
+    env = {"PATH": "/opt/venv/bin:/usr/bin:/bin", "HOME": "/root", "QEMU_CPU": cpu, "LANG": "C.UTF-8",
+           "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}  # fmt: skip
+    return subprocess.run([CHROOT, str(ROOTFS), *cmd], env=env, text=True, capture_output=True, timeout=timeout, **kw)
 
 
 def install(cpu: str) -> str:
+    # this machine's name servers and trusted certificates (a proxy's own CA among them) for pip
     shutil.copy("/etc/resolv.conf", ROOTFS / "etc" / "resolv.conf")
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", ROOTFS / "etc" / "ssl" / "certs" / "ca-certificates.crt")
     if not (ROOTFS / "opt" / "venv" / "bin" / "edge-detect").exists():
         log("installing the edge package in the emulated Pi (python3 -m venv --system-site-packages; pip install -e .)")
         for cmd in (
@@ -222,7 +226,7 @@ def kiosk_check(cpu: str) -> dict:
     env = {"PATH": "/opt/venv/bin:/usr/bin:/bin", "HOME": "/root", "QEMU_CPU": cpu}
     sample = next((SHARED / "isic9" / "train").rglob("*.jpg"))
     proc = subprocess.Popen(
-        ["chroot", str(ROOTFS), "edge-detect", "--serve", f"127.0.0.1:{port}"],
+        [CHROOT, str(ROOTFS), "edge-detect", "--serve", f"127.0.0.1:{port}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -42,12 +42,13 @@ DIAGNOSIS_NAMES = {
     "atypical_nevus": "nevus",
     "scc": "squamous cell carcinoma",
     "vasc": "vascular lesion",
+    "seborrheic keratosis": "pigmented benign keratosis",  # ISIC 2019 counts both as BKL
 }
 
 
 def readable_label(label: str) -> str:
-    """The name a person reads for a class label: "melanoma" for "MEL"; other labels as they are."""
-    return DIAGNOSIS_NAMES.get(label.lower(), label)
+    """The name a person reads for a class label: "melanoma" for "MEL"; names stay as they are."""
+    return label if " " in label else DIAGNOSIS_NAMES.get(label.lower(), label)
 
 
 # Diagnoses counted as malignant, by every spelling the supported datasets use.
@@ -56,7 +57,7 @@ MALIGNANT_DIAGNOSES = frozenset(
         "mel", "melanoma",
         "bcc", "basal cell carcinoma", "basal_cell_carcinoma",
         "scc", "squamous cell carcinoma", "squamous_cell_carcinoma",
-        "akiec", "actinic keratosis", "actinic_keratosis",
+        "akiec", "ak", "actinic keratosis", "actinic_keratosis",
         "malignant",
     }
 )  # fmt: skip

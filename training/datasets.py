@@ -86,10 +86,17 @@ def to_binary(label: str) -> str:
 
 
 def map_label(label: str, labels: tuple[str, ...]) -> str | None:
-    """The name in ``labels`` that ``label`` means, through SYNONYMS (case-insensitive); None if none."""
+    """The name in ``labels`` that ``label`` means (case-insensitive), directly or through SYNONYMS in
+    either direction: "akiec" and "actinic keratosis" both find "AK"; None if nothing matches."""
     by_lower = {name.lower(): name for name in labels}
     key = label.lower()
-    return by_lower.get(key) or by_lower.get(SYNONYMS.get(key, ""))
+    direct = by_lower.get(key) or by_lower.get(SYNONYMS.get(key, ""))
+    if direct:
+        return direct
+    by_meaning: dict[str, str] = {}
+    for name in labels:
+        by_meaning.setdefault(SYNONYMS.get(name.lower(), name.lower()), name)
+    return by_meaning.get(SYNONYMS.get(key, key))
 
 
 def map_labels(samples: list[Sample], labels: tuple[str, ...]) -> list[Sample]:
@@ -198,7 +205,7 @@ def _read_ham10000(root: Path) -> list[Sample]:
 
 
 def _read_isic_csv(root: Path) -> list[Sample]:
-    csv_path = _the_csv(root)
+    csv_path, metadata = _isic_csvs(root)
     rows = _read_csv(csv_path)
     columns = list(rows[0])
     classes = [c for c in columns if c not in ("image", "score_weight", "validation_weight")]
@@ -211,6 +218,7 @@ def _read_isic_csv(root: Path) -> list[Sample]:
     base = csv_path.parent
     folders = [p for p in sorted(base.iterdir()) if p.is_dir()] + [base]
     paths = _resolve_images([r["image"] for r in rows], _image_index(folders), csv_path)
+    lesions = {r["image"]: (r.get("lesion_id") or "").strip() for r in _read_csv(metadata)} if metadata else {}
     samples = []
     for r in rows:
         if r["image"] not in paths:
@@ -221,8 +229,23 @@ def _read_isic_csv(root: Path) -> list[Sample]:
             raise DatasetError(f"{csv_path}: row {r['image']} has a non-numeric class value") from exc
         if len(hot) != 1:
             raise DatasetError(f"{csv_path}: row {r['image']} is not one-hot over {classes}")
-        samples.append(Sample(paths[r["image"]], hot[0], group=""))
+        samples.append(Sample(paths[r["image"]], hot[0], group=lesions.get(r["image"], "")))
     return samples
+
+
+def _isic_csvs(root: Path) -> tuple[Path, Path | None]:
+    """The ground-truth CSV of an ISIC challenge folder and, when beside it, the metadata CSV with lesion ids
+    (ISIC 2019: ISIC_2019_Training_GroundTruth.csv + ISIC_2019_Training_Metadata.csv)."""
+    if root.is_file():
+        return root, None
+    csvs = sorted(root.glob("*.csv"))
+    headers = {p: {c.strip() for c in _read_csv(p)[0]} for p in csvs}
+    metadata = [p for p in csvs if "lesion_id" in headers[p]]
+    truth = [p for p in csvs if p not in metadata]
+    if len(truth) != 1 or len(metadata) > 1:
+        found = ", ".join(p.name for p in csvs) or "none"
+        raise DatasetError(f"expected one ground-truth CSV (and at most one with lesion_id) in {root}; found {found}")
+    return truth[0], (metadata[0] if metadata else None)
 
 
 def _read_label_csv(root: Path) -> list[Sample]:

@@ -63,6 +63,11 @@ def test_isic_ground_truth_csv(tmp_path):
     ds = load_dataset(root)
     assert ds.format == "isic-csv"
     assert [s.label for s in ds.samples] == ["MEL", "NV", "BCC", "NV"]
+    # ISIC 2019 keeps lesion ids in a metadata CSV beside the ground truth: images of one lesion stay together
+    _write_csv(root / "ISIC2018_Task3_Training_Metadata.csv", ["image", "age_approx", "lesion_id"],
+               [["ISIC_0", "30", "L1"], ["ISIC_1", "40", ""], ["ISIC_3", "50", "L1"]])  # fmt: skip
+    ds = load_dataset(root)
+    assert [s.group for s in ds.samples] == ["L1", "", "", "L1"] and ds.format == "isic-csv"
 
 
 def test_a_csv_of_image_and_label_is_read_like_ph2(tmp_path):
@@ -137,6 +142,16 @@ def test_other_collections_diagnoses_map_onto_the_isic9_names():
     assert map_label("vasc", isic9) is None  # a class the model does not have
 
 
+def test_every_collection_maps_onto_the_isic2019_classes_as_isic2019_labels_them():
+    isic2019 = ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC")
+    pairs = {"akiec": "AK", "actinic keratosis": "AK", "pigmented benign keratosis": "BKL",
+             "seborrheic keratosis": "BKL", "bkl": "BKL", "nevus": "NV", "atypical_nevus": "NV", "melanoma": "MEL",
+             "squamous cell carcinoma": "SCC", "vascular lesion": "VASC", "dermatofibroma": "DF"}  # fmt: skip
+    assert {label: map_label(label, isic2019) for label in pairs} == pairs
+    isic9 = ("pigmented benign keratosis", "seborrheic keratosis")  # both of isic9's keratoses stay themselves
+    assert map_label("seborrheic keratosis", isic9) == "seborrheic keratosis" and map_label("BKL", isic9) == isic9[0]
+
+
 def test_binary_mapping_names_the_malignant_diagnoses():
     for name in ("mel", "bcc", "scc", "akiec", "melanoma", "basal cell carcinoma", "actinic keratosis"):
         assert to_binary(name) == "malignant"
@@ -153,3 +168,7 @@ def test_real_datasets_read_in_their_formats():
     ph2 = load_dataset(shared_data("ph2"))  # labels.csv + images/ (+ masks/)
     assert ph2.format == "label-csv" and len(ph2.samples) == 150
     assert ph2.labels == ("atypical_nevus", "common_nevus", "melanoma")
+    isic2019 = load_dataset(shared_data("isic2019"))  # ground truth + metadata with lesion ids
+    assert isic2019.format == "isic-csv" and len(isic2019.samples) == 20906
+    assert isic2019.labels == ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC")
+    assert any(s.group.startswith("HAM_") for s in isic2019.samples)
