@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from edge.contract import ModelContract
 
 __all__ = ["main"]
@@ -214,7 +216,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         "calibrated the %s model on validation: temperature %.3f (Keras %.3f), ECE %.3f (cross-fitted)", mode,
         contract.temperature, report["calibration"]["temperature_keras"], report["calibration"]["ece_crossfit"],
     )  # fmt: skip
-    contract = contract.replace(metrics={**contract.metrics, f"{mode}_agreement": round(report["agreement"], 4)})
+    contract = contract.replace(metrics=_file_metrics(contract, lite_logits, cdata.validation_labels, report, mode))
     report_path = out.with_suffix(".fidelity.json")
     if report["agreement"] < min_agreement and mode != "float32":
         worst = sorted(report["disagreements_by_keras_class"].items(), key=lambda kv: -kv[1])[:3]
@@ -233,6 +235,21 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     click.echo(str(out))
+
+
+def _file_metrics(
+    contract: ModelContract, lite_logits: np.ndarray, y: np.ndarray, report: dict, mode: str
+) -> dict[str, float]:
+    """The converted file's own validation metrics (its calibrated answers), for its contract; the Keras
+    model's figures stay beside them, named as such."""
+    from edge.classifier import calibrated_probabilities
+    from training.evaluate import classification_metrics
+
+    own = classification_metrics(y, calibrated_probabilities(lite_logits, contract.temperature), contract)
+    keras = {f"keras_{k}": v for k, v in contract.metrics.items() if not k.startswith(("keras_", "int8_", "float"))}
+    keys = ("accuracy", "balanced_accuracy", "macro_auc", "malignant_auc")
+    return {**keras, **{k: round(own[k], 4) for k in keys if own.get(k) is not None},
+            f"{mode}_agreement": round(report["agreement"], 4)}  # fmt: skip
 
 
 def _segment(
