@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -225,8 +226,8 @@ def kiosk_check(cpu: str) -> dict:
     port = 18000 + os.getpid() % 1000
     env = {"PATH": "/opt/venv/bin:/usr/bin:/bin", "HOME": "/root", "QEMU_CPU": cpu}
     sample = next((SHARED / "isic9" / "train").rglob("*.jpg"))
-    proc = subprocess.Popen(
-        [CHROOT, str(ROOTFS), "edge-detect", "--serve", f"127.0.0.1:{port}"],
+    proc = subprocess.Popen(  # as the unit runs it: the camera (absent here) and the page, ready either way
+        [CHROOT, str(ROOTFS), "edge-detect", "--camera", "--serve", f"127.0.0.1:{port}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -236,6 +237,8 @@ def kiosk_check(cpu: str) -> dict:
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and result["healthz"] is None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the kiosk exited ({proc.returncode}): {proc.stderr.read()[-500:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as r:
                     result["healthz"] = r.status
@@ -300,7 +303,12 @@ def compare(x86: dict, arm: dict) -> dict:
     return rows
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # unwinds through the unmounts
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=201)
     parser.add_argument("--cpus", nargs="+", default=list(CPUS), choices=list(CPUS))

@@ -125,9 +125,21 @@ def classification_metrics(
 
 
 def save_plots(
-    out_dir: Path, y: np.ndarray, probs: np.ndarray, contract: ModelContract, history: dict[str, list[float]]
+    out_dir: Path,
+    y: np.ndarray,
+    probs: np.ndarray,
+    contract: ModelContract,
+    history: dict[str, list],
+    best_epoch: int | None = None,
+    first_epoch: int = 1,
 ) -> list[Path]:
-    """Confusion matrix, ROC curves and training curves as PNG files in ``out_dir``."""
+    """Confusion matrix, ROC curves and training curves as PNG files in ``out_dir``.
+
+    The confusion matrix is row-normalised (recall on the diagonal) with the counts beside; the ROC
+    shows benign vs malignant with the contract's operating point, then each class against the rest
+    with its size; the curves are numbered as the training log numbers epochs (``first_epoch`` is
+    the first one in ``history``), with the phase switches and ``best_epoch`` marked.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,21 +148,39 @@ def save_plots(
     labels = list(contract.labels)
     paths = []
     cm = skm.confusion_matrix(y, probs.argmax(1), labels=range(len(labels)))
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)))
-    skm.ConfusionMatrixDisplay(cm, display_labels=labels).plot(ax=ax, colorbar=False, xticks_rotation=45)
-    ax.set_title("Validation confusion matrix")
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.9 * len(labels), 1.2 + 0.8 * len(labels)))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{share[i, j]:.2f}\n({cm[i, j]})", ha="center", va="center", fontsize=7,
+                    color="white" if share[i, j] > 0.6 else "black")  # fmt: skip
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), [f"{name} ({n})" for name, n in zip(labels, cm.sum(1))])
+    ax.set(xlabel="predicted", ylabel="true (images)", title="Validation confusion matrix (share of each true class)")
     fig.tight_layout()
     paths.append(out_dir / "confusion_matrix.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 5))
+    mal = list(contract.malignant_indices)
+    is_mal = np.isin(y, mal)
+    if mal and 0 < is_mal.sum() < len(y):
+        risk = probs[:, mal].sum(1)
+        fpr, tpr, _ = skm.roc_curve(is_mal, risk)
+        ax.plot(fpr, tpr, "k", lw=2.5, label=f"malignant vs benign ({is_mal.sum()} vs {(~is_mal).sum()}, "
+                f"AUC {skm.auc(fpr, tpr):.2f})")  # fmt: skip
+        flagged = risk >= contract.risk_threshold
+        ax.plot((flagged[~is_mal]).mean(), flagged[is_mal].mean(), "ro", ms=8,
+                label=f"operating point: risk >= {contract.risk_threshold:.3f}")  # fmt: skip
     for i, name in enumerate(labels):
-        if 0 < (y == i).sum() < len(y):
+        n = int((y == i).sum())
+        if 0 < n < len(y):
             fpr, tpr, _ = skm.roc_curve(y == i, probs[:, i])
-            ax.plot(fpr, tpr, label=f"{name} (AUC {skm.auc(fpr, tpr):.2f})")
+            ax.plot(fpr, tpr, lw=1, alpha=0.7, label=f"{name} (n={n}, AUC {skm.auc(fpr, tpr):.2f})")
     ax.plot([0, 1], [0, 1], "k:", lw=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Validation ROC (one vs rest)")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Validation ROC")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     paths.append(out_dir / "roc.png")
@@ -158,15 +188,23 @@ def save_plots(
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("loss", "val_loss"):
-        if history.get(key):
-            axes[0].plot(history[key], label=key)
-    for key in ("accuracy", "val_accuracy", "val_balanced_accuracy"):
-        if history.get(key):
-            axes[1].plot(history[key], label=key)
-    axes[0].set(title="loss", xlabel="epoch")
-    axes[1].set(title="accuracy", xlabel="epoch")
-    for ax in axes:
+    epochs = first_epoch + np.arange(len(history.get("loss", [])))
+    for ax, keys, title in (
+        (axes[0], ("loss", "val_loss"), "loss"),
+        (axes[1], ("accuracy", "val_accuracy", "val_balanced_accuracy"), "accuracy"),
+    ):
+        for key in keys:
+            if history.get(key):
+                ax.plot(epochs[: len(history[key])], history[key], marker=".", label=key)
+        phases = history.get("phase", [])
+        for k in range(1, len(phases)):
+            if phases[k] != phases[k - 1]:
+                ax.axvline(epochs[k] - 0.5, color="grey", ls="--", lw=1)
+                ax.text(epochs[k] - 0.4, ax.get_ylim()[1], phases[k], fontsize=7, va="top", color="grey")
+        if best_epoch is not None and best_epoch > 0:
+            ax.axvline(best_epoch, color="green", lw=1, alpha=0.6, label=f"kept: epoch {best_epoch}")
+        ax.set(title=title, xlabel="epoch (as in the log)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out_dir / "training_curves.png")

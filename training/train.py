@@ -294,6 +294,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
             record.setdefault(key, []).append(float(logs.get(key, np.nan)))
         for key in ("val_loss", "val_accuracy"):
             record.setdefault(key, []).append(scores[key])
+        record.setdefault("phase", []).append(phase.name)
         state.epoch += 1
         if phase.scored:
             best.end_epoch(model, epoch=state.epoch)
@@ -424,7 +425,8 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         "distribution": {"strategy": placement.describe(), "global_batch": global_batch, "replicas": replicas},
         "config": dataclasses.asdict(config),
     }
-    evaluate.save_plots(out, y_va, probs, contract, history)
+    first_epoch = len(pretrain_history.get("loss", [])) + 1  # the log numbers pre-training epochs first
+    evaluate.save_plots(out, y_va, probs, contract, history, best.best_epoch, first_epoch)
     evaluate.write_model_card(out, contract, metrics, dataclasses.asdict(config) | {"format": dataset.format})
     (out / "report.txt").write_text(_report(val_metrics))
     drop_checkpoint(out)
