@@ -15,6 +15,7 @@ from edge.contract import ModelContract
 __all__ = [
     "IMAGE_SUFFIXES",
     "area_resize",
+    "linear_resize",
     "ImageError",
     "center_box",
     "correct_color",
@@ -101,10 +102,9 @@ def crop_and_resize(image: np.ndarray, contract: ModelContract) -> np.ndarray:
         return np.ascontiguousarray(crop)
     if contract.interpolation == "area" and crop.shape[0] > size:
         return area_resize(crop, size)
-    interp = _INTERPOLATION[contract.interpolation]
-    if interp == cv2.INTER_AREA:
-        interp = cv2.INTER_LINEAR  # upsampling: area would repeat pixels like nearest; linear is smoother
-    return cv2.resize(crop, (size, size), interpolation=interp)
+    if contract.interpolation in ("area", "linear") and crop.shape[0] < size:
+        return linear_resize(crop, size)  # upsampling: area would repeat pixels like nearest
+    return cv2.resize(crop, (size, size), interpolation=_INTERPOLATION[contract.interpolation])
 
 
 def area_resize(square: np.ndarray, size: int) -> np.ndarray:
@@ -131,6 +131,29 @@ def area_resize(square: np.ndarray, size: int) -> np.ndarray:
     for _ in range(2):  # down the rows, then (transposed) down the columns
         block = sum(w[:, None, None] * block[t] for t, w in zip(taps, weights)).swapaxes(0, 1)
     return np.ascontiguousarray(((block + total // 2) // total).astype(np.uint8))
+
+
+def linear_resize(square: np.ndarray, size: int) -> np.ndarray:
+    """Enlarge a square uint8 image bilinearly (pixel centres aligned, as OpenCV's INTER_LINEAR) in
+    exact integer arithmetic, so that every platform gets the same bytes (OpenCV's vector code does not)."""
+    taps, weights = _linear_taps(square.shape[0], size)
+    dtype = np.int32 if 255 * (2 * size) ** 2 < 2**31 else np.int64  # sums reach 255 * (2 * size)^2
+    block, weights = square.astype(dtype), weights.astype(dtype)
+    for _ in range(2):  # down the rows, then (transposed) down the columns
+        block = sum(w[:, None, None] * block[t] for t, w in zip(taps, weights)).swapaxes(0, 1)
+    total = (2 * size) ** 2
+    return np.ascontiguousarray(((block + total // 2) // total).astype(np.uint8))
+
+
+@functools.lru_cache(maxsize=32)
+def _linear_taps(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Enlarging n pixels to m: output i samples the source at ((2i + 1) n - m) / 2m; its two neighbours
+    and their weights as integers out of 2m (clamped at the edges)."""
+    position = (2 * np.arange(m) + 1) * n - m  # in units of 1/2m of a source pixel
+    left = np.floor_divide(position, 2 * m)
+    right_weight = position - left * 2 * m
+    taps = np.stack([np.clip(left, 0, n - 1), np.clip(left + 1, 0, n - 1)])
+    return taps, np.stack([2 * m - right_weight, right_weight])
 
 
 @functools.lru_cache(maxsize=32)

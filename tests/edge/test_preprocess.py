@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edge.contract import ContractError, ModelContract
-from edge.preprocess import area_resize, crop_and_resize, preprocess, shades_of_gray
+from edge.preprocess import area_resize, crop_and_resize, linear_resize, preprocess, shades_of_gray
 
 CONTRACT = ModelContract(task="classify", labels=("a", "b"), image_size=64, color_constancy="shades_of_gray")
 
@@ -93,3 +93,29 @@ def test_shades_of_gray_survives_degenerate_frames():
     with np.errstate(all="raise"):  # no division by zero, no NaN
         out = shades_of_gray(red)
     assert out.dtype == np.uint8 and (out[..., 1:] == 0).all() and (out[..., 0] > 0).all()
+
+
+def test_linear_resize_equals_exact_bilinear_and_opencv_within_one_level():
+    import cv2
+
+    def reference(photo: np.ndarray, m: int) -> np.ndarray:  # half-pixel centres, clamped, rational weights
+        n = photo.shape[0]
+        taps = []
+        for i in range(m):
+            pos = (2 * i + 1) * n - m  # / 2m
+            left = pos // (2 * m)
+            w = pos - left * 2 * m
+            taps.append(((min(max(left, 0), n - 1), 2 * m - w), (min(max(left + 1, 0), n - 1), w)))
+        out = np.zeros((m, m, 3), np.uint8)
+        for i in range(m):
+            for j in range(m):
+                for c in range(3):
+                    total = sum(wa * wb * int(photo[a, b, c]) for a, wa in taps[i] for b, wb in taps[j])
+                    out[i, j, c] = (total + (2 * m) ** 2 // 2) // (2 * m) ** 2
+        return out
+
+    rng = np.random.default_rng(2)
+    for n, m in ((3, 5), (7, 12), (10, 11)):
+        photo = rng.integers(0, 256, (n, n, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(linear_resize(photo, m), reference(photo, m))
+        assert np.abs(linear_resize(photo, m).astype(int) - cv2.resize(photo, (m, m))).max() <= 1
