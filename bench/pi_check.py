@@ -51,6 +51,8 @@ CPUINFO = {
     ),
 }
 MODELS = ("isic9_int8.tflite", "isic9_float16.tflite", "benign_malignant_int8.tflite")
+SEGMENTER = "ph2_segment_int8.tflite"
+SEGMENTED = "isic9_int8.tflite on the lesion found by ph2_segment_int8.tflite"
 
 
 def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
@@ -202,18 +204,21 @@ def run_platform(label: str, runner, images: list[str], data: str, skinedge: str
     for name in images:  # a folder of links: edge-detect reads it like any folder
         (listing / name.replace("/", "__")).symlink_to(f"{data}/{name}")
     folder = f"{skinedge}/{listing.relative_to(tree)}"
-    for model in MODELS:
+    for model, extra in [(m, ()) for m in MODELS] + [(SEGMENTED, ("--segment", f"{skinedge}/models/{SEGMENTER}"))]:
         started = time.monotonic()
+        name = model if not extra else SEGMENTED
         proc = runner(
-            "edge-detect", "--model", f"{skinedge}/models/{model}", "--source", folder, "--json", "--no-quality-gate"
-        )
+            "edge-detect", "--model", f"{skinedge}/models/{MODELS[0] if extra else model}", "--source", folder,
+            "--json", "--no-quality-gate", *extra,
+        )  # fmt: skip
         records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        out["models"][model] = {
-            Path(r["source"]).name: {"label": r["label"], "flagged": r["flagged"], "probabilities": r["probabilities"]}
+        out["models"][name] = {
+            Path(r["source"]).name: {"label": r["label"], "flagged": r["flagged"], "probabilities": r["probabilities"],
+                                     "lesion": r.get("lesion")}
             for r in records
             if "label" in r
-        }
-        log(f"{label}: {model}: {len(out['models'][model])} images in {time.monotonic() - started:.0f} s")
+        }  # fmt: skip
+        log(f"{label}: {name}: {len(out['models'][name])} images in {time.monotonic() - started:.0f} s")
     probe = runner("python", f"{skinedge}/bench/pi_probe.py", folder, *[f"{skinedge}/models/{m}" for m in MODELS])
     out["tensors"] = json.loads(probe.stdout) if probe.returncode == 0 else {"error": probe.stderr[-2000:]}
     inspect = runner("edge-detect", "--inspect")
@@ -297,6 +302,12 @@ def compare(x86: dict, arm: dict) -> dict:
             "flag_agreement": flag / max(len(common), 1),
             "max_probability_difference": round(diff, 4),
         }
+        lesions = [(ours[k]["lesion"], theirs[k]["lesion"]) for k in common if ours[k]["lesion"]]
+        if lesions:
+            rows[model]["lesion_boxes_identical"] = sum(a["box"] == b["box"] for a, b in lesions)
+            rows[model]["max_lesion_area_difference"] = max(
+                abs(a["area_fraction"] - b["area_fraction"]) for a, b in lesions
+            )
     t86, tarm = x86.get("tensors", {}), arm.get("tensors", {})
     same = [k for k in t86 if t86[k] == tarm.get(k)]
     rows["preprocessed tensors identical"] = f"{len(same)} of {len(t86)}"

@@ -12,7 +12,7 @@ from edge.classifier import Classifier
 from edge.contract import ContractError, ModelContract
 from edge.overlay import draw_overlay
 from edge.pipeline import iter_results
-from edge.preprocess import preprocess
+from edge.preprocess import area_resize, preprocess
 from edge.segment import Lesion, Segmenter, lesion_input, mask_from_logits, measure_lesion, square_crop
 from edge.sources import Frame
 from tests.edge.edge_synth import make_lesion
@@ -113,7 +113,7 @@ def test_found_lesion_crops_the_classifier_input_and_is_drawn(tiny_tflite):
     [result] = iter_results(clf, [Frame(frame, 0.0, "a.jpg", 0)], segmenter=seg, thresholds=None)
     lesion = result.lesion
     x0, y0, x1, y1 = lesion.crop
-    expected = cv2.resize(frame[y0:y1, x0:x1], (64, 64), interpolation=cv2.INTER_AREA)
+    expected = area_resize(frame[y0:y1, x0:x1], 64)  # the square around the lesion, shrunk as preprocessing does
     assert np.array_equal(lesion_input(frame, lesion, clf.contract), expected)
     record = result.to_record()
     assert record["lesion"]["found"] and record["lesion"]["area_fraction"] > 0.05
