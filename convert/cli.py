@@ -226,7 +226,10 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
             f"--min-agreement {min_agreement:.0%}; most disagreements on: {names}"
         )
         if not force:
-            raise click.ClickException(message + ". Nothing written; use --force to write it anyway.")
+            hint = "" if qat_epochs else " Try --qat-epochs 6 (int8-aware fine-tuning, a few minutes);"
+            raise click.ClickException(
+                f"{message}. Nothing written.{hint} --min-agreement sets the gate, --force writes it anyway."
+            )
         log.warning("%s; writing anyway (--force)", message)
     try:
         write_atomic(out, embed_contract(converted, contract))
