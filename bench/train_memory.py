@@ -74,7 +74,7 @@ def main() -> None:
     result = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "train": "train DATA --img-size " + args.img_size + " --epochs 0 --head-epochs 1",
-        "data": str(args.data),
+        "data": os.path.relpath(args.data, ROOT),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "date": dt.date.today().isoformat(),
         "rows": rows,
