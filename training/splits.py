@@ -175,11 +175,18 @@ def _write_cache(
             meta = list(pool.map(one, range(n)))
         mapped.flush()
         descriptors = np.stack([m[0] for m in meta]) if meta else np.zeros((0, 768), np.float32)
-        np.save(images_file.with_name(f"{images_file.stem}.desc.npy"), descriptors)
+        # every file goes in by rename, the list last: another process (a second worker on this
+        # machine) building the same entry at once never reads a half-written file
+        desc_tmp = images_file.with_name(f"{images_file.stem}.desc.tmp{os.getpid()}.npy")
+        np.save(desc_tmp, descriptors)
+        os.replace(desc_tmp, images_file.with_name(f"{images_file.stem}.desc.npy"))
         os.replace(tmp, images_file)
-        meta_file.write_text(json.dumps({"md5": [m[1] for m in meta], "skipped": [m[2] for m in meta]}))
+        meta_tmp = meta_file.with_name(f"{meta_file.name}.tmp{os.getpid()}")
+        meta_tmp.write_text(json.dumps({"md5": [m[1] for m in meta], "skipped": [m[2] for m in meta]}))
+        os.replace(meta_tmp, meta_file)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for leftover in images_file.parent.glob(f"{images_file.stem}.*tmp{os.getpid()}*"):
+            leftover.unlink(missing_ok=True)
         raise
 
 
