@@ -16,7 +16,7 @@ __all__ = ["main"]
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("data", type=click.Path(path_type=str), required=False)
+@click.argument("data", type=click.Path(path_type=str), nargs=-1)
 @click.option("--out", default="runs/latest", help="Run folder to write (model, contract, metrics, plots, card).")
 @click.option(
     "--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto",
@@ -43,6 +43,11 @@ __all__ = ["main"]
 @click.option("--batch-size", type=click.IntRange(1), default=32)
 @click.option("--lr", type=float, default=3e-4, help="Peak fine-tuning learning rate (cosine decay).")
 @click.option("--val-fraction", type=click.FloatRange(0.05, 0.45), default=0.2, help="Validation share.")
+@click.option(
+    "--test-fraction", type=click.FloatRange(0.0, 0.4), default=0.0,
+    help="A fixed, lesion-grouped test part of every collection (the same for every --seed), scored once at the "
+    "end and per collection in metrics.json; nothing is chosen or calibrated on it (0 = none).",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the split, augmentation and initialisation.")
 @click.option(
     "--patience", type=click.IntRange(1), default=4,
@@ -89,12 +94,17 @@ __all__ = ["main"]
 )  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--verbose", is_flag=True, help="Also show TensorFlow's own start-up and device messages.")
-def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
-         head_epochs: int, batch_size: int, lr: float, val_fraction: float, seed: int, patience: int,
-         balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, teachers: tuple[str, ...],
+def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
+         head_epochs: int, batch_size: int, lr: float, val_fraction: float, test_fraction: float, seed: int,
+         patience: int, balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, teachers: tuple[str, ...],
          color_constancy: str, white_balance: float, max_images: int, strategy: str, mixed_precision: bool,
          resume_run: str | None, log_level: str, verbose: bool) -> None:  # fmt: skip
-    """Fine-tune a MobileNetV3 classifier on DATA and write a run folder.
+    """Fine-tune a MobileNetV3 classifier on DATA (one collection or several) and write a run folder.
+
+    Several collections are trained, validated and (with --test-fraction) tested on together, their
+    labels mapped onto ISIC 2019's eight classes as ISIC 2019 files them: akiec -> AK, pigmented
+    benign and seborrheic keratosis -> BKL, nevus grades -> NV; copies and lesions shared between
+    collections stay on one side of the split, and metrics.json reports every collection.
 
     DATA is a folder per class, a HAM10000 folder (HAM10000_metadata.csv + images/), an ISIC
     ground-truth CSV with its images, or a CSV naming each image and its label (image_id,diagnosis)
@@ -113,24 +123,30 @@ def main(data: str, out: str, fmt: str, task: str, arch: str, weights: str, img_
     from training.train import TrainConfig, resume, train
 
     if resume_run is not None:
-        if data is not None:
+        if data:
             raise click.UsageError("--resume RUN takes its data from the run: give DATA or --resume, not both")
         _run(lambda: resume(resume_run), resume_run, val_fraction)
         return
-    if data is None:
+    if not data:
         raise click.UsageError("missing DATA (or --resume RUN)")
+    if val_fraction / (1 - test_fraction) >= 0.5:
+        raise click.UsageError("--val-fraction and --test-fraction leave too little to train on")
 
     if pretrain_epochs and not extra_data:
         raise click.UsageError("--pretrain-epochs needs --extra-data to pre-train on")
     if task == "segment":
-        _segment(data, out, arch, weights, img_size, epochs, head_epochs, batch_size, lr, val_fraction, seed,
+        if len(data) > 1:
+            raise click.UsageError("--task segment trains on one collection")
+        _segment(data[0], out, arch, weights, img_size, epochs, head_epochs, batch_size, lr, val_fraction, seed,
                  patience, max_images)  # fmt: skip
         return
 
     config = TrainConfig(
-        data=str(Path(data).resolve()), out=out, format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
+        data=str(Path(data[0]).resolve()), more_data=tuple(str(Path(d).resolve()) for d in data[1:]), out=out,
+        format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-        val_fraction=val_fraction, seed=seed, patience=patience, balance=balance, max_images=max_images,
+        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, patience=patience, balance=balance,
+        max_images=max_images,
         extra_data=tuple(extra_data), pretrain_epochs=pretrain_epochs, teachers=tuple(teachers),
         color_constancy=color_constancy.replace("-", "_"), white_balance=white_balance, strategy=strategy,
         mixed_precision=mixed_precision,

@@ -27,6 +27,7 @@ from edge.preprocess import IMAGE_SUFFIXES
 
 __all__ = [
     "FORMATS",
+    "ISIC2019_CLASSES",
     "DatasetError",
     "Dataset",
     "Sample",
@@ -44,6 +45,7 @@ IMAGE_COLUMNS = ("image", "image_id", "image_name", "filename", "file")  # label
 LABEL_COLUMNS = ("label", "diagnosis", "dx", "class")
 HAM_CSV = "HAM10000_metadata.csv"
 BINARY_LABELS = ("benign", "malignant")
+ISIC2019_CLASSES = ("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC")  # the taxonomy of several collections
 
 
 class DatasetError(ValueError):

@@ -24,7 +24,7 @@ from edge.calibration import (
 from edge.classifier import calibrated_probabilities
 from edge.contract import MALIGNANT_DIAGNOSES, ModelContract, load_contract, save_contract
 from training.best_epoch import BestEpoch
-from training.datasets import DatasetError, load_dataset, map_labels
+from training.datasets import ISIC2019_CLASSES, DatasetError, Sample, load_dataset, map_labels
 from training.distribute import StrategyError, place
 from training.pipeline import ImageRows, cache_dir, image_dataset
 from training.runstate import EpochLog, RunState, drop_checkpoint, load_state, restore_checkpoint, save_checkpoint
@@ -62,6 +62,8 @@ class TrainConfig:
     sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
     color_constancy: str = "none"  # or "shades_of_gray": part of the preprocessing, stored in the contract
     white_balance: float = 0.0  # augmentation: each RGB channel scaled by up to x/÷ (1 + this), a lamp or camera change
+    more_data: tuple[str, ...] = ()  # more collections, trained, validated and tested on like DATA
+    test_fraction: float = 0.0  # a fixed, lesion-grouped test part of every collection, never selected on
     strategy: str = "auto"  # tf.distribute: auto, one, mirrored or multi-worker (training/distribute.py)
     mixed_precision: bool = False  # float16 compute on GPUs
 
@@ -186,12 +188,10 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     out = Path(config.out)
     resuming = state is not None
 
-    dataset = load_dataset(config.data, config.format, "binary" if config.task == "binary" else "multiclass")
-    samples = list(dataset.samples)
+    samples, labels, origins, data_format = _read_collections(config)
     if config.max_images and len(samples) > config.max_images:
         rng = np.random.default_rng(config.seed)
         samples = [samples[i] for i in sorted(rng.choice(len(samples), config.max_images, replace=False))]
-    labels = dataset.labels
     malignant = tuple(name for name in labels if name.lower() in MALIGNANT_DIAGNOSES)
     contract = ModelContract(
         task="classify",
@@ -201,25 +201,29 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         color_constancy=config.color_constancy,
         malignant_labels=malignant,
     )
-    log.info("reading %d images from %s (%s)", len(samples), config.data, dataset.format)
+    collections = [config.data, *config.more_data]
+    log.info("reading %d images from %s (%s)", len(samples), " + ".join(collections), data_format)
     loaded = load_images(samples, contract, cache=cache_dir())
     if len(loaded.samples) < 2:
         raise DatasetError(f"only {len(loaded.samples)} readable images in {config.data}")
     y = np.array([labels.index(s.label) for s in loaded.samples])
     if len(np.unique(y)) < 2:
         raise DatasetError(f"{config.data} has readable images of a single class only")
-    groups = duplicate_groups(loaded)
-    train_idx, val_idx = split_indices(y, groups, config.val_fraction, config.seed)
+    groups = duplicate_groups(loaded)  # copies and lesions across collections too: ISIC id, lesion id, content
+    origin = np.array([origins[s.path] for s in loaded.samples])
+    train_idx, val_idx, test_idx = _split(y, origin, groups, config)
     assert not set(groups[train_idx]) & set(groups[val_idx]), "a duplicate group straddles the split"
     log.info(
-        "split: %d train / %d validation images; %d near-duplicate groups kept together",
-        len(train_idx), len(val_idx), int((np.bincount(groups) > 1).sum()),
+        "split: %d train / %d validation / %d test images; %d near-duplicate groups kept together",
+        len(train_idx), len(val_idx), len(test_idx), int((np.bincount(groups) > 1).sum()),
     )  # fmt: skip
     split = {  # resolved paths: convert matches them whatever the working directory
         "train": [str(loaded.samples[i].path.resolve()) for i in train_idx],
         "validation": [str(loaded.samples[i].path.resolve()) for i in val_idx],
         "validation_labels": [labels[i] for i in y[val_idx]],
     }
+    if len(test_idx):
+        split["test"] = [str(loaded.samples[i].path.resolve()) for i in test_idx]
     split_digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()[:16]
     if resuming and state.split_digest != split_digest:
         raise DatasetError(f"the data of {out} changed since the run started (another split): start a new run")
@@ -402,6 +406,15 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
             k: round(val_metrics[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_auc") if k in val_metrics
         }
     )
+    parts = {"validation": (val_idx, probs)}
+    if len(test_idx):  # scored once, at the end: nothing was chosen or calibrated on it
+        test_logits = evaluate.predict_logits(model, loaded.images.rows(test_idx))
+        parts["test"] = (test_idx, calibrated_probabilities(test_logits, temperature))
+    by_collection = {
+        name: {part: _summary(evaluate.classification_metrics(y[idx][origin[idx] == c], p[origin[idx] == c], contract))
+               for part, (idx, p) in parts.items() if (origin[idx] == c).any()}
+        for c, name in enumerate(collections)
+    }  # fmt: skip
     if not placement.is_chief:
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -410,11 +423,14 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     (out / "split.json").write_text(json.dumps(split))
     metrics = {
         "validation": val_metrics,
+        "test": evaluate.classification_metrics(y[test_idx], parts["test"][1], contract) if len(test_idx) else None,
+        "collections": by_collection,
         "ece_uncalibrated": expected_calibration_error(calibrated_probabilities(logits, 1.0), y_va),
         "ece_calibrated_crossfit": cross_fitted_ece(logits, y_va),
         "temperature": temperature,
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),
+        "n_test": int(len(test_idx)),
         "n_skipped": len(loaded.skipped),
         "skipped": loaded.skipped,
         "best_epoch": best.best_epoch,
@@ -427,7 +443,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     }
     first_epoch = len(pretrain_history.get("loss", [])) + 1  # the log numbers pre-training epochs first
     evaluate.save_plots(out, y_va, probs, contract, history, best.best_epoch, first_epoch)
-    evaluate.write_model_card(out, contract, metrics, dataclasses.asdict(config) | {"format": dataset.format})
+    evaluate.write_model_card(out, contract, metrics, dataclasses.asdict(config) | {"format": data_format})
     (out / "report.txt").write_text(_report(val_metrics))
     drop_checkpoint(out)
     log.info(
@@ -435,6 +451,50 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         val_metrics["accuracy"], val_metrics["balanced_accuracy"], val_metrics.get("macro_auc", "n/a"), out,
     )  # fmt: skip
     return out
+
+
+TEST_SPLIT_SEED = 0  # the test part does not move with --seed: every seed is scored on the same images
+
+
+def _read_collections(config: TrainConfig) -> tuple[list[Sample], tuple[str, ...], dict[Path, int], str]:
+    """DATA and the --also collections: their samples, the label set, each file's collection and the format(s).
+
+    One collection keeps its own labels; several are mapped onto ISIC 2019's eight classes (or benign /
+    malignant with --task binary), each label as ISIC 2019 itself files it.
+    """
+    task = "binary" if config.task == "binary" else "multiclass"
+    paths = [config.data, *config.more_data]
+    datasets = [load_dataset(p, config.format if i == 0 else "auto", task) for i, p in enumerate(paths)]
+    if len(datasets) == 1:
+        samples, labels = list(datasets[0].samples), datasets[0].labels
+    else:
+        taxonomy = datasets[0].labels if task == "binary" else ISIC2019_CLASSES
+        samples = [s for ds in datasets for s in map_labels(list(ds.samples), taxonomy)]
+        labels = tuple(name for name in taxonomy if any(s.label == name for s in samples))
+    origins = {s.path: i for i, ds in enumerate(datasets) for s in ds.samples}
+    return samples, labels, origins, " + ".join(ds.format for ds in datasets)
+
+
+def _split(y: np.ndarray, origin: np.ndarray, groups: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, ...]:
+    """(train, validation, test) indices, stratified by collection and class, no group across parts.
+
+    The test part (``config.test_fraction`` of each collection) comes first with a fixed seed; the
+    validation part (``config.val_fraction`` of all) is drawn from the rest with ``config.seed``.
+    """
+    strata = origin * (int(y.max()) + 1) + y
+    everything = np.arange(len(y))
+    rest, test = everything, everything[:0]
+    if config.test_fraction:
+        kept, held = split_indices(strata, groups, config.test_fraction, TEST_SPLIT_SEED)
+        rest, test = everything[kept], everything[held]
+    fraction = config.val_fraction / (1 - config.test_fraction)
+    train, val = split_indices(strata[rest], groups[rest], fraction, config.seed)
+    return rest[train], rest[val], test
+
+
+def _summary(m: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n", "accuracy", "balanced_accuracy", "malignant_auc", "malignant_sensitivity", "malignant_specificity")
+    return {k: m[k] for k in keys if m.get(k) is not None}
 
 
 def _fit_across_workers(model, batch: tuple[np.ndarray, np.ndarray]) -> None:
