@@ -91,10 +91,13 @@ def load_convert_data(
         val_samples = [by_path[p] for p in listed if p in by_path]
         val_paths = set(listed)
         train_samples = [s for s in all_samples if str(s.path.resolve()) not in val_paths]
-        if len(val_samples) < len(listed) and _trained_on(run_dir, Path(data)):
+        root = Path(data).resolve() if Path(data).is_dir() else Path(data).resolve().parent
+        ours = [p for p in listed if Path(p).is_relative_to(root)]  # the others are other collections' images
+        lost = len(ours) - sum(p in by_path for p in ours)
+        if lost and _trained_on(run_dir, Path(data)):
             raise RepresentativeError(
-                f"{len(listed) - len(val_samples)} of the {len(listed)} validation images in {split_file} are no "
-                f"longer in {data}: the data changed since training, so fidelity cannot be measured on the run's split"
+                f"{lost} of the {len(ours)} validation images of {data} in {split_file} are no longer there: "
+                "the data changed since training, so fidelity cannot be measured on the run's split"
             )
         if not val_samples:  # the run trained on other data: validate on a leak-free split of this data
             log.warning("%s is not the data %s trained on: validating on a new split of it", data, run_dir)

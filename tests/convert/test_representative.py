@@ -39,5 +39,15 @@ def test_a_dataset_that_lost_validation_images_since_training_is_refused(tmp_pat
     run = _run_folder(tmp_path, data, validation)
     os.remove(validation[0])
     contract = ModelContract(task="classify", labels=tuple(sorted(TINY_LABELS)), image_size=32)
-    with pytest.raises(RepresentativeError, match="1 of the 3 validation images .* are no longer in"):
+    with pytest.raises(RepresentativeError, match="1 of the 3 validation images of .* are no longer there"):
         load_convert_data(data, contract, run, samples=10)
+
+
+def test_validation_images_of_the_runs_other_collections_are_not_missing(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", per_class=5)
+    other = make_folder_dataset(tmp_path / "other", per_class=2, seed=1)
+    validation = sorted(data.glob("*/*_000.jpg")) + sorted(other.glob("*/*_000.jpg"))
+    run = _run_folder(tmp_path, data, validation)
+    contract = ModelContract(task="classify", labels=tuple(sorted(TINY_LABELS)), image_size=32)
+    got = load_convert_data(data, contract, run, samples=10)
+    assert len(got.validation) == 3  # DATA's part of the split; the other collection's are elsewhere
