@@ -63,7 +63,10 @@ def log(message: str) -> None:
     print(f"[pi-check {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def ensure_tools() -> None:
+def ensure_tools() -> list:
+    """Debootstrap and QEMU installed, QEMU registered with binfmt_misc; returns the steps that undo
+    what was registered or mounted here, so the host is left as it was found."""
+    undo = []
     missing = [p for p in ("debootstrap", "qemu-aarch64-static") if shutil.which(p) is None]
     if missing:
         log(f"installing {' '.join(missing)} from Debian")
@@ -77,10 +80,14 @@ def ensure_tools() -> None:
             "binfmt-support",
             stdout=subprocess.DEVNULL,
         )
-    if not Path("/proc/sys/fs/binfmt_misc/register").exists():
-        sh("mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc")
-    if not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "register").exists():
+        sh("mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt))
+        undo.append(lambda: subprocess.run(["umount", str(binfmt)], check=False))
+    if not (binfmt / "qemu-aarch64").exists():
         sh("/usr/lib/systemd/systemd-binfmt", "/usr/lib/binfmt.d/qemu-aarch64.conf")
+        undo.append(lambda: (binfmt / "qemu-aarch64").write_text("-1"))
+    return undo
 
 
 def ensure_rootfs() -> None:
@@ -330,49 +337,54 @@ def main() -> None:
     if not SHARED.is_dir():
         raise SystemExit(f"pi-check compares answers on the shared images, and {SHARED} is absent")
     started = time.monotonic()
-    ensure_tools()
-    ensure_rootfs()
-    copy_checkout()
-    images = image_list(args.images)
-    bin_dir = Path(sys.executable).parent
+    undo = ensure_tools()
+    try:
+        ensure_rootfs()
+        copy_checkout()
+        images = image_list(args.images)
+        bin_dir = Path(sys.executable).parent
 
-    def on_x86(cmd: str, *rest: str) -> subprocess.CompletedProcess:
-        exe = str(bin_dir / cmd) if (bin_dir / cmd).exists() else cmd
-        return subprocess.run(
-            [exe, *rest], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
-        )
-
-    log(f"x86: {len(images)} images")
-    x86 = run_platform("x86", on_x86, images, str(SHARED), str(ROOT), ROOT)
-    report = {"date": dt.date.today().isoformat(), "images": len(images), "command": "sudo make pi-check"}
-    for board in args.cpus:
-        cpu = CPUS[board]
-        with mounted(cpu):
-            versions = install(cpu)
-            log(f"{board} ({cpu}): running")
-            arm = run_platform(
-                board,
-                lambda *c, cpu=cpu: in_pi(cpu, *c),
-                images,
-                "/opt/shared/data",
-                "/opt/skinedge",
-                ROOTFS / "opt" / "skinedge",
+        def on_x86(cmd: str, *rest: str) -> subprocess.CompletedProcess:
+            exe = str(bin_dir / cmd) if (bin_dir / cmd).exists() else cmd
+            return subprocess.run(
+                [exe, *rest], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
             )
-            report[board] = {
-                "cpu": cpu,
-                "inspect": arm["inspect"],
-                "kiosk": kiosk_check(cpu),
-                "compare": compare(x86, arm),
-                "packages": [
-                    v
-                    for v in versions.splitlines()
-                    if v.split("==")[0] in ("ai-edge-litert", "numpy", "opencv-python-headless")
-                ],
-            }
-    report["minutes"] = round((time.monotonic() - started) / 60, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+
+        log(f"x86: {len(images)} images")
+        x86 = run_platform("x86", on_x86, images, str(SHARED), str(ROOT), ROOT)
+        report = {"date": dt.date.today().isoformat(), "images": len(images), "command": "sudo make pi-check"}
+        for board in args.cpus:
+            cpu = CPUS[board]
+            with mounted(cpu):
+                versions = install(cpu)
+                log(f"{board} ({cpu}): running")
+                arm = run_platform(
+                    board,
+                    lambda *c, cpu=cpu: in_pi(cpu, *c),
+                    images,
+                    "/opt/shared/data",
+                    "/opt/skinedge",
+                    ROOTFS / "opt" / "skinedge",
+                )
+                report[board] = {
+                    "cpu": cpu,
+                    "inspect": arm["inspect"],
+                    "kiosk": kiosk_check(cpu),
+                    "compare": compare(x86, arm),
+                    "packages": [
+                        v
+                        for v in versions.splitlines()
+                        if v.split("==")[0] in ("ai-edge-litert", "numpy", "opencv-python-headless")
+                    ],
+                }
+        report["minutes"] = round((time.monotonic() - started) / 60, 1)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+
+    finally:
+        for step in reversed(undo):  # the host as it was found
+            step()
 
 
 if __name__ == "__main__":
