@@ -126,22 +126,22 @@ def area_resize(square: np.ndarray, size: int) -> np.ndarray:
     if k > 1:
         block = sum(block[i::k] for i in range(k))
         block = sum(block[:, j::k] for j in range(k))
-    taps, weights = _area_taps(side, size)
-    weights = weights.astype(dtype)
-    for _ in range(2):  # down the rows, then (transposed) down the columns
-        block = sum(w[:, None, None] * block[t] for t, w in zip(taps, weights)).swapaxes(0, 1)
-    return np.ascontiguousarray(((block + total // 2) // total).astype(np.uint8))
+    return _separable(block, *_area_taps(side, size), total)
 
 
 def linear_resize(square: np.ndarray, size: int) -> np.ndarray:
     """Enlarge a square uint8 image bilinearly (pixel centres aligned, as OpenCV's INTER_LINEAR) in
     exact integer arithmetic, so that every platform gets the same bytes (OpenCV's vector code does not)."""
-    taps, weights = _linear_taps(square.shape[0], size)
-    dtype = np.int32 if 255 * (2 * size) ** 2 < 2**31 else np.int64  # sums reach 255 * (2 * size)^2
-    block, weights = square.astype(dtype), weights.astype(dtype)
-    for _ in range(2):  # down the rows, then (transposed) down the columns
+    total = (2 * size) ** 2  # the weights of every output pixel sum to this
+    dtype = np.int32 if 255 * total < 2**31 else np.int64
+    return _separable(square.astype(dtype), *_linear_taps(square.shape[0], size), total)
+
+
+def _separable(block: np.ndarray, taps: np.ndarray, weights: np.ndarray, total: int) -> np.ndarray:
+    """Integer weighted sums down the rows, then (transposed) down the columns; one rounding at the end."""
+    weights = weights.astype(block.dtype)
+    for _ in range(2):
         block = sum(w[:, None, None] * block[t] for t, w in zip(taps, weights)).swapaxes(0, 1)
-    total = (2 * size) ** 2
     return np.ascontiguousarray(((block + total // 2) // total).astype(np.uint8))
 
 

@@ -13,14 +13,21 @@ import csv
 import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LOG_COLUMNS", "RunState", "EpochLog", "load_state", "save_checkpoint", "restore_checkpoint"]
+__all__ = [
+    "LOG_COLUMNS",
+    "EpochLog",
+    "RunState",
+    "drop_checkpoint",
+    "load_state",
+    "restore_checkpoint",
+    "save_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +132,6 @@ class EpochLog:
             writer.writeheader()
             writer.writerows(rows)
         self.writer = tf.summary.create_file_writer(str(run / "logs"))
-        self.started = time.monotonic()
 
     def write(self, row: dict[str, Any]) -> None:
         import tensorflow as tf

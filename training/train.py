@@ -358,7 +358,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         model.fit(
             image_dataset(x, t, global_batch, config.seed + state.epoch, augment, balanced=balanced),
             steps_per_epoch=steps if balanced else None, epochs=phase.epochs, initial_epoch=start,
-            class_weight=weights, callbacks=[_EpochCallback(phase, steps, global_batch, end_epoch)], shuffle=False,
+            class_weight=weights, callbacks=[_epoch_callback(phase, steps, global_batch, end_epoch)], shuffle=False,
             verbose=0,
         )  # fmt: skip
 
@@ -527,32 +527,30 @@ def _weights_digest(model) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-class _EpochCallback:
-    """Keras callback: progress within an epoch (a line every PROGRESS_SECONDS), then ``end_epoch``."""
+def _epoch_callback(phase: Phase, steps: int, batch: int, end_epoch):
+    """A Keras callback: progress within an epoch (a line every PROGRESS_SECONDS), then ``end_epoch``."""
+    import keras
 
-    def __new__(cls, phase: Phase, steps: int, batch: int, end_epoch):
-        import keras
+    class _Callback(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch, self.started, self.shown, self.steps_done = epoch, time.monotonic(), time.monotonic(), 0
 
-        class _Callback(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-                self.epoch, self.started, self.shown, self.steps_done = epoch, time.monotonic(), time.monotonic(), 0
+        def on_train_batch_end(self, batch_index: int, logs: dict | None = None) -> None:
+            self.steps_done = batch_index + 1
+            now = time.monotonic()
+            if now - self.shown >= PROGRESS_SECONDS:
+                self.shown = now
+                rate = self.steps_done * batch / (now - self.started)
+                left = (steps - self.steps_done) * batch / rate
+                log.info("  %s epoch %d/%d: step %d/%d, %.1f images/s, %.0f s left in the epoch",
+                         phase.name, self.epoch + 1, phase.epochs, self.steps_done, steps, rate, left)  # fmt: skip
 
-            def on_train_batch_end(self, batch_index: int, logs: dict | None = None) -> None:
-                self.steps_done = batch_index + 1
-                now = time.monotonic()
-                if now - self.shown >= PROGRESS_SECONDS:
-                    self.shown = now
-                    rate = self.steps_done * batch / (now - self.started)
-                    left = (steps - self.steps_done) * batch / rate
-                    log.info("  %s epoch %d/%d: step %d/%d, %.1f images/s, %.0f s left in the epoch",
-                             phase.name, self.epoch + 1, phase.epochs, self.steps_done, steps, rate, left)  # fmt: skip
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            seconds = time.monotonic() - self.started
+            if end_epoch(phase, epoch, logs or {}, seconds, self.steps_done * batch):
+                self.model.stop_training = True
 
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                seconds = time.monotonic() - self.started
-                if end_epoch(phase, epoch, logs or {}, seconds, self.steps_done * batch):
-                    self.model.stop_training = True
-
-        return _Callback()
+    return _Callback()
 
 
 def _extra_training_data(path: str, config: TrainConfig, contract: ModelContract, val: LoadedImages) -> LoadedImages:
