@@ -122,10 +122,14 @@ def area_resize(square: np.ndarray, size: int) -> np.ndarray:
     trim = (n - side * k) // 2
     total = k * k * side * side  # the weights of every output pixel sum to this
     dtype = np.int32 if 255 * total < 2**31 else np.int64
-    block = square[trim : trim + side * k, trim : trim + side * k].astype(dtype)
+    crop = square[trim : trim + side * k, trim : trim + side * k]
+    block = crop[0::k].astype(dtype)  # summed in place, row strips then columns: never the photo in int32
+    for i in range(1, k):
+        block += crop[i::k]
     if k > 1:
-        block = sum(block[i::k] for i in range(k))
-        block = sum(block[:, j::k] for j in range(k))
+        rows, block = block, block[:, 0::k].copy()
+        for j in range(1, k):
+            block += rows[:, j::k]
     return _separable(block, *_area_taps(side, size), total)
 
 
