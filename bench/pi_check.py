@@ -378,6 +378,7 @@ def main() -> None:
                     ],
                 }
         report["minutes"] = round((time.monotonic() - started) / 60, 1)
+        report["machine"] = "arm64 Debian bookworm under QEMU 7.2 user emulation on an x86_64 host"
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         print(json.dumps(report, indent=2))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.contract import ModelContract
-from training.datasets import DatasetError, Sample, load_dataset
+from training.datasets import DatasetError, Sample, load_dataset, map_labels
 from training.splits import duplicate_groups, load_images, split_indices
 
 __all__ = ["ConvertData", "RepresentativeError", "load_convert_data", "stratified_pick"]
@@ -77,11 +77,15 @@ def load_convert_data(
     """
     if task == "auto":
         task = "binary" if set(contract.labels) == {"benign", "malignant"} else "multiclass"
+    more = _more_collections(run_dir, data)
     try:
-        dataset = load_dataset(data, "auto", task)
+        if more:  # a multi-collection run: every collection, each label as training mapped it
+            all_samples = [s for p in (data, *more) for s in map_labels(list(load_dataset(p, "auto", task).samples),
+                                                                         contract.labels)]  # fmt: skip
+        else:
+            all_samples = list(load_dataset(data, "auto", task).samples)
     except DatasetError as exc:
         raise RepresentativeError(str(exc)) from exc
-    all_samples = list(dataset.samples)
     _labels_of(all_samples, contract, str(data))
     split_file = run_dir / "split.json" if run_dir else None
     if split_file and split_file.is_file():
@@ -91,8 +95,8 @@ def load_convert_data(
         val_samples = [by_path[p] for p in listed if p in by_path]
         val_paths = set(listed)
         train_samples = [s for s in all_samples if str(s.path.resolve()) not in val_paths]
-        root = Path(data).resolve() if Path(data).is_dir() else Path(data).resolve().parent
-        ours = [p for p in listed if Path(p).is_relative_to(root)]  # the others are other collections' images
+        roots = [Path(d).resolve() if Path(d).is_dir() else Path(d).resolve().parent for d in (data, *more)]
+        ours = [p for p in listed if any(Path(p).is_relative_to(r) for r in roots)]  # not: collections not given
         lost = len(ours) - sum(p in by_path for p in ours)
         if lost and _trained_on(run_dir, Path(data)):
             raise RepresentativeError(
@@ -122,6 +126,13 @@ def recorded_data(run_dir: Path | None) -> Path | None:
         return None
     data = json.loads(metrics.read_text()).get("config", {}).get("data")
     return Path(data) if data else None
+
+
+def _more_collections(run_dir: Path | None, data: str | Path) -> tuple[str, ...]:
+    """The other collections a run trained on with ``data`` (its DATA), or () for any other data."""
+    if not _trained_on(run_dir, Path(data)):
+        return ()
+    return tuple(json.loads((run_dir / "metrics.json").read_text())["config"].get("more_data", ()))
 
 
 def _trained_on(run_dir: Path | None, data: Path) -> bool:

@@ -48,7 +48,7 @@ __all__ = ["main"]
     help="A fixed, lesion-grouped test part of every collection (the same for every --seed), scored once at the "
     "end and per collection in metrics.json; nothing is chosen or calibrated on it (0 = none).",
 )  # fmt: skip
-@click.option("--seed", type=int, default=0, help="Seed for the split, augmentation and initialisation.")
+@click.option("--seed", type=int, default=0, help="Seed for initialisation, shuffling and augmentation (the split is fixed).")
 @click.option(
     "--patience", type=click.IntRange(1), default=4,
     help="Early stopping: epochs without gain, counted once half the fine-tuning epochs are done.",
@@ -69,7 +69,7 @@ __all__ = ["main"]
 )  # fmt: skip
 @click.option(
     "--teacher", "teachers", multiple=True,
-    help="A run folder trained on the same data and --seed (repeatable): the targets become half its "
+    help="A run folder trained on the same data (repeatable): the targets become half its "
     "calibrated probabilities (averaged over teachers), half the label (distillation).",
 )  # fmt: skip
 @click.option(

@@ -453,7 +453,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     return out
 
 
-TEST_SPLIT_SEED = 0  # the test part does not move with --seed: every seed is scored on the same images
+SPLIT_SEED = 0  # the parts do not move with --seed: every seed is selected and scored on the same images
 
 
 def _read_collections(config: TrainConfig) -> tuple[list[Sample], tuple[str, ...], dict[Path, int], str]:
@@ -478,17 +478,18 @@ def _read_collections(config: TrainConfig) -> tuple[list[Sample], tuple[str, ...
 def _split(y: np.ndarray, origin: np.ndarray, groups: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, ...]:
     """(train, validation, test) indices, stratified by collection and class, no group across parts.
 
-    The test part (``config.test_fraction`` of each collection) comes first with a fixed seed; the
-    validation part (``config.val_fraction`` of all) is drawn from the rest with ``config.seed``.
+    The test part (``config.test_fraction`` of each collection) comes first, then the validation part
+    (``config.val_fraction`` of all) from the rest; both are fixed: ``config.seed`` moves the training
+    only (initial head, shuffling, augmentation), so two seeds differ by what training does, not by data.
     """
     strata = origin * (int(y.max()) + 1) + y
     everything = np.arange(len(y))
     rest, test = everything, everything[:0]
     if config.test_fraction:
-        kept, held = split_indices(strata, groups, config.test_fraction, TEST_SPLIT_SEED)
+        kept, held = split_indices(strata, groups, config.test_fraction, SPLIT_SEED)
         rest, test = everything[kept], everything[held]
     fraction = config.val_fraction / (1 - config.test_fraction)
-    train, val = split_indices(strata[rest], groups[rest], fraction, config.seed)
+    train, val = split_indices(strata[rest], groups[rest], fraction, SPLIT_SEED)
     return rest[train], rest[val], test
 
 
