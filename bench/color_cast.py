@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.classifier import calibrated_probabilities
-from edge.contract import load_contract
-from edge.preprocess import load_image, preprocess
+from edge.image.preprocess import load_image, preprocess
+from edge.model.classifier import calibrated_probabilities
+from edge.model.contract import load_contract
 
 CASTS = {
     "none": (1.0, 1.0, 1.0),

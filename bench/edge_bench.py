@@ -49,8 +49,8 @@ def make_standin(path: Path, samples: int = 32) -> Path:
     import keras
 
     from convert.quantize import QuantizeConfig, quantize
-    from edge.contract import ModelContract
-    from edge.modelfile import embed_contract
+    from edge.model.contract import ModelContract
+    from edge.model.modelfile import embed_contract
 
     keras.utils.set_random_seed(0)
     backbone = keras.applications.MobileNetV3Small(
@@ -148,9 +148,9 @@ def cpu_overhead(model: Path, frames: int) -> dict[str, float]:
     cores do not inflate the numbers, unlike wall-clock timings on a busy machine.
     """
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from edge.classifier import Classifier
-    from edge.frames import Frame
-    from edge.pipeline import iter_results
+    from edge.capture.frames import Frame
+    from edge.model.classifier import Classifier
+    from edge.run.pipeline import iter_results
 
     classifier = Classifier(model, threads=1)
     timed = _TimedInterpreter(classifier.model._interp)

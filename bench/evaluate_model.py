@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.calibration import expected_calibration_error
-from edge.classifier import Classifier
-from edge.preprocess import load_image, preprocess
+from edge.image.preprocess import load_image, preprocess
+from edge.model.calibration import expected_calibration_error
+from edge.model.classifier import Classifier
 from training.evaluate import classification_metrics
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from results import save  # bench/results.py
 
-from edge.calibration import fit_temperature, risk_threshold_for_sensitivity
-from edge.classifier import calibrated_probabilities
-from edge.contract import MALIGNANT_DIAGNOSES, ModelContract
+from edge.model.calibration import fit_temperature, risk_threshold_for_sensitivity
+from edge.model.classifier import calibrated_probabilities
+from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract
 from training.datasets import ISIC2019_CLASSES, load_dataset, to_binary
 from training.evaluate import classification_metrics
 from training.pipeline import cache_dir

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from convert.fidelity import candidate_outputs
-from edge.contract import load_contract
-from edge.preprocess import load_image, preprocess
+from edge.image.preprocess import load_image, preprocess
+from edge.model.contract import load_contract
 
 
 def _interpreter(content: bytes):

@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from edge.modelfile import read_contract
-from edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image, preprocess
+from edge.image.preprocess import IMAGE_SUFFIXES, ImageError, load_image, preprocess
+from edge.model.modelfile import read_contract
 
 
 def main() -> None:

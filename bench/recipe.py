@@ -22,8 +22,8 @@ import numpy as np
 from results import save
 
 from convert.fidelity import measure_latency
-from edge.classifier import Classifier, calibrated_probabilities
-from edge.contract import load_contract
+from edge.model.classifier import Classifier, calibrated_probabilities
+from edge.model.contract import load_contract
 from training.datasets import load_dataset, to_binary
 from training.evaluate import classification_metrics, predict_logits
 from training.splits import leaks_into, load_images

@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.contract import load_contract
-from edge.preprocess import load_image, preprocess
+from edge.image.preprocess import load_image, preprocess
+from edge.model.contract import load_contract
 
 
 def main() -> None:

@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.classifier import Classifier  # noqa: E402
-from edge.preprocess import load_image, preprocess  # noqa: E402
-from edge.runtime import TFLiteModel  # noqa: E402
-from edge.segment import Segmenter, lesion_input  # noqa: E402
+from edge.image.preprocess import load_image, preprocess  # noqa: E402
+from edge.model.classifier import Classifier  # noqa: E402
+from edge.model.runtime import TFLiteModel  # noqa: E402
+from edge.model.segment import Segmenter, lesion_input  # noqa: E402
 
 log = logging.getLogger("segment_bench")
 
@@ -43,7 +43,7 @@ def latency(segmenter: Path, classifier: Path, runs: int, image: Path | None) ->
     for name, model in models.items():
         size = model.input_shape[1]
         if image is not None:
-            from edge.contract import ModelContract
+            from edge.model.contract import ModelContract
 
             inputs[name] = preprocess(load_image(image), ModelContract(task="segment", labels=(), image_size=size))
         else:
@@ -72,7 +72,7 @@ def latency(segmenter: Path, classifier: Path, runs: int, image: Path | None) ->
 
 def masks(segmenter: Path, run: Path) -> dict:
     """ISIC 2018 Task 1 scores of the .tflite segmenter on a run's validation images, from the files."""
-    from edge.preprocess import preprocess_mask
+    from edge.image.preprocess import preprocess_mask
     from training.segdata import load_mask
     from training.segmetrics import segmentation_metrics
 

@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     import_tensorflow_quietly()
 
-    from edge.contract import ModelContract
+    from edge.model.contract import ModelContract
     from training.datasets import load_dataset
     from training.splits import load_images
     from training.train import _augmenter

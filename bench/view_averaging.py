@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.contract import load_contract
+from edge.model.contract import load_contract
 from training.datasets import Sample
 from training.splits import load_images
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from convert.graph import all_layers
 from convert.rounding import nearest_kernel, round_weights
-from edge.contract import load_contract
+from edge.model.contract import load_contract
 from training.datasets import Sample
 from training.evaluate import predict_logits
 from training.splits import load_images

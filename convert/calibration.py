@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from edge.calibration import (
+from edge.model.calibration import (
     cross_fitted_ece,
     expected_calibration_error,
     fit_temperature,
     risk_threshold_for_sensitivity,
 )
-from edge.classifier import calibrated_probabilities
-from edge.contract import ModelContract
+from edge.model.classifier import calibrated_probabilities
+from edge.model.contract import ModelContract
 
 __all__ = ["recalibrate"]
 

@@ -14,7 +14,7 @@ import click
 if TYPE_CHECKING:
     import numpy as np
 
-    from edge.contract import ModelContract
+    from edge.model.contract import ModelContract
 
 __all__ = ["main"]
 
@@ -116,7 +116,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     model_path, run_dir = _resolve_model(source)
     contract_path = (run_dir or model_path.parent) / "contract.json"
-    from edge.contract import ContractError, load_contract
+    from edge.model.contract import ContractError, load_contract
 
     try:
         contract = load_contract(contract_path)
@@ -149,7 +149,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
     from convert.quantize import QuantizeConfig, edge_friendly, quantize, tiny_scales
     from convert.representative import RepresentativeError, load_convert_data
-    from edge.modelfile import embed_contract, write_atomic
+    from edge.model.modelfile import embed_contract, write_atomic
 
     try:
         model = keras.models.load_model(model_path, compile=False)
@@ -245,7 +245,7 @@ def _file_metrics(
 ) -> dict[str, float]:
     """The converted file's own validation metrics (its calibrated answers), for its contract; the Keras
     model's figures stay beside them, named as such."""
-    from edge.classifier import calibrated_probabilities
+    from edge.model.classifier import calibrated_probabilities
     from training.evaluate import classification_metrics
 
     own = classification_metrics(y, calibrated_probabilities(lite_logits, contract.temperature), contract)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
-from edge.classifier import calibrated_probabilities
-from edge.contract import ModelContract
-from edge.runtime import TFLiteModel
+from edge.model.classifier import calibrated_probabilities
+from edge.model.contract import ModelContract
+from edge.model.runtime import TFLiteModel
 
 __all__ = [
     "candidate_outputs",

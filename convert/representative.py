@@ -1,6 +1,6 @@
 """Pick and preprocess the images `convert` needs: a representative set and a validation set.
 
-Both go through the same ``edge.preprocess.preprocess`` as training and the edge runner.
+Both go through the same ``edge.image.preprocess.preprocess`` as training and the edge runner.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.contract import ModelContract
+from edge.model.contract import ModelContract
 from training.datasets import DatasetError, Sample, load_dataset, map_labels
 from training.splits import duplicate_groups, load_images, split_indices
 

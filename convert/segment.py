@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import ModelContract
-from edge.segment import mask_from_logits
+from edge.model.contract import ModelContract
+from edge.model.segment import mask_from_logits
 from training.datasets import DatasetError
 from training.segdata import find_mask_pairs, load_segmentation_data, split_pairs
 from training.segmetrics import mask_agreement, segmentation_metrics
@@ -152,7 +152,7 @@ def convert_segmenter(
 
     from convert.fidelity import candidate_outputs, latency_against_float32
     from convert.quantize import QuantizeConfig, quantize, tiny_scales
-    from edge.modelfile import embed_contract, write_atomic
+    from edge.model.modelfile import embed_contract, write_atomic
 
     try:
         model = keras.models.load_model(model_path, compile=False)

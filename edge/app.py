@@ -22,13 +22,13 @@ from typing import Any
 
 import click
 
-from edge import detect
-from edge.contract import ContractError
-from edge.detect import RunOptions
-from edge.modelfile import read_contract
-from edge.runtime import RuntimeMissingError
-from edge.sinks import SaveError
-from edge.sources import VIDEO_SUFFIXES, SourceError
+from edge.capture.sources import VIDEO_SUFFIXES, SourceError
+from edge.model.contract import ContractError
+from edge.model.modelfile import read_contract
+from edge.model.runtime import RuntimeMissingError
+from edge.run import detect
+from edge.run.detect import RunOptions
+from edge.run.sinks import SaveError
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_SEGMENTER", "DEMO_IMAGES", "cli", "main"]
 
@@ -93,7 +93,7 @@ def _configure_logging(level: str) -> None:
 
 
 def _load_classifier(model: Path, threads: int | None) -> Any:
-    from edge.classifier import Classifier
+    from edge.model.classifier import Classifier
 
     if not model.is_file():
         hint = "train and convert one, or pass --model" if model == DEFAULT_MODEL else "check the path"
@@ -116,7 +116,7 @@ def _load_classifier(model: Path, threads: int | None) -> Any:
 
 
 def _load_segmenter(model: Path, threads: int | None) -> Any:
-    from edge.segment import Segmenter
+    from edge.model.segment import Segmenter
 
     if not model.is_file():
         hint = "train and convert one (train DATA --task segment)" if model == DEFAULT_SEGMENTER else "check the path"
@@ -130,7 +130,7 @@ def _load_segmenter(model: Path, threads: int | None) -> Any:
 
 
 def _camera_present(index: int) -> bool:
-    from edge.sources import picamera_status
+    from edge.capture.sources import picamera_status
 
     if picamera_status()[0]:
         return True
@@ -157,7 +157,7 @@ def _demo_source(camera_index: int) -> str | None:
 
 
 def _display_wanted(display: bool | None, camera: bool) -> bool:
-    from edge.sinks import gui_available
+    from edge.run.sinks import gui_available
 
     has_screen = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if display is None:
@@ -378,8 +378,8 @@ def cli(
 
     classifier = _load_classifier(model, threads)
     segmenter = _load_segmenter(segment_model, threads) if segment_model is not None else None
-    from edge.pipeline import install_stop_handlers
-    from edge.sources import open_source
+    from edge.capture.sources import open_source
+    from edge.run.pipeline import install_stop_handlers
 
     stop = threading.Event()
 
@@ -428,14 +428,14 @@ def _serve(
     smooth: bool = True,
     quality_gate: bool = True,
 ) -> None:
-    """Hand over to the kiosk web page (``edge.web.serve``), when this install has it."""
+    """Hand over to the kiosk web page (``edge.kiosk.web.serve``), when this install has it."""
     try:
-        from edge import web
+        from edge.kiosk import web
     except ImportError as exc:
         raise Fail(f"--serve is not available in this install ({_first_line(exc)})", 2) from exc
     serve = getattr(web, "serve", None)
     if serve is None:
-        raise Fail("--serve is not available in this install (edge.web has no serve())", 2)
+        raise Fail("--serve is not available in this install (edge.kiosk.web has no serve())", 2)
     try:
         serve(
             classifier,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.contract import ModelContract
+from edge.model.contract import ModelContract
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SKINEDGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -69,7 +69,7 @@ def tiny_tflite(tmp_path_factory: pytest.TempPathFactory, tiny_contract: ModelCo
     import keras
 
     from convert.quantize import QuantizeConfig, quantize
-    from edge.modelfile import embed_contract
+    from edge.model.modelfile import embed_contract
 
     keras.utils.set_random_seed(0)
     size = tiny_contract.image_size

@@ -48,7 +48,9 @@ __all__ = ["main"]
     help="A fixed, lesion-grouped test part of every collection (the same for every --seed), scored once at the "
     "end and per collection in metrics.json; nothing is chosen or calibrated on it (0 = none).",
 )  # fmt: skip
-@click.option("--seed", type=int, default=0, help="Seed for initialisation, shuffling and augmentation (the split is fixed).")
+@click.option(
+    "--seed", type=int, default=0, help="Seed for initialisation, shuffling and augmentation (the split is fixed)."
+)
 @click.option(
     "--patience", type=click.IntRange(1), default=4,
     help="Early stopping: epochs without gain, counted once half the fine-tuning epochs are done.",

@@ -22,8 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.contract import DIAGNOSIS_NAMES, MALIGNANT_DIAGNOSES
-from edge.preprocess import IMAGE_SUFFIXES
+from edge.image.preprocess import IMAGE_SUFFIXES
+from edge.model.contract import DIAGNOSIS_NAMES, MALIGNANT_DIAGNOSES
 
 __all__ = [
     "FORMATS",

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from edge.calibration import expected_calibration_error
-from edge.classifier import calibrated_probabilities
-from edge.contract import ModelContract
+from edge.model.calibration import expected_calibration_error
+from edge.model.classifier import calibrated_probabilities
+from edge.model.contract import ModelContract
 
 __all__ = [
     "classification_metrics",
@@ -53,7 +53,7 @@ def predict_logits(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
 def logits_function(source: Path):
     """Preprocessed uint8 images -> logits, from a run folder's Keras model or a converted .tflite file."""
     if source.suffix == ".tflite":
-        from edge.classifier import Classifier
+        from edge.model.classifier import Classifier
 
         clf = Classifier(source, threads=1)
         return lambda images: np.stack([clf.logits(im) for im in images])

@@ -1,6 +1,6 @@
 """The training input pipeline: an on-disk cache of preprocessed images feeding tf.data.
 
-Every image is decoded and preprocessed once (``edge.preprocess``, in parallel threads) into a
+Every image is decoded and preprocessed once (``edge.image.preprocess``, in parallel threads) into a
 memory-mapped uint8 array of the training size, kept between runs under a key of the files and the
 preprocessing. tf.data then shuffles indices, reads a batch of rows from the cache, augments on the
 fly and prefetches: memory stays flat however large the dataset (the OS keeps the cache in RAM when
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.contract import ModelContract
+from edge.model.contract import ModelContract
 
 __all__ = ["ImageRows", "cache_dir", "cache_key", "image_dataset"]
 

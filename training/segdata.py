@@ -7,7 +7,7 @@ Two layouts, told apart by the file names:
   or in a masks folder (``masks/``, or any sibling folder named like ``*GroundTruth*``, ``*mask*``
   or ``*segmentation*``, as in ``ISIC2018_Task1_Training_GroundTruth/``).
 
-Images and masks go through the shared edge geometry (``edge.preprocess.preprocess`` and
+Images and masks go through the shared edge geometry (``edge.image.preprocess.preprocess`` and
 ``preprocess_mask``), so training sees exactly what the kiosk's segmenter sees.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.contract import ModelContract
-from edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image, preprocess, preprocess_mask
+from edge.image.preprocess import IMAGE_SUFFIXES, ImageError, load_image, preprocess, preprocess_mask
+from edge.model.contract import ModelContract
 from training.datasets import DatasetError, Sample
 from training.splits import LoadedImages, duplicate_groups, split_indices, thumbnail_descriptor
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import ModelContract, save_contract
-from edge.segment import mask_from_logits
+from edge.model.contract import ModelContract, save_contract
+from edge.model.segment import mask_from_logits
 from training.best_epoch import BestEpoch
 from training.datasets import DatasetError
 from training.segdata import SegmentationData, find_mask_pairs, load_segmentation_data, split_pairs

@@ -10,7 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.contract import ModelContract
+from edge.model.contract import ModelContract
 
 __all__ = ["save_overlays", "write_segment_card"]
 

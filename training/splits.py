@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.contract import ModelContract
-from edge.preprocess import ImageError, correct_color, crop_and_resize, load_image
+from edge.image.preprocess import ImageError, correct_color, crop_and_resize, load_image
+from edge.model.contract import ModelContract
 from training.datasets import DatasetError, Sample
 from training.pipeline import ImageRows, cache_key
 

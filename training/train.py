@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from edge.calibration import (
+from edge.model.calibration import (
     cross_fitted_ece,
     expected_calibration_error,
     fit_temperature,
     risk_threshold_for_sensitivity,
 )
-from edge.classifier import calibrated_probabilities
-from edge.contract import MALIGNANT_DIAGNOSES, ModelContract, load_contract, save_contract
+from edge.model.classifier import calibrated_probabilities
+from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract, load_contract, save_contract
 from training.best_epoch import BestEpoch
 from training.datasets import ISIC2019_CLASSES, DatasetError, Sample, load_dataset, map_labels
 from training.distribute import StrategyError, place

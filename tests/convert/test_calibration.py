@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from convert.calibration import recalibrate
-from edge.calibration import fit_temperature
-from edge.classifier import calibrated_probabilities
-from edge.contract import ModelContract
+from edge.model.calibration import fit_temperature
+from edge.model.classifier import calibrated_probabilities
+from edge.model.contract import ModelContract
 
 
 def _data(seed: int = 0):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from convert.representative import load_convert_data, stratified_pick
-from edge.contract import ModelContract
-from edge.preprocess import load_image, preprocess
-from edge.runtime import load_interpreter_class
+from edge.image.preprocess import load_image, preprocess
+from edge.model.contract import ModelContract
+from edge.model.runtime import load_interpreter_class
 from tests.conftest import make_folder_dataset
 
 pytestmark = pytest.mark.training

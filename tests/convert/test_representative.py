@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from convert.representative import RepresentativeError, load_convert_data, recorded_data
-from edge.contract import ModelContract
+from edge.model.contract import ModelContract
 from tests.conftest import TINY_LABELS, make_folder_dataset
 
 

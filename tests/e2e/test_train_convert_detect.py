@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge.modelfile import read_contract
+from edge.model.modelfile import read_contract
 from tests.conftest import WEIGHTS, make_folder_dataset
 from tests.conftest import run_command as _run
 
@@ -102,8 +102,8 @@ def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
     assert all(line["label"] in contract.labels and "diagnosis" in line["disclaimer"] for line in lines)
 
     # the edge API gives the same answer, image by image
-    from edge.classifier import Classifier
-    from edge.preprocess import load_image
+    from edge.image.preprocess import load_image
+    from edge.model.classifier import Classifier
 
     clf = Classifier(out)
     for line in lines:

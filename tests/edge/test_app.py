@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import edge
+import edge.kiosk
 from edge import app
-from edge.classifier import DISCLAIMER
-from edge.contract import ModelContract
-from edge.modelfile import METADATA_NAME, embed_contract
+from edge.model.classifier import DISCLAIMER
+from edge.model.contract import ModelContract
+from edge.model.modelfile import METADATA_NAME, embed_contract
 from tests.edge.edge_synth import make_lesion, write_video
 
 EDGE_DETECT = Path(sys.executable).with_name("edge-detect")
@@ -156,12 +156,12 @@ def test_demo_falls_back_to_the_sample_images(tiny_tflite, folder, monkeypatch):
 
 def test_serve_delegates_to_the_web_page_when_it_exists(tiny_tflite, monkeypatch):
     calls = []
-    fake = types.ModuleType("edge.web")
+    fake = types.ModuleType("edge.kiosk.web")
     fake.serve = lambda classifier, source, host, port, **_options: calls.append(
         (classifier.contract.arch, source, host, port)
     )
-    monkeypatch.setitem(sys.modules, "edge.web", fake)
-    monkeypatch.setattr(edge, "web", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "edge.kiosk.web", fake)
+    monkeypatch.setattr(edge.kiosk, "web", fake, raising=False)
     result = run("--model", tiny_tflite, "--camera", "--serve", "0.0.0.0:8080")
     assert result.exit_code == 0, result.output
     assert len(calls) == 1 and calls[0][0] == "tiny_cnn" and calls[0][2:] == ("0.0.0.0", 8080)
@@ -173,9 +173,9 @@ def test_serve_delegates_to_the_web_page_when_it_exists(tiny_tflite, monkeypatch
     fake.serve = refuse
     assert_one_sentence(run("--model", tiny_tflite, "--camera", "--serve", "0.0.0.0:8080"), 2, "needs an access token")
 
-    bare = types.ModuleType("edge.web")
-    monkeypatch.setitem(sys.modules, "edge.web", bare)
-    monkeypatch.setattr(edge, "web", bare, raising=False)
+    bare = types.ModuleType("edge.kiosk.web")
+    monkeypatch.setitem(sys.modules, "edge.kiosk.web", bare)
+    monkeypatch.setattr(edge.kiosk, "web", bare, raising=False)
     assert_one_sentence(run("--model", tiny_tflite, "--camera", "--serve", "0.0.0.0:8080"), 2, "not available")
     assert run("--model", tiny_tflite, "--camera", "--serve", "nonsense").exit_code == 2
 
@@ -237,13 +237,13 @@ def test_only_broken_files_is_a_failed_run(tiny_tflite, tmp_path):
 
 
 def test_no_camera_is_a_clear_runtime_failure(tiny_tflite, monkeypatch):
-    monkeypatch.setattr("edge.sources.picamera_status", lambda: (False, "picamera2 is not installed"))
+    monkeypatch.setattr("edge.capture.sources.picamera_status", lambda: (False, "picamera2 is not installed"))
     result = run("--model", tiny_tflite, "--camera", "--camera-index", 63)
     assert_one_sentence(result, 1, "no camera at OpenCV device index 63")
 
 
 def test_display_without_a_gui_says_so(tiny_tflite, folder, monkeypatch):
-    from edge import sinks
+    from edge.run import sinks
 
     monkeypatch.setattr(sinks, "gui_available", lambda: False)
     assert_one_sentence(run("--model", tiny_tflite, "--source", folder, "--display"), 2, "opencv-python-headless")

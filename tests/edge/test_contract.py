@@ -1,7 +1,7 @@
 import pytest
 
-from edge.contract import ContractError, ModelContract, load_contract, save_contract
-from edge.modelfile import read_contract
+from edge.model.contract import ContractError, ModelContract, load_contract, save_contract
+from edge.model.modelfile import read_contract
 
 
 def test_contract_roundtrip_json(tmp_path, tiny_contract):
@@ -36,9 +36,9 @@ def test_read_contract_rejects_non_tflite(tmp_path):
 def test_a_damaged_model_file_is_refused(tiny_tflite, tmp_path):
     import pytest
 
-    from edge.classifier import Classifier
-    from edge.contract import ContractError
-    from edge.modelfile import file_digest, read_contract
+    from edge.model.classifier import Classifier
+    from edge.model.contract import ContractError
+    from edge.model.modelfile import file_digest, read_contract
 
     data = tiny_tflite.read_bytes()
     contract = read_contract(tiny_tflite)
@@ -54,7 +54,7 @@ def test_a_damaged_model_file_is_refused(tiny_tflite, tmp_path):
 
 
 def test_re_embedding_replaces_the_digest(tiny_tflite):
-    from edge.modelfile import embed_contract, file_digest, read_contract
+    from edge.model.modelfile import embed_contract, file_digest, read_contract
 
     contract = read_contract(tiny_tflite)
     again = embed_contract(tiny_tflite.read_bytes(), contract.replace(risk_threshold=0.3))
@@ -63,7 +63,7 @@ def test_re_embedding_replaces_the_digest(tiny_tflite):
 
 
 def test_diagnosis_codes_read_as_names():
-    from edge.contract import readable_label
+    from edge.model.contract import readable_label
 
     assert readable_label("MEL") == "melanoma" and readable_label("bkl") == "pigmented benign keratosis"
     assert readable_label("nevus") == "nevus" and readable_label("Something else") == "Something else"

@@ -34,7 +34,7 @@ def _python(code: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_edge_modules_import_without_tensorflow():
-    modules = ["edge." + p.stem for p in (ROOT / "edge").glob("*.py") if p.stem not in ("__init__",)]
+    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in (ROOT / "edge").rglob("*.py")]
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}:\n"
@@ -61,7 +61,7 @@ def test_recalibrating_works_with_tensorflow_and_scikit_learn_blocked(tiny_tflit
     """The edge install has neither: a clinic recalibrates on the kiosk itself."""
     data = make_folder_dataset(tmp_path / "site", per_class=12)
     blocked = (*HEAVY, "sklearn", "scipy", "matplotlib")
-    code = BLOCKED_RUN.format(heavy=blocked, module="edge.recalibrate")
+    code = BLOCKED_RUN.format(heavy=blocked, module="edge.model.recalibrate")
     proc = _python(code, str(tiny_tflite), "--data", str(data), "--out", str(tmp_path / "site.tflite"))
     status = json.loads(proc.stderr.strip().splitlines()[-1])
     assert status == {"exit": 0, "loaded": []}, proc.stderr

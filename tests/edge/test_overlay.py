@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from edge.classifier import Prediction
-from edge.overlay import draw_overlay
+from edge.image.overlay import draw_overlay
+from edge.model.classifier import Prediction
 
 GREEN_RGB, ORANGE_RGB, RED_RGB = (60, 200, 80), (255, 160, 0), (230, 40, 40)
 

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from edge.capture import background
-from edge.classifier import DISCLAIMER, Classifier
-from edge.frames import Frame
-from edge.pipeline import Result, install_stop_handlers, iter_results, run_sinks
+from edge.capture.background import background
+from edge.capture.frames import Frame
+from edge.model.classifier import DISCLAIMER, Classifier
+from edge.run.pipeline import Result, install_stop_handlers, iter_results, run_sinks
 from tests.edge.edge_synth import make_lesion
 
 RECORD_KEYS = {
@@ -172,7 +172,7 @@ def test_background_passes_errors_on_and_stops_when_closed():
 
 
 def test_risk_figures_keep_their_order_as_read():
-    from edge.classifier import risk_percentages
+    from edge.model.classifier import risk_percentages
 
     assert risk_percentages(0.2782, 0.2832) == ("27.8%", "28.3%")  # not "28%" vs "28%" with no flag
     assert risk_percentages(0.2832, 0.2832) == ("28%", "28%")  # flagged at or above: equal reads true

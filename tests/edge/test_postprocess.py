@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.postprocess import Smoother, SmoothingConfig
+from edge.run.postprocess import Smoother, SmoothingConfig
 
 
 def test_moving_average_follows_the_formula():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edge.contract import ContractError, ModelContract
-from edge.preprocess import area_resize, crop_and_resize, linear_resize, preprocess, shades_of_gray
+from edge.image.preprocess import area_resize, crop_and_resize, linear_resize, preprocess, shades_of_gray
+from edge.model.contract import ContractError, ModelContract
 
 CONTRACT = ModelContract(task="classify", labels=("a", "b"), image_size=64, color_constancy="shades_of_gray")
 

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.contract import ModelContract
-from edge.preprocess import ImageError, load_image, preprocess
-from edge.quality import ISSUES, QualityThresholds, assess_quality
+from edge.image.preprocess import ImageError, load_image, preprocess
+from edge.image.quality import ISSUES, QualityThresholds, assess_quality
+from edge.model.contract import ModelContract
 from tests.conftest import shared_data
 from tests.edge.edge_synth import make_lesion
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge.calibration import fit_temperature, proportion_interval
-from edge.contract import ModelContract
-from edge.modelfile import embed_contract, read_contract
-from edge.recalibrate import SiteDataError, SiteImages, fit_site, main, site_report
+from edge.model.calibration import fit_temperature, proportion_interval
+from edge.model.contract import ModelContract
+from edge.model.modelfile import embed_contract, read_contract
+from edge.model.recalibrate import SiteDataError, SiteImages, fit_site, main, site_report
 from tests.conftest import make_folder_dataset, shared_data
 
 CONTRACT = ModelContract(

@@ -6,8 +6,8 @@ import types
 import numpy as np
 import pytest
 
-from edge import runtime
-from edge.runtime import RuntimeMissingError, TFLiteModel, load_interpreter_class
+from edge.model import runtime
+from edge.model.runtime import RuntimeMissingError, TFLiteModel, load_interpreter_class
 
 
 def test_first_importable_runtime_wins(monkeypatch):

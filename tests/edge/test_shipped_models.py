@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.classifier import Classifier
-from edge.preprocess import load_image, preprocess
+from edge.image.preprocess import load_image, preprocess
+from edge.model.classifier import Classifier
 from tests.conftest import ROOT, shared_data
 
 CASTS = {"warm lamp": (1.15, 1.0, 0.8), "cool daylight": (0.85, 1.0, 1.15), "green tint": (0.92, 1.08, 0.92)}

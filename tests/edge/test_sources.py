@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import sources
-from edge.cameras import OpenCVCamera, PiCamera, picamera_status
-from edge.frames import CameraError, Frame, Source, SourceError
-from edge.sources import ImageSource, ThreadedCapture, VideoSource, open_source
+from edge.capture import sources
+from edge.capture.cameras import OpenCVCamera, PiCamera, picamera_status
+from edge.capture.frames import CameraError, Frame, Source, SourceError
+from edge.capture.sources import ImageSource, ThreadedCapture, VideoSource, open_source
 from tests.edge.edge_synth import make_lesion, marker, read_marker, write_video
 
 RED_BGR = (0, 0, 255)

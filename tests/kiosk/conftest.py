@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from kiosk_support import FakeClock, write_video  # noqa: E402
 
-from edge.classifier import Classifier
-from edge.live import LiveState
-from edge.web import KioskConfig, create_app
+from edge.kiosk.live import LiveState
+from edge.kiosk.web import KioskConfig, create_app
+from edge.model.classifier import Classifier
 
 
 @pytest.fixture(scope="session")

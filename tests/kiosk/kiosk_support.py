@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.frames import Frame
-from edge.live import LiveState, encode_jpeg
+from edge.capture.frames import Frame
+from edge.kiosk.live import LiveState, encode_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 

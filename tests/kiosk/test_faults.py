@@ -13,11 +13,11 @@ import urllib.request
 import pytest
 from kiosk_support import frames_of, free_port, http_get, kiosk_process, wait_for, write_video
 
-from edge.frameloop import FrameLoop
-from edge.frames import CameraError
-from edge.live import LiveState
-from edge.sources import open_source
-from edge.web import KioskConfig, serve
+from edge.capture.frames import CameraError
+from edge.capture.sources import open_source
+from edge.kiosk.frameloop import FrameLoop
+from edge.kiosk.live import LiveState
+from edge.kiosk.web import KioskConfig, serve
 
 
 def test_source_end_turns_health_503_while_the_page_serves(classifier, tmp_path):
@@ -136,7 +136,7 @@ def test_a_real_kiosk_records_only_when_asked(tiny_tflite, video, tmp_path):
 
 
 def test_loop_plays_a_demo_video_over_and_over(tmp_path):
-    from edge.sources import VideoSource
+    from edge.capture.sources import VideoSource
 
     short = write_video(tmp_path / "short.avi", frames=5)
     source = VideoSource(short, loop=True)

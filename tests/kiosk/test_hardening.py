@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from kiosk_support import free_port, http_get, jpeg_bytes, kiosk_process, publish_frame, wait_for
 
-from edge.uploads import DecodeGate, KioskBusy
-from edge.web import KioskConfig, create_app, serve
+from edge.kiosk.uploads import DecodeGate, KioskBusy
+from edge.kiosk.web import KioskConfig, create_app, serve
 
 
 def _multipart(photo: bytes, boundary: str = "b0undary") -> tuple[bytes, str]:
@@ -104,7 +104,7 @@ def live_kiosk(classifier, video, monkeypatch):
     spooled: list[str] = []
     original = TempfileBasedBuffer.newfile
     monkeypatch.setattr(TempfileBasedBuffer, "newfile", lambda self: spooled.append("tmp") or original(self))
-    from edge.sources import open_source
+    from edge.capture.sources import open_source
 
     port, stop = free_port(), threading.Event()
     config = KioskConfig(max_client_connections=16, idle_timeout_s=2.0)
@@ -214,8 +214,8 @@ def test_no_live_result_once_the_camera_stalls(state, client, clock):
 
 
 def test_results_use_unguessable_ids_and_are_forgotten(tiny_tflite, clock):
-    from edge.classifier import Classifier
-    from edge.live import LiveState
+    from edge.kiosk.live import LiveState
+    from edge.model.classifier import Classifier
 
     state = LiveState(Classifier(tiny_tflite, threads=1), recent_size=5, recent_ttl_s=60.0, clock=clock)
     client = create_app(state, KioskConfig()).test_client()

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from kiosk_support import FakeClock, free_port, publish_frame
 
-from edge.frames import CameraError
-from edge.live import LiveState
-from edge.service import Notifier, Supervisor, Watchdog, watchdog_interval
-from edge.sources import open_source
-from edge.web import KioskConfig, serve
+from edge.capture.frames import CameraError
+from edge.capture.sources import open_source
+from edge.kiosk.live import LiveState
+from edge.kiosk.service import Notifier, Supervisor, Watchdog, watchdog_interval
+from edge.kiosk.web import KioskConfig, serve
 
 
 @pytest.fixture

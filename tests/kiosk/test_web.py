@@ -10,10 +10,10 @@ import zlib
 import pytest
 from kiosk_support import jpeg_bytes, lesion_image, publish_frame
 
-from edge.classifier import Classifier
-from edge.live import LiveState
-from edge.modelfile import read_contract
-from edge.web import KioskConfig, create_app
+from edge.kiosk.live import LiveState
+from edge.kiosk.web import KioskConfig, create_app
+from edge.model.classifier import Classifier
+from edge.model.modelfile import read_contract
 
 
 def upload(client, data: bytes, name: str = "lesion.jpg", field: str = "image"):

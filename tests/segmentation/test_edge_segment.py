@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.classifier import Classifier
-from edge.contract import ContractError, ModelContract
-from edge.overlay import draw_overlay
-from edge.pipeline import iter_results
-from edge.preprocess import area_resize, preprocess
-from edge.segment import Lesion, Segmenter, lesion_input, mask_from_logits, measure_lesion, square_crop
-from edge.sources import Frame
+from edge.capture.sources import Frame
+from edge.image.overlay import draw_overlay
+from edge.image.preprocess import area_resize, preprocess
+from edge.model.classifier import Classifier
+from edge.model.contract import ContractError, ModelContract
+from edge.model.segment import Lesion, Segmenter, lesion_input, mask_from_logits, measure_lesion, square_crop
+from edge.run.pipeline import iter_results
 from tests.edge.edge_synth import make_lesion
 
 SEG_CONTRACT = ModelContract(task="segment", labels=("background", "lesion"), image_size=64)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge import app
-from edge.preprocess import load_image, preprocess_mask
+from edge.image.preprocess import load_image, preprocess_mask
 from tests.conftest import ROOT, shared_data
 from training.segdata import find_mask_pairs, load_mask
 from training.segmetrics import segmentation_metrics
@@ -46,7 +46,7 @@ def test_ph2_pairs_are_found_and_masks_fit_their_images():
 
 def test_shipped_segmenter_outlines_real_lesions():
     """A smoke check on 12 PH2 images (some were training images): the benchmark is the validation split."""
-    from edge.segment import Segmenter
+    from edge.model.segment import Segmenter
 
     pairs = find_mask_pairs(shared_data("ph2"))[::12]
     seg = Segmenter(_shipped(SEGMENTER), threads=1)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.modelfile import read_contract
+from edge.model.modelfile import read_contract
 from tests.conftest import WEIGHTS
 from tests.conftest import run_command as _run
 from tests.segmentation.seg_synth import lesion_pair, write_ph2_layout

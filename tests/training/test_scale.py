@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.contract import ModelContract
+from edge.model.contract import ModelContract
 from tests.conftest import ROOT, make_folder_dataset
 from tests.conftest import run_command as _run
 from training.datasets import DatasetError, load_dataset

@@ -2,8 +2,8 @@ import shutil
 
 import numpy as np
 
-from edge.contract import ModelContract
-from edge.preprocess import load_image, preprocess
+from edge.image.preprocess import load_image, preprocess
+from edge.model.contract import ModelContract
 from tests.conftest import make_folder_dataset, shared_data, write_image
 from training.datasets import Sample, load_dataset
 from training.splits import duplicate_groups, leaks_into, load_images, split_indices

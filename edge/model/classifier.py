@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import ContractError, ModelContract, readable_label
-from edge.modelfile import read_contract
-from edge.preprocess import preprocess
-from edge.runtime import TFLiteModel
+from edge.image.preprocess import preprocess
+from edge.model.contract import ContractError, ModelContract, readable_label
+from edge.model.modelfile import read_contract
+from edge.model.runtime import TFLiteModel
 
 __all__ = [
     "DISCLAIMER",

@@ -16,10 +16,10 @@ from typing import Any, TextIO
 import cv2
 import numpy as np
 
-from edge.contract import ModelContract
-from edge.overlay import draw_overlay
-from edge.pipeline import Result
-from edge.sources import VIDEO_SUFFIXES, Skipped
+from edge.capture.sources import VIDEO_SUFFIXES, Skipped
+from edge.image.overlay import draw_overlay
+from edge.model.contract import ModelContract
+from edge.run.pipeline import Result
 
 __all__ = [
     "DisplaySink",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.contract import ContractError
+from edge.model.contract import ContractError
 
 __all__ = ["RUNTIMES", "RuntimeMissingError", "TFLiteModel", "load_interpreter_class"]
 

@@ -23,14 +23,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.capture import background
-from edge.classifier import Classifier, Prediction, calibrated_probabilities
-from edge.contract import ModelContract
-from edge.postprocess import Smoother, SmoothingConfig
-from edge.preprocess import preprocess
-from edge.quality import QualityThresholds, assess_quality
-from edge.segment import Lesion, Segmenter, lesion_input
-from edge.sources import Frame
+from edge.capture.background import background
+from edge.capture.sources import Frame
+from edge.image.preprocess import preprocess
+from edge.image.quality import QualityThresholds, assess_quality
+from edge.model.classifier import Classifier, Prediction, calibrated_probabilities
+from edge.model.contract import ModelContract
+from edge.model.segment import Lesion, Segmenter, lesion_input
+from edge.run.postprocess import Smoother, SmoothingConfig
 
 __all__ = [
     "FpsMeter",
@@ -188,7 +188,7 @@ def iter_results(
 
     Args:
         classifier: the model and its contract.
-        source: an opened :class:`edge.sources.Source` or any iterable of frames.
+        source: an opened :class:`edge.capture.sources.Source` or any iterable of frames.
         thresholds: quality-gate limits; None turns the gate off.
         smooth: average probabilities over consecutive frames; None does so when the source says
             its frames are ``sequential`` (cameras, videos), never across separate image files.

@@ -21,10 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.contract import ContractError, ModelContract
-from edge.modelfile import read_contract
-from edge.preprocess import center_box, preprocess
-from edge.runtime import TFLiteModel
+from edge.image.preprocess import center_box, preprocess
+from edge.model.contract import ContractError, ModelContract
+from edge.model.modelfile import read_contract
+from edge.model.runtime import TFLiteModel
 
 __all__ = ["Lesion", "Segmenter", "lesion_input", "mask_from_logits", "measure_lesion", "square_crop"]
 

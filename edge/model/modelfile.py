@@ -20,7 +20,7 @@ from pathlib import Path
 import flatbuffers
 from flatbuffers import number_types as N
 
-from edge.contract import ContractError, ModelContract
+from edge.model.contract import ContractError, ModelContract
 
 __all__ = ["METADATA_NAME", "embed_contract", "file_digest", "read_contract", "read_metadata", "write_atomic"]
 

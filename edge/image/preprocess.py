@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.contract import ModelContract
+from edge.model.contract import ModelContract
 
 __all__ = [
     "IMAGE_SUFFIXES",

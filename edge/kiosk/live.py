@@ -1,8 +1,8 @@
 """The kiosk's shared state: the newest classified frame, counters, and the results the user asked for.
 
-``edge.frameloop.FrameLoop`` (a thread) publishes the annotated JPEG, the latest
-:class:`~edge.classifier.Prediction` and the frame time into ``LiveState``; the web handlers
-(``edge.web``) read it from their own threads. Captures and uploads are kept in memory only, in a
+``edge.kiosk.frameloop.FrameLoop`` (a thread) publishes the annotated JPEG, the latest
+:class:`~edge.model.classifier.Prediction` and the frame time into ``LiveState``; the web handlers
+(``edge.kiosk.web``) read it from their own threads. Captures and uploads are kept in memory only, in a
 bounded deque under unguessable ids, and forgotten after ``recent_ttl_s`` without a new one (or on the
 page's Clear button), so the next person at the kiosk does not see the last patient's photos.
 """
@@ -22,11 +22,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.classifier import Classifier, Prediction
-from edge.metrics import Metrics
-from edge.quality import assess_quality
+from edge.image.quality import assess_quality
+from edge.kiosk.metrics import Metrics
+from edge.model.classifier import Classifier, Prediction
 
-__all__ = ["LiveFrame", "LiveState", "ResultRecord", "encode_jpeg"]
+__all__ = ["LiveFrame", "LiveState", "RecentResults", "ResultRecord", "encode_jpeg"]
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,55 @@ class ResultRecord:
         return out
 
 
+class RecentResults:
+    """The captures and uploads a user asked for, newest first, all forgotten once none was added for
+    ``ttl_s`` (a kiosk left alone shows no earlier patient's result). Thread-safe."""
+
+    def __init__(self, size: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._records: deque[ResultRecord] = deque(maxlen=size)
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._last_added = clock()
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, prediction: Prediction, jpeg: bytes) -> ResultRecord:
+        record = ResultRecord(secrets.token_urlsafe(16), kind, time.time(), prediction, jpeg)
+        with self._lock:
+            self._forget_if_idle()
+            self._records.appendleft(record)
+            self._last_added = self._clock()
+        return record
+
+    def _forget_if_idle(self) -> None:  # with the lock held
+        if self._records and self._clock() - self._last_added > self._ttl_s:
+            self._records.clear()
+
+    def all(self) -> list[ResultRecord]:
+        with self._lock:
+            self._forget_if_idle()
+            return list(self._records)
+
+    def get(self, record_id: str) -> ResultRecord | None:
+        if not record_id.isascii():
+            return None
+        with self._lock:
+            self._forget_if_idle()
+            return next((r for r in self._records if secrets.compare_digest(r.id, record_id)), None)
+
+    def clear(self) -> int:
+        """Forget every result now; returns how many there were."""
+        with self._lock:
+            count = len(self._records)
+            self._records.clear()
+        return count
+
+
 class LiveState:
     """Thread-safe state shared by the frame loop and the web handlers.
 
     Args:
         classifier: the model for uploads (thread-safe; the kiosk shares the frame loop's).
-        recent_size: how many captures and uploads ``/results`` keeps.
-        recent_ttl_s: captures and uploads are forgotten once none was added for this long.
+        recent_size, recent_ttl_s: of ``results``, the captures and uploads ``/results`` keeps.
         stale_after_s: a source whose newest frame is older than this is unhealthy.
         clock: monotonic seconds (tests pass a fake).
     """
@@ -110,9 +152,7 @@ class LiveState:
         self._source = "none"
         self._source_state = "starting"  # starting -> live -> ended | failed
         self._source_error = ""
-        self._recent: deque[ResultRecord] = deque(maxlen=recent_size)
-        self._recent_ttl_s = recent_ttl_s
-        self._last_added = clock()
+        self.results = RecentResults(recent_size, recent_ttl_s, clock)
         self._streams = 0
 
     # --- the model -------------------------------------------------------------------------------
@@ -232,40 +272,6 @@ class LiveState:
             "fps": round(self.fps(), 2),
             "uptime_s": round(now - self._started, 1),
         }
-
-    # --- results the user asked for --------------------------------------------------------------
-    def add_result(self, kind: str, prediction: Prediction, jpeg: bytes) -> ResultRecord:
-        record = ResultRecord(secrets.token_urlsafe(16), kind, time.time(), prediction, jpeg)
-        with self._lock:
-            self._forget_if_idle()
-            self._recent.appendleft(record)
-            self._last_added = self._clock()
-        self.metrics.inc("captures_total" if kind == "capture" else "uploads_total")
-        return record
-
-    def _forget_if_idle(self) -> None:  # with the lock held
-        if self._recent and self._clock() - self._last_added > self._recent_ttl_s:
-            self._recent.clear()
-
-    def recent(self) -> list[ResultRecord]:
-        """Captures and uploads, newest first (none once they went unused for ``recent_ttl_s``)."""
-        with self._lock:
-            self._forget_if_idle()
-            return list(self._recent)
-
-    def result(self, record_id: str) -> ResultRecord | None:
-        if not record_id.isascii():
-            return None
-        with self._lock:
-            self._forget_if_idle()
-            return next((r for r in self._recent if secrets.compare_digest(r.id, record_id)), None)
-
-    def clear_results(self) -> int:
-        """Forget every capture and upload now; returns how many there were."""
-        with self._lock:
-            count = len(self._recent)
-            self._recent.clear()
-        return count
 
     # --- streams and stopping --------------------------------------------------------------------
     def open_stream(self, limit: int) -> bool:

@@ -1,8 +1,8 @@
 """The frame format and the source protocol every input (camera, video, files) follows.
 
 A source is a context manager iterating :class:`Frame` objects (RGB uint8 HWC + timestamp + origin),
-so the pipeline cannot tell a camera from a video file. Concrete sources live in ``edge.sources``
-(files, videos), ``edge.cameras`` (OpenCV and Pi cameras) and ``edge.capture`` (the capture thread).
+so the pipeline cannot tell a camera from a video file. Concrete sources live in ``edge.capture.sources``
+(files, videos), ``edge.capture.cameras`` (OpenCV and Pi cameras) and ``edge.capture.background`` (the capture thread).
 """
 
 from __future__ import annotations

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from edge.classifier import Prediction
-from edge.preprocess import center_box
+from edge.image.preprocess import center_box
+from edge.model.classifier import Prediction
 
 if TYPE_CHECKING:
-    from edge.segment import Lesion
+    from edge.model.segment import Lesion
 
 __all__ = ["NOT_A_DIAGNOSIS", "draw_overlay"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.classifier import calibrated_probabilities
+from edge.model.classifier import calibrated_probabilities
 
 __all__ = [
     "cross_fitted_ece",

@@ -8,7 +8,7 @@ page says (live, waiting, camera failed, source ended, page not answering), ``WA
 ``STOPPING=1``. When either check fails the pings stop, and systemd restarts the service. A camera that
 failed or a video that ended is *not* a stall: the page stays up and says so. Outside systemd (no
 ``$NOTIFY_SOCKET``) every call is a cheap no-op. SIGTERM and SIGINT are routed by
-``edge.pipeline.install_stop_handlers``; ``edge.web.serve`` then stops the server and the camera.
+``edge.run.pipeline.install_stop_handlers``; ``edge.kiosk.web.serve`` then stops the server and the camera.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ class Supervisor:
     """The kiosk's voice to systemd, checked from the main thread a few times a second.
 
     Args:
-        health: returns the ``/healthz`` document (``edge.live.LiveState.health``).
+        health: returns the ``/healthz`` document (``edge.kiosk.live.LiveState.health``).
         notifier: where ``READY=1``, ``STATUS=`` and ``WATCHDOG=1`` go.
         probe: True when the web server answers a request of its own (any HTTP status).
         interval: seconds between watchdog pings; from ``$WATCHDOG_USEC`` when None.

@@ -1,8 +1,8 @@
-"""The kiosk's frame loop: a background thread from the camera (or video) to ``edge.live.LiveState``.
+"""The kiosk's frame loop: a background thread from the camera (or video) to ``edge.kiosk.live.LiveState``.
 
-Each frame goes through :func:`edge.pipeline.iter_results` (quality gates, the model, smoothing),
-gets the overlay drawn (:func:`edge.overlay.draw_overlay`), is encoded once as JPEG for every viewer
-and published. The frame times it publishes are what ``edge.service.Supervisor`` watches: a stalled
+Each frame goes through :func:`edge.run.pipeline.iter_results` (quality gates, the model, smoothing),
+gets the overlay drawn (:func:`edge.image.overlay.draw_overlay`), is encoded once as JPEG for every viewer
+and published. The frame times it publishes are what ``edge.kiosk.service.Supervisor`` watches: a stalled
 camera goes stale and the watchdog pings stop.
 """
 
@@ -16,12 +16,12 @@ from contextlib import AbstractContextManager
 
 import numpy as np
 
-from edge.classifier import Classifier, Prediction
-from edge.frames import Frame
-from edge.live import LiveState, encode_jpeg
-from edge.overlay import draw_overlay
-from edge.pipeline import Result, iter_results
-from edge.quality import QualityThresholds
+from edge.capture.frames import Frame
+from edge.image.overlay import draw_overlay
+from edge.image.quality import QualityThresholds
+from edge.kiosk.live import LiveState, encode_jpeg
+from edge.model.classifier import Classifier, Prediction
+from edge.run.pipeline import Result, iter_results
 
 __all__ = ["Annotate", "FrameLoop"]
 
@@ -33,17 +33,17 @@ Annotate = Callable[[np.ndarray, Prediction], np.ndarray]
 class FrameLoop(threading.Thread):
     """Background thread: frames in, classified and annotated frames published into ``state``.
 
-    Classification is :func:`edge.pipeline.iter_results` (quality gates, the model, smoothing over
+    Classification is :func:`edge.run.pipeline.iter_results` (quality gates, the model, smoothing over
     consecutive frames) with this loop's own ``classifier``; uploads use the state's.
 
     Args:
         state: where results go; its stop event ends the loop.
         classifier: the model for live frames (used by this thread only).
-        source: an ``edge.sources.Source`` (opened and closed by the loop) or any iterable of frames.
-        annotate: draws the overlay; ``edge.overlay.draw_overlay`` when None.
+        source: an ``edge.capture.sources.Source`` (opened and closed by the loop) or any iterable of frames.
+        annotate: draws the overlay; ``edge.image.overlay.draw_overlay`` when None.
         max_fps: upper bound on frames classified per second (saves CPU on video files and fast
             cameras); 0 for no bound.
-        smooth: average probabilities over consecutive frames (``edge.postprocess``).
+        smooth: average probabilities over consecutive frames (``edge.run.postprocess``).
         quality_gate: run the quality gates (a failed gate reads "retake").
         jpeg_quality: quality of the streamed JPEGs (1-100).
         stream_width: streamed frames are shrunk to at most this many pixels wide.

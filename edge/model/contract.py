@@ -72,7 +72,7 @@ class ModelContract:
     """How to feed a model and how to read what it returns.
 
     Input format: RGB, HWC, uint8 0-255, ``image_size`` x ``image_size`` after the shared
-    ``edge.preprocess.preprocess`` (centre square crop of ``crop_fraction`` of the short side,
+    ``edge.image.preprocess.preprocess`` (centre square crop of ``crop_fraction`` of the short side,
     area resize, then ``color_constancy``). Rescaling to the network's range happens inside the model graph.
     """
 
@@ -186,7 +186,7 @@ def load_contract(path: str | Path) -> ModelContract:
     if not path.exists():
         raise FileNotFoundError(f"no model contract at {path}")
     if path.suffix == ".tflite":
-        from edge.modelfile import read_contract
+        from edge.model.modelfile import read_contract
 
         return read_contract(path)
     return ModelContract.from_json(path.read_bytes())

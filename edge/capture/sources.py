@@ -4,8 +4,8 @@ Every source is a context manager that iterates :class:`Frame` objects (RGB uint
 pipeline cannot tell a camera from a video file. Hardware libraries (``picamera2``) are imported
 only inside the source that needs them. :func:`open_source` picks the source from a path or from
 camera options and wraps cameras and videos in a :class:`ThreadedCapture`, so capture overlaps
-inference. This module is the public face: the camera and capture classes live in ``edge.cameras``
-and ``edge.capture`` and are re-exported here.
+inference. This module is the public face: the camera and capture classes live in ``edge.capture.cameras``
+and ``edge.capture.background`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import cv2
 
-from edge.cameras import OpenCVCamera, PiCamera, picamera_status
-from edge.capture import ThreadedCapture
-from edge.frames import CameraError, Frame, Skipped, Source, SourceError
-from edge.preprocess import IMAGE_SUFFIXES, ImageError, load_image
+from edge.capture.background import ThreadedCapture
+from edge.capture.cameras import OpenCVCamera, PiCamera, picamera_status
+from edge.capture.frames import CameraError, Frame, Skipped, Source, SourceError
+from edge.image.preprocess import IMAGE_SUFFIXES, ImageError, load_image
 
 __all__ = [
     "VIDEO_SUFFIXES",

@@ -4,7 +4,7 @@ A hand-held camera wobbles and single frames flicker between classes; an exponen
 of the calibrated probabilities steadies the reading. The average restarts when the quality gate
 fails (the user moved away or the frame is unusable), when frames stop arriving for a while, or
 when the model changes. "Uncertain" is decided afterwards, on the smoothed probabilities, by the
-contract's ``uncertain_below`` (see :class:`edge.classifier.Prediction`).
+contract's ``uncertain_below`` (see :class:`edge.model.classifier.Prediction`).
 """
 
 from __future__ import annotations

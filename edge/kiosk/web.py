@@ -2,7 +2,7 @@
 
     edge-detect --camera --serve 127.0.0.1:8080
 
-``create_app(state, config)`` builds the Flask app over a :class:`edge.live.LiveState`; ``serve`` wires
+``create_app(state, config)`` builds the Flask app over a :class:`edge.kiosk.live.LiveState`; ``serve`` wires
 a classifier and a source into it, runs the frame loop and waitress, talks to systemd and stops
 cleanly on SIGTERM/SIGINT. Endpoints: ``/`` (the page), ``/stream.mjpg`` (annotated live view),
 ``/results`` (the live result, recent captures and uploads; memory only), ``POST /capture``,
@@ -26,7 +26,7 @@ import io
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,12 @@ from flask import Flask, Response, jsonify, redirect, render_template, request
 from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from edge.classifier import DISCLAIMER, Classifier
-from edge.contract import ModelContract
-from edge.frameloop import FrameLoop
-from edge.live import LiveState, encode_jpeg
-from edge.service import Notifier, Supervisor, return_freed_memory
-from edge.uploads import MAX_PIXELS, DecodeGate, KioskBusy, Recorder, UploadError, read_upload
+from edge.kiosk.frameloop import FrameLoop
+from edge.kiosk.live import LiveState, encode_jpeg
+from edge.kiosk.service import Notifier, Supervisor, return_freed_memory
+from edge.kiosk.uploads import MAX_PIXELS, DecodeGate, KioskBusy, Recorder, UploadError, read_upload
+from edge.model.classifier import DISCLAIMER, Classifier
+from edge.model.contract import ModelContract
 
 __all__ = ["TOKEN_COOKIE", "KioskConfig", "create_app", "is_loopback", "serve"]
 
@@ -167,25 +167,9 @@ def _operating_point(contract: ModelContract | None) -> str:
     )
 
 
-def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
-    """The kiosk's Flask app over ``state`` (which the frame loop fills).
+def _access_guard(config: KioskConfig) -> Callable[[], Any]:
+    """The check before every request: POSTs from this page only; loopback clients, or the token."""
 
-    Args:
-        state: live frames, results, counters; its classifier serves uploads.
-        config: settings; the defaults (loopback, no token, nothing recorded) when None.
-    """
-    config = config or KioskConfig()
-    gate = DecodeGate(config.upload_queue)
-    app = Flask(__name__)
-    app.request_class = _MemoryRequest
-    app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes)
-    recorder = Recorder(config.record_dir) if config.record_dir else None
-    placeholder = _placeholder_jpeg()
-    stopped = _placeholder_jpeg("No live image: the camera stopped.")
-    contract = state.classifier.contract if state.classifier else None
-    max_mb = config.max_upload_bytes / (1024 * 1024)
-
-    @app.before_request
     def guard() -> Any:
         if request.method == "POST":
             origin = request.headers.get("Origin")
@@ -216,6 +200,29 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
         response, status = _error(401, "This kiosk needs its access token: open it with ?token=... once.")
         response.headers["WWW-Authenticate"] = 'Bearer realm="skinedge"'
         return response, status
+
+    return guard
+
+
+def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
+    """The kiosk's Flask app over ``state`` (which the frame loop fills).
+
+    Args:
+        state: live frames, results, counters; its classifier serves uploads.
+        config: settings; the defaults (loopback, no token, nothing recorded) when None.
+    """
+    config = config or KioskConfig()
+    gate = DecodeGate(config.upload_queue)
+    app = Flask(__name__)
+    app.request_class = _MemoryRequest
+    app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes)
+    recorder = Recorder(config.record_dir) if config.record_dir else None
+    placeholder = _placeholder_jpeg()
+    stopped = _placeholder_jpeg("No live image: the camera stopped.")
+    contract = state.classifier.contract if state.classifier else None
+    max_mb = config.max_upload_bytes / (1024 * 1024)
+
+    app.before_request(_access_guard(config))
 
     @app.after_request
     def secure(response: Response) -> Response:
@@ -252,21 +259,8 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
     def stream() -> Any:
         if not state.open_stream(config.max_streams):
             return _error(503, f"Too many live viewers (at most {config.max_streams}); close another page.")
-        gap = 1.0 / config.stream_fps
-
-        def frames() -> Any:
-            seq = 0
-            while not state.stopping:
-                newest = state.wait_frame(seq, timeout=1.0)  # re-sends the last frame each second
-                live = state.live()  # None once the camera stalled, stopped or failed
-                jpeg = (stopped if newest is not None else placeholder) if live is None else live.jpeg
-                seq = 0 if newest is None else newest.seq
-                yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                yield jpeg + b"\r\n"
-                if state.wait_stop(gap):
-                    return
-
-        response = Response(frames(), mimetype="multipart/x-mixed-replace; boundary=frame")
+        frames = _mjpeg(state, 1.0 / config.stream_fps, placeholder, stopped)
+        response = Response(frames, mimetype="multipart/x-mixed-replace; boundary=frame")
         response.call_on_close(state.close_stream)
         return response
 
@@ -279,19 +273,19 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             status=health["status"],
             source_alive=health["source_alive"],
             fps=health["fps"],
-            recent=[record.to_dict() for record in state.recent()],
+            recent=[record.to_dict() for record in state.results.all()],
         )
 
     @app.get("/results/<record_id>.jpg")
     def result_image(record_id: str) -> Any:
-        record = state.result(record_id)
+        record = state.results.get(record_id)
         if record is None:
             return _error(404, "That result is no longer kept (only the most recent are).")
         return Response(record.jpeg, mimetype="image/jpeg")
 
     @app.post("/results/clear")
     def clear_results() -> Any:
-        return jsonify(cleared=state.clear_results())
+        return jsonify(cleared=state.results.clear())
 
     @app.post("/capture")
     def capture() -> Any:
@@ -300,7 +294,8 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             return _error(409, "No camera frame yet: wait for the live view, then capture.")
         if live is None:
             return _error(503, "There is no live camera image to capture: the camera stopped or stalled.")
-        record = state.add_result("capture", live.prediction, live.jpeg)
+        record = state.results.add("capture", live.prediction, live.jpeg)
+        state.metrics.inc("captures_total")
         if recorder is not None:
             recorder.save("capture", record.id, encode_jpeg(live.image, 95), "JPEG", record.to_dict())
         return jsonify(record.to_dict()), 201
@@ -325,7 +320,8 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             response, status = _error(503, str(exc))
             response.headers["Retry-After"] = "5"
             return response, status
-        record = state.add_result("upload", prediction, thumbnail)
+        record = state.results.add("upload", prediction, thumbnail)
+        state.metrics.inc("uploads_total")
         if recorder is not None:
             recorder.save("upload", record.id, data, fmt, record.to_dict())
         return jsonify(record.to_dict())
@@ -337,21 +333,38 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        from edge.metrics import CONTENT_TYPE
+        from edge.kiosk.metrics import CONTENT_TYPE
 
-        health = state.health()
-        age = health["last_frame_age_s"]
-        gauges = {
-            "model_loaded": (int(health["model_loaded"]), "1 when the model is loaded."),
-            "source_alive": (int(health["source_alive"]), "1 while the camera or video delivers fresh frames."),
-            "last_frame_age_seconds": (float("nan") if age is None else age, "Age of the newest frame."),
-            "fps": (health["fps"], "Frames classified per second, recently."),
-            "live_viewers": (state.stream_count(), "Open live streams."),
-            "uptime_seconds": (health["uptime_s"], "Seconds since the kiosk started."),
-        }
-        return Response(state.metrics.render(gauges), content_type=CONTENT_TYPE)
+        return Response(state.metrics.render(_gauges(state)), content_type=CONTENT_TYPE)
 
     return app
+
+
+def _mjpeg(state: LiveState, gap: float, placeholder: bytes, stopped: bytes) -> Iterator[bytes]:
+    """The live view as multipart JPEG parts, the last frame again each second, until the kiosk stops."""
+    seq = 0
+    while not state.stopping:
+        newest = state.wait_frame(seq, timeout=1.0)
+        live = state.live()  # None once the camera stalled, stopped or failed
+        jpeg = (stopped if newest is not None else placeholder) if live is None else live.jpeg
+        seq = 0 if newest is None else newest.seq
+        yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+        yield jpeg + b"\r\n"
+        if state.wait_stop(gap):
+            return
+
+
+def _gauges(state: LiveState) -> dict[str, tuple[float, str]]:
+    health = state.health()
+    age = health["last_frame_age_s"]
+    return {
+        "model_loaded": (int(health["model_loaded"]), "1 when the model is loaded."),
+        "source_alive": (int(health["source_alive"]), "1 while the camera or video delivers fresh frames."),
+        "last_frame_age_seconds": (float("nan") if age is None else age, "Age of the newest frame."),
+        "fps": (health["fps"], "Frames classified per second, recently."),
+        "live_viewers": (state.stream_count(), "Open live streams."),
+        "uptime_seconds": (health["uptime_s"], "Seconds since the kiosk started."),
+    }
 
 
 def _top(prediction: Any) -> list[dict[str, Any]]:
@@ -438,7 +451,7 @@ def serve(
 
     Args:
         classifier: the loaded model, shared by the frame loop and uploads (it is thread-safe).
-        source: an unopened ``edge.sources.Source``; the frame loop opens it and releases it on stop.
+        source: an unopened ``edge.capture.sources.Source``; the frame loop opens it and releases it on stop.
         host, port: where to listen; a non-loopback host needs ``token``.
         token: the access token (see :class:`KioskConfig`).
         record_dir: save captures and uploads here; nothing is written to disk when None.
@@ -454,7 +467,7 @@ def serve(
     import waitress
     from waitress import wasyncore
 
-    from edge.pipeline import install_stop_handlers
+    from edge.run.pipeline import install_stop_handlers
 
     return_freed_memory()  # decoded uploads go back to the system, whichever thread decoded them
     base = config or KioskConfig()

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from edge.frames import Frame, Source
+from edge.capture.frames import Frame, Source
 
 __all__ = ["Handoff", "ThreadedCapture", "background"]
 

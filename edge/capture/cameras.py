@@ -1,7 +1,7 @@
 """Cameras: a V4L2/UVC device through OpenCV, and the Raspberry Pi camera through picamera2.
 
 ``picamera2`` is imported only when a Pi camera is probed or opened, so this module imports on any
-laptop. Both yield RGB frames; see :mod:`edge.frames` for the format.
+laptop. Both yield RGB frames; see :mod:`edge.capture.frames` for the format.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.frames import CameraError, Frame, Source
+from edge.capture.frames import CameraError, Frame, Source
 
 __all__ = ["OpenCVCamera", "PiCamera", "picamera_status"]
 

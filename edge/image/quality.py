@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.preprocess import ImageError, center_box
+from edge.image.preprocess import ImageError, center_box
 
 __all__ = ["ISSUES", "QualityThresholds", "assess_quality", "guide_box_gray"]
 

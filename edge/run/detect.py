@@ -18,12 +18,12 @@ from typing import Any
 
 import click
 
-from edge.classifier import Classifier
-from edge.pipeline import iter_results, run_sinks
-from edge.quality import QualityThresholds
-from edge.segment import Segmenter
-from edge.sinks import DisplaySink, HumanSink, JsonLinesSink, LatencyStats, SaveSink, Summary
-from edge.sources import ImageSource, Source, SourceError
+from edge.capture.sources import ImageSource, Source, SourceError
+from edge.image.quality import QualityThresholds
+from edge.model.classifier import Classifier
+from edge.model.segment import Segmenter
+from edge.run.pipeline import iter_results, run_sinks
+from edge.run.sinks import DisplaySink, HumanSink, JsonLinesSink, LatencyStats, SaveSink, Summary
 
 __all__ = ["RunOptions", "repeat_frames", "run"]
 

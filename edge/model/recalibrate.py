@@ -20,16 +20,16 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge.calibration import (
+from edge.image.preprocess import ImageError, load_image, preprocess
+from edge.model.calibration import (
     expected_calibration_error,
     fit_temperature,
     proportion_interval,
     risk_threshold_for_sensitivity,
 )
-from edge.classifier import Classifier, calibrated_probabilities
-from edge.contract import ContractError, ModelContract
-from edge.modelfile import embed_contract, write_atomic
-from edge.preprocess import ImageError, load_image, preprocess
+from edge.model.classifier import Classifier, calibrated_probabilities
+from edge.model.contract import ContractError, ModelContract
+from edge.model.modelfile import embed_contract, write_atomic
 from training.datasets import FORMATS
 
 __all__ = ["SiteDataError", "SiteImages", "fit_site", "main", "site_report"]

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.modelfile import write_atomic
-from edge.preprocess import ImageError, decode_image
+from edge.image.preprocess import ImageError, decode_image
+from edge.model.modelfile import write_atomic
 
 __all__ = [
     "DECODE_PIXELS",

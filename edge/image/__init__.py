@@ -1,0 +1,1 @@
+"""Pixels in and out: the one preprocessing, the quality gates and the drawn overlay."""

@@ -1,0 +1,1 @@
+"""The clinic kiosk: a web page over the live frame loop, run as a systemd service."""

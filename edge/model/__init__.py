@@ -1,0 +1,1 @@
+"""The model file and its contract: reading, checking, running and calibrating a .tflite model."""

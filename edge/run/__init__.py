@@ -1,0 +1,1 @@
+"""The `edge-detect` run loop: source, quality gate, classify, smoothing, then the sinks."""
