@@ -112,17 +112,16 @@ def main() -> None:
         parts = {p: np.array([part_of[s.path] == p for s in loaded.samples]) for p in ("train", "val", "test")}
         ext_loaded = {name: load_images(kept, contract) for name, (kept, _) in external.items()}
         for arch in args.archs:
-            store = args.features / f"{arch}_{size}.npz"
+            store = args.features / f"{arch}_{size}.npy"  # the collections' features; the unseen sets' are cheap
             if store.is_file():
-                saved = np.load(store)
-                f_all, f_ext = saved["all"], {name: saved[name] for name in EXTERNAL}
+                f_all = np.load(store)
             else:
                 t0 = time.time()
                 f_all = features(arch, size, loaded.images)
-                f_ext = {name: features(arch, size, e.images) for name, e in ext_loaded.items()}
                 logging.info("%s %d px: features of %d images in %.0f s", arch, size, len(f_all), time.time() - t0)
                 store.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(store, all=f_all, **f_ext)
+                np.save(store, f_all)
+            f_ext = {name: features(arch, size, e.images) for name, e in ext_loaded.items()}
             for condition, names in CONDITIONS.items():
                 inside = np.isin(origin, [list(COLLECTIONS).index(n) for n in names])
                 tr, va = parts["train"] & inside, parts["val"] & inside

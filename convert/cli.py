@@ -64,12 +64,6 @@ def _check_writable(out: Path) -> None:
     help="Segmenters: fail below this mean per-image IoU between the Keras and converted masks.",
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Write the file even when agreement is below --min-agreement.")
-@click.option("--float-layer", "float_layers", multiple=True, help="int8: keep this node in float (repeatable).")
-@click.option(
-    "--fast-hardswish/--fused-hardswish", default=True,
-    help="int8: split hard-swish into MUL/ADD/RELU6 so the whole graph runs in XNNPACK (about 3x faster "
-    "on x86, same agreement with --qat-epochs); the fused op has no XNNPACK int8 kernel.",
-)  # fmt: skip
 @click.option(
     "--qat-epochs",
     type=click.IntRange(min=0),
@@ -86,21 +80,11 @@ def _check_writable(out: Path) -> None:
     show_default=True,
     help="Learning rate for --qat-epochs.",
 )
-@click.option(
-    "--equalize/--no-equalize", default=False,
-    help="int8: first rescale the channels of ReLU activations so each uses more int8 levels (a rewrite that "
-    "leaves the float model's function unchanged; see docs/BENCHMARKS.md).",
-)  # fmt: skip
-@click.option(
-    "--adaptive-rounding/--nearest-rounding", default=False,
-    help="int8: round each weight up or down to spare the layer's output on representative images, "
-    "instead of to nearest (see docs/BENCHMARKS.md).",
-)  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick and --qat-epochs.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
-         min_mask_iou: float, force: bool, float_layers: tuple[str, ...], fast_hardswish: bool, qat_epochs: int,
-         qat_lr: float, equalize: bool, adaptive_rounding: bool, seed: int, log_level: str) -> None:  # fmt: skip
+         min_mask_iou: float, force: bool, qat_epochs: int, qat_lr: float, seed: int,
+         log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -133,13 +117,12 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         click.echo(f"data: {data} (recorded in the run)", err=True)
     if not data.exists():
         raise click.ClickException(f"dataset {data} does not exist")
-    if (qat_epochs or equalize or adaptive_rounding) and mode != "int8":
-        raise click.UsageError("--qat-epochs, --equalize and --adaptive-rounding apply to --int8 only")
+    if qat_epochs and mode != "int8":
+        raise click.UsageError("--qat-epochs applies to --int8 only")
     if contract.task == "segment":
-        if qat_epochs or equalize or adaptive_rounding:
-            raise click.UsageError("--qat-epochs, --equalize and --adaptive-rounding are for classifiers")
-        _segment(model_path, run_dir, contract, data, out, mode, samples, min_mask_iou, force, float_layers,
-                 fast_hardswish, seed)  # fmt: skip
+        if qat_epochs:
+            raise click.UsageError("--qat-epochs is for classifiers")
+        _segment(model_path, run_dir, contract, data, out, mode, samples, min_mask_iou, force, seed)
         return
 
     import keras
@@ -164,29 +147,15 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     except RepresentativeError as exc:
         raise click.ClickException(str(exc)) from None
 
-    if mode == "int8":
-        config = QuantizeConfig.int8(cdata.representative, float_layers, fast_hardswish)
-    else:
-        config = QuantizeConfig(mode)
+    config = QuantizeConfig.int8(cdata.representative) if mode == "int8" else QuantizeConfig(mode)
     source_model, twin = model, None
-    if equalize:
-        from convert.equalize import equalize_activations
-
-        source_model, count = equalize_activations(model, cdata.representative)
-        log.info("equalized the channel ranges of %d ReLU activations", count)
     if qat_epochs:
         from convert.qat import QATConfig, quantization_aware_finetune
 
-        if fast_hardswish:  # fine-tune the graph that will be converted: three int8 tensors per hard-swish
-            source_model = edge_friendly(source_model)
+        source_model = edge_friendly(source_model)  # the graph that will be converted: hard-swish decomposed
 
         qat = QATConfig(epochs=qat_epochs, learning_rate=qat_lr, seed=seed)
         source_model, twin = quantization_aware_finetune(source_model, cdata.training, cdata.representative, qat)
-    if adaptive_rounding:
-        from convert.rounding import round_weights
-
-        source_model, count = round_weights(source_model, cdata.representative, seed)
-        log.info("rounded %d kernels onto their int8 grids against representative inputs", count)
     log.info("converting %s to %s", model_path, mode)
     converted = quantize(source_model, config)
     for name, scale in tiny_scales(converted) if mode == "int8" else []:
@@ -197,7 +166,6 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
     report.update(
         mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data),
-        fast_hardswish=fast_hardswish, equalize=equalize, adaptive_rounding=adaptive_rounding,
         representative_samples=len(cdata.representative),
     )  # fmt: skip
     if qat_epochs:
@@ -265,8 +233,6 @@ def _segment(
     samples: int,
     min_iou: float,
     force: bool,
-    float_layers: tuple[str, ...],
-    fast_hardswish: bool,
     seed: int,
 ) -> None:
     """A segmentation run (contract task "segment"): mask IoU is the fidelity measure (convert/segment.py)."""
@@ -275,7 +241,7 @@ def _segment(
     try:
         convert_segmenter(
             model_path, run_dir, contract, data, out, mode=mode, samples=samples, min_iou=min_iou, force=force,
-            float_layers=float_layers, fast_hardswish=fast_hardswish, seed=seed,
+            seed=seed,
             show=lambda text: click.echo(text, err=True),
         )  # fmt: skip
     except SegmentConvertError as exc:

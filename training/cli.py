@@ -30,16 +30,17 @@ __all__ = ["main"]
     "<id>_segmentation.png).",
 )  # fmt: skip
 @click.option(
-    "--arch", type=click.Choice(["small", "large-minimalistic", "large"]), default="small",
-    help="MobileNetV3 variant (large-minimalistic: ReLU, no squeeze-excite, int8-friendly).",
+    "--arch", type=click.Choice(["small", "large-minimalistic", "large"]), default=None,
+    help="MobileNetV3 variant [default: large-minimalistic (ReLU, no squeeze-excite: int8 keeps its answers) for "
+    "classifiers, small for the segmenter].",
 )  # fmt: skip
 @click.option(
     "--weights", default="imagenet",
     help="imagenet (the offline file in ../shared/weights for Small, else a download), none, or a .weights.h5 PATH.",
 )  # fmt: skip
-@click.option("--img-size", type=click.IntRange(32, 512), default=224, help="Square input size in pixels.")
-@click.option("--epochs", type=click.IntRange(0), default=15, help="Fine-tuning epochs (upper bound).")
-@click.option("--head-epochs", type=click.IntRange(0), default=3, help="Epochs training the head on a frozen backbone.")
+@click.option("--img-size", type=click.IntRange(32, 512), default=128, help="Square input size in pixels.")
+@click.option("--epochs", type=click.IntRange(0), default=6, help="Fine-tuning epochs (upper bound).")
+@click.option("--head-epochs", type=click.IntRange(0), default=1, help="Epochs training the head on a frozen backbone.")
 @click.option("--batch-size", type=click.IntRange(1), default=32)
 @click.option("--lr", type=float, default=3e-4, help="Peak fine-tuning learning rate (cosine decay).")
 @click.option("--val-fraction", type=click.FloatRange(0.05, 0.45), default=0.2, help="Validation share.")
@@ -60,22 +61,7 @@ __all__ = ["main"]
     help="Class imbalance handling: a class-weighted loss, batches drawing every class equally often, or nothing.",
 )  # fmt: skip
 @click.option(
-    "--extra-data", multiple=True,
-    help="Another dataset used for training only (repeatable); its labels are mapped to DATA's "
-    "(HAM10000 codes such as mel, nv, bkl map to the ISIC 9-class names); copies of validation images are left out.",
-)  # fmt: skip
-@click.option(
-    "--pretrain-epochs", type=click.IntRange(0), default=0,
-    help="With --extra-data: train on the extra data alone for this many epochs first, then on DATA alone "
-    "(0 mixes the extra data into every epoch).",
-)  # fmt: skip
-@click.option(
-    "--teacher", "teachers", multiple=True,
-    help="A run folder trained on the same data (repeatable): the targets become half its "
-    "calibrated probabilities (averaged over teachers), half the label (distillation).",
-)  # fmt: skip
-@click.option(
-    "--color-constancy", type=click.Choice(["none", "shades-of-gray"]), default="none",
+    "--color-constancy", type=click.Choice(["none", "shades-of-gray"]), default="shades-of-gray",
     help="Colour normalisation before the model (part of the preprocessing the contract carries to the edge).",
 )  # fmt: skip
 @click.option(
@@ -96,11 +82,11 @@ __all__ = ["main"]
 )  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--verbose", is_flag=True, help="Also show TensorFlow's own start-up and device messages.")
-def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str, weights: str, img_size: int, epochs: int,
-         head_epochs: int, batch_size: int, lr: float, val_fraction: float, test_fraction: float, seed: int,
-         patience: int, balance: str, extra_data: tuple[str, ...], pretrain_epochs: int, teachers: tuple[str, ...],
-         color_constancy: str, white_balance: float, max_images: int, strategy: str, mixed_precision: bool,
-         resume_run: str | None, log_level: str, verbose: bool) -> None:  # fmt: skip
+def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str | None, weights: str, img_size: int,
+         epochs: int, head_epochs: int, batch_size: int, lr: float, val_fraction: float, test_fraction: float,
+         seed: int, patience: int, balance: str, color_constancy: str, white_balance: float, max_images: int,
+         strategy: str, mixed_precision: bool, resume_run: str | None, log_level: str,
+         verbose: bool) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA (one collection or several) and write a run folder.
 
     Several collections are trained, validated and (with --test-fraction) tested on together, their
@@ -134,22 +120,19 @@ def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str, weight
     if val_fraction / (1 - test_fraction) >= 0.5:
         raise click.UsageError("--val-fraction and --test-fraction leave too little to train on")
 
-    if pretrain_epochs and not extra_data:
-        raise click.UsageError("--pretrain-epochs needs --extra-data to pre-train on")
     if task == "segment":
         if len(data) > 1:
             raise click.UsageError("--task segment trains on one collection")
-        _segment(data[0], out, arch, weights, img_size, epochs, head_epochs, batch_size, lr, val_fraction, seed,
-                 patience, max_images)  # fmt: skip
+        _segment(data[0], out, arch or "small", weights, img_size, epochs, head_epochs, batch_size, lr,
+                 val_fraction, seed, patience, max_images)  # fmt: skip
         return
 
     config = TrainConfig(
         data=str(Path(data[0]).resolve()), more_data=tuple(str(Path(d).resolve()) for d in data[1:]), out=out,
-        format=fmt, task=task, arch=arch, weights=weights, image_size=img_size,
+        format=fmt, task=task, arch=arch or "large-minimalistic", weights=weights, image_size=img_size,
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, patience=patience, balance=balance,
         max_images=max_images,
-        extra_data=tuple(extra_data), pretrain_epochs=pretrain_epochs, teachers=tuple(teachers),
         color_constancy=color_constancy.replace("-", "_"), white_balance=white_balance, strategy=strategy,
         mixed_precision=mixed_precision,
     )  # fmt: skip

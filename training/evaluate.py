@@ -131,14 +131,13 @@ def save_plots(
     contract: ModelContract,
     history: dict[str, list],
     best_epoch: int | None = None,
-    first_epoch: int = 1,
 ) -> list[Path]:
     """Confusion matrix, ROC curves and training curves as PNG files in ``out_dir``.
 
     The confusion matrix is row-normalised (recall on the diagonal) with the counts beside; the ROC
     shows benign vs malignant with the contract's operating point, then each class against the rest
-    with its size; the curves are numbered as the training log numbers epochs (``first_epoch`` is
-    the first one in ``history``), with the phase switches and ``best_epoch`` marked.
+    with its size; the curves are numbered as the training log numbers epochs, with the phase switches and
+    ``best_epoch`` marked.
     """
     import matplotlib
 
@@ -188,7 +187,7 @@ def save_plots(
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = first_epoch + np.arange(len(history.get("loss", [])))
+    epochs = 1 + np.arange(len(history.get("loss", [])))
     for ax, keys, title in (
         (axes[0], ("loss", "val_loss"), "loss"),
         (axes[1], ("accuracy", "val_accuracy", "val_balanced_accuracy"), "accuracy"),

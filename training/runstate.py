@@ -46,7 +46,6 @@ class RunState:
     phase_epochs_done: int = 0
     epoch: int = 0  # epochs finished over all phases
     history: dict[str, list[float]] = field(default_factory=dict)
-    pretrain_history: dict[str, list[float]] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)  # BestEpoch.state()
     split_digest: str = ""
 

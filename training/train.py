@@ -22,20 +22,19 @@ from edge.model.calibration import (
     risk_threshold_for_sensitivity,
 )
 from edge.model.classifier import calibrated_probabilities
-from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract, load_contract, save_contract
+from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract, save_contract
 from training.best_epoch import BestEpoch
 from training.datasets import ISIC2019_CLASSES, DatasetError, Sample, load_dataset, map_labels
 from training.distribute import StrategyError, place
 from training.pipeline import ImageRows, cache_dir, image_dataset
 from training.runstate import EpochLog, RunState, drop_checkpoint, load_state, restore_checkpoint, save_checkpoint
-from training.splits import LoadedImages, duplicate_groups, fingerprint, leaks_into, load_images, split_indices
+from training.splits import duplicate_groups, fingerprint, load_images, split_indices
 
 __all__ = ["TrainConfig", "TrainingInterrupted", "resume", "train"]
 
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 20  # a progress line within an epoch this often
-TEACHER_SHARE = 0.5  # with --teacher, the targets are this much the teachers' probabilities, the rest the label
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,6 @@ class TrainConfig:
     patience: int = 4
     balance: str = "weights"  # "weights" (class-weighted loss), "sampling" (classes drawn equally often) or "none"
     max_images: int = 0  # 0 = all; for quick runs and tests
-    extra_data: tuple[str, ...] = ()  # training-only datasets, labels mapped to the main ones
-    pretrain_epochs: int = 0  # >0: train on extra_data alone first, then on data alone; 0: mix them
-    teachers: tuple[str, ...] = ()  # run folders on the same split whose averaged answers are distilled
     sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
     color_constancy: str = "none"  # or "shades_of_gray": part of the preprocessing, stored in the contract
     white_balance: float = 0.0  # augmentation: each RGB channel scaled by up to x/÷ (1 + this), a lamp or camera change
@@ -126,17 +122,10 @@ class Phase:
     learning_rate: float
     cosine: bool  # decay from learning_rate to zero over the phase
     backbone_trainable: bool
-    extra_only: bool = False  # domain pre-training on the extra data alone
-    scored: bool = True  # chooses the best epoch and stops early
 
 
-def _phases(config: TrainConfig, has_pretraining: bool) -> list[Phase]:
+def _phases(config: TrainConfig) -> list[Phase]:
     phases = []
-    if has_pretraining:
-        phases += [
-            Phase("pretrain-head", 1, 1e-3, False, False, extra_only=True, scored=False),
-            Phase("pretrain", config.pretrain_epochs, config.learning_rate, True, True, extra_only=True, scored=False),
-        ]
     if config.head_epochs and config.weights != "none":
         phases.append(Phase("head", config.head_epochs, 1e-3, False, False))
     if config.epochs:
@@ -230,26 +219,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
 
     x_tr, y_tr = loaded.images.rows(train_idx), y[train_idx]
     x_va, y_va = loaded.images.rows(val_idx), y[val_idx]
-    fingerprints = [fingerprint(loaded)]
-    extra_rows, y_pre = [], y_tr[:0]
-    for extra in config.extra_data:
-        more = _extra_training_data(extra, config, contract, loaded.subset(val_idx))
-        fingerprints.append(fingerprint(more))
-        extra_rows.append(more.images)
-        y_pre = np.concatenate([y_pre, [labels.index(s.label) for s in more.samples]]).astype(int)
-    x_pre = ImageRows.concat(extra_rows)
-    if not config.pretrain_epochs:  # mixed into every epoch
-        x_tr, y_tr, x_pre, y_pre = (
-            ImageRows.concat([x_tr, x_pre]),
-            np.concatenate([y_tr, y_pre]),
-            x_pre.rows([]),
-            y_pre[:0],
-        )
-    one_hot = np.eye(len(labels), dtype="float32")
-    t_tr, t_pre = one_hot[y_tr], one_hot[y_pre]  # targets
-    if config.teachers:
-        soft = _teacher_probabilities(config.teachers, loaded.subset(train_idx), loaded.subset(val_idx), labels)
-        t_tr[: len(soft)] = TEACHER_SHARE * soft + (1 - TEACHER_SHARE) * t_tr[: len(soft)]  # extra data: labels
+    t_tr = np.eye(len(labels), dtype="float32")[y_tr]  # one-hot targets
 
     replicas = placement.replicas
     global_batch = config.batch_size * replicas
@@ -270,7 +240,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     augment = _augmenter(config.seed, config.white_balance)
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     state = state or RunState(config=dataclasses.asdict(config), split_digest=split_digest)
-    history, pretrain_history = state.history, state.pretrain_history
+    history = state.history
 
     def validate() -> dict[str, float]:
         logits = evaluate.predict_logits(model, x_va)
@@ -293,17 +263,13 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         """Validate, record, choose the best, log and checkpoint; True when the phase is over."""
         nonlocal epoch_log
         scores.update(validate())
-        record = pretrain_history if phase.extra_only else history
         for key in ("loss", "accuracy"):
-            record.setdefault(key, []).append(float(logs.get(key, np.nan)))
+            history.setdefault(key, []).append(float(logs.get(key, np.nan)))
         for key in ("val_loss", "val_accuracy"):
-            record.setdefault(key, []).append(scores[key])
-        record.setdefault("phase", []).append(phase.name)
+            history.setdefault(key, []).append(scores[key])
+        history.setdefault("phase", []).append(phase.name)
         state.epoch += 1
-        if phase.scored:
-            best.end_epoch(model, epoch=state.epoch)
-        else:
-            pretrain_history.setdefault("val_balanced_accuracy", []).append(scores["val_balanced_accuracy"])
+        best.end_epoch(model, epoch=state.epoch)
         over = bool(model.stop_training) or epoch_in_phase + 1 >= phase.epochs
         state.phase, state.phase_epochs_done = phase.name, epoch_in_phase + 1
         if over:
@@ -365,10 +331,9 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        for phase in _phases(config, len(y_pre) > 0):
+        for phase in _phases(config):
             if phase.name not in state.phases_done:
-                x, t = (x_pre, t_pre) if phase.extra_only else (x_tr, t_tr)
-                run_phase(phase, x, t)
+                run_phase(phase, x_tr, t_tr)
     except KeyboardInterrupt:
         if not state.epoch:
             raise TrainingInterrupted("interrupted before the first epoch ended: nothing was kept") from None
@@ -397,7 +362,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     contract = contract.replace(
         temperature=round(temperature, 4),
         risk_threshold=float(np.floor(risk_threshold * 1e4) / 1e4),  # rounding up could unflag a case
-        data_fingerprint=" + ".join(fingerprints),
+        data_fingerprint=fingerprint(loaded),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     val_metrics = evaluate.classification_metrics(y_va, probs, contract)
@@ -436,13 +401,11 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         "best_epoch": best.best_epoch,
         "epochs": state.epoch,
         "history": history,
-        "pretrain_history": pretrain_history,
         "train_seconds": time.time() - started,
         "distribution": {"strategy": placement.describe(), "global_batch": global_batch, "replicas": replicas},
         "config": dataclasses.asdict(config),
     }
-    first_epoch = len(pretrain_history.get("loss", [])) + 1  # the log numbers pre-training epochs first
-    evaluate.save_plots(out, y_va, probs, contract, history, best.best_epoch, first_epoch)
+    evaluate.save_plots(out, y_va, probs, contract, history, best.best_epoch)
     evaluate.write_model_card(out, contract, metrics, dataclasses.asdict(config) | {"format": data_format})
     (out / "report.txt").write_text(_report(val_metrics))
     drop_checkpoint(out)
@@ -552,47 +515,6 @@ def _epoch_callback(phase: Phase, steps: int, batch: int, end_epoch):
                 self.model.stop_training = True
 
     return _Callback()
-
-
-def _extra_training_data(path: str, config: TrainConfig, contract: ModelContract, val: LoadedImages) -> LoadedImages:
-    """Images from another collection for training only, minus any copy of a validation image."""
-    extra = load_dataset(path, "auto", "binary" if config.task == "binary" else "multiclass")
-    samples = map_labels(list(extra.samples), contract.labels)
-    if not samples:
-        raise DatasetError(f"no image of {path} has a label the model knows ({list(contract.labels)})")
-    loaded = load_images(samples, contract, cache=cache_dir())
-    leak = leaks_into(loaded, val)
-    log.info(
-        "extra training data %s: %d images, %d left out as copies of validation images", path, len(samples), leak.sum()
-    )
-    return loaded.subset(np.nonzero(~leak)[0])
-
-
-def _teacher_probabilities(
-    runs: tuple[str, ...], train: LoadedImages, val: LoadedImages, labels: tuple[str, ...]
-) -> np.ndarray:
-    """The teachers' averaged calibrated probabilities for the training images.
-
-    A teacher must have been validated on exactly this validation split (same data and seed):
-    then none of these images ever trained it, and its answers carry no validation label.
-    """
-    from training.evaluate import run_probabilities
-
-    ours = {s.path.resolve() for s in val.samples}
-    y = np.array([labels.index(s.label) for s in train.samples])
-    probs = []
-    for run in map(Path, runs):
-        if not (run / "model.keras").is_file() or not (run / "split.json").is_file():
-            raise DatasetError(f"teacher {run} is not a training run folder (model.keras, split.json)")
-        contract = load_contract(run / "contract.json")
-        if contract.labels != labels:
-            raise DatasetError(f"teacher {run} has other labels ({list(contract.labels)}) than the data")
-        theirs = {Path(p).resolve() for p in json.loads((run / "split.json").read_text())["validation"]}
-        if theirs != ours:
-            raise DatasetError(f"teacher {run} was validated on another split: train it on the same data and --seed")
-        probs.append(run_probabilities(run, contract, train.samples))
-        log.info("teacher %s: accuracy %.3f on the training images", run, (probs[-1].argmax(1) == y).mean())
-    return np.mean(probs, axis=0).astype("float32")
 
 
 def _report(m: dict[str, Any]) -> str:

@@ -24,8 +24,8 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     (data / "nevus" / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     weights = str(WEIGHTS) if WEIGHTS.is_file() else "none"
     run = tmp / "run"
-    _run("train", str(data), "--out", str(run), "--img-size", "64", "--epochs", "1", "--head-epochs", "1",
-         "--batch-size", "8", "--weights", weights)  # fmt: skip
+    _run("train", str(data), "--out", str(run), "--arch", "small", "--img-size", "64", "--epochs", "1",
+         "--head-epochs", "1", "--batch-size", "8", "--weights", weights, "--color-constancy", "none")  # fmt: skip
     return data, run
 
 
@@ -41,37 +41,6 @@ def test_train_writes_every_artifact(trained):
     contract = json.loads((run / "contract.json").read_text())
     assert contract["malignant_labels"] == ["melanoma"] and contract["image_size"] == 64
     assert "Not a medical device" in (run / "model_card.md").read_text()
-
-
-def test_pretraining_on_extra_data_leaves_out_copies_of_validation_images(trained, tmp_path):
-    data, _ = trained
-    extra = make_folder_dataset(tmp_path / "extra", per_class=6, seed=1)
-    for image in data.glob("*/*.jpg"):  # every image of DATA also in the extra set: validation ones must go
-        (extra / image.parent.name / f"copy_{image.name}").write_bytes(image.read_bytes())
-    run = tmp_path / "run"
-    proc = _run("train", str(data), "--out", str(run), "--img-size", "48", "--epochs", "1", "--head-epochs", "1",
-                "--batch-size", "8", "--weights", "none", "--extra-data", str(extra),
-                "--pretrain-epochs", "2", "--color-constancy", "shades-of-gray", "--balance", "sampling")  # fmt: skip
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert json.loads((run / "contract.json").read_text())["color_constancy"] == "shades_of_gray"
-    assert "colour constancy: shades_of_gray" in (run / "model_card.md").read_text()
-    assert f"{metrics['n_val']} left out as copies of validation images" in proc.stderr
-    assert len(metrics["pretrain_history"]["loss"]) == 1 + 2  # head epoch + pre-training epochs
-    assert len(metrics["history"]["loss"]) == 1  # then DATA alone (no head phase without weights)
-    assert metrics["config"]["pretrain_epochs"] == 2 and metrics["config"]["balance"] == "sampling"
-
-
-def test_distillation_from_a_teacher_on_the_same_split_only(trained, tmp_path):
-    data, teacher = trained
-    args = ("train", str(data), "--img-size", "48", "--epochs", "1", "--head-epochs", "0", "--batch-size", "8",
-            "--weights", "none", "--teacher", str(teacher))  # fmt: skip
-    proc = _run(*args, "--out", str(tmp_path / "student"))
-    assert f"teacher {teacher}: accuracy" in proc.stderr  # its answers on the training images were used
-    metrics = json.loads((tmp_path / "student" / "metrics.json").read_text())
-    assert metrics["config"]["teachers"] == [str(teacher)] and len(metrics["history"]["loss"]) == 1
-    # another seed is another split: the teacher has seen validation images of it
-    proc = _run(*args, "--seed", "3", "--out", str(tmp_path / "other"), check=False)
-    assert proc.returncode == 1 and "validated on another split" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
@@ -110,13 +79,12 @@ def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
         assert clf.classify(load_image(line["source"])).label == line["label"]
 
 
-def test_convert_with_equalization_and_quantization_aware_finetuning(trained, tmp_path):
+def test_convert_with_quantization_aware_finetuning(trained, tmp_path):
     data, run = trained
     out = tmp_path / "qat_int8.tflite"
     _run("convert", str(run), "--int8", "--data", str(data), "--out", str(out), "--samples", "10",
-         "--qat-epochs", "1", "--equalize", "--adaptive-rounding", "--min-agreement", "0")  # fmt: skip
+         "--qat-epochs", "1", "--min-agreement", "0")  # fmt: skip
     report = json.loads(out.with_suffix(".fidelity.json").read_text())
-    assert report["equalize"] is True and report["adaptive_rounding"] is True
     split = json.loads((run / "split.json").read_text())
     qat = report["qat"]
     assert {k: qat[k] for k in ("epochs", "learning_rate", "images")} == {
@@ -129,9 +97,7 @@ def test_convert_with_equalization_and_quantization_aware_finetuning(trained, tm
     wrong = _run("convert", str(run), "--float16", "--data", str(data), "--qat-epochs", "1", check=False)
     assert wrong.returncode == 2 and "--int8 only" in wrong.stderr
     wrong = _run("convert", str(run), "--float32", "--data", str(data), "--equalize", check=False)
-    assert wrong.returncode == 2 and "--int8 only" in wrong.stderr
-    wrong = _run("convert", str(run), "--float16", "--data", str(data), "--adaptive-rounding", check=False)
-    assert wrong.returncode == 2 and "--int8 only" in wrong.stderr
+    assert wrong.returncode == 2 and "No such option" in wrong.stderr  # measured, not kept (docs/BENCHMARKS.md)
 
 
 def test_convert_refuses_a_broken_conversion(trained, tmp_path, monkeypatch):
@@ -187,8 +153,6 @@ def test_convert_rejects_a_dataset_with_other_labels(trained, tmp_path):
 def test_train_cli_errors_are_one_sentence(tmp_path):
     proc = _run("train", str(tmp_path / "nothing"), "--out", str(tmp_path / "run"), check=False)
     assert proc.returncode == 1 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _run("train", str(tmp_path), "--pretrain-epochs", "2", check=False)
-    assert proc.returncode == 2 and "--pretrain-epochs needs --extra-data" in proc.stderr
     single = make_folder_dataset(tmp_path / "single", classes=("nevus",), per_class=3)
     proc = _run("train", str(single), "--out", str(tmp_path / "run"), check=False)
     assert proc.returncode == 1 and "single class" in proc.stderr
