@@ -1,6 +1,6 @@
 """Measure ``edge-detect`` as a kiosk would feel it, and print a Markdown table.
 
-    python bench/edge_bench.py --model models/isic9_int8.tflite
+    python bench/edge_bench.py --model models/isic8_int8.tflite
     python bench/edge_bench.py --make-standin /tmp/mnv3s_int8.tflite   # needs TensorFlow ([train])
 
 Measured, each through the installed ``edge-detect`` command in a fresh process:
@@ -36,6 +36,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from results import save
 
 ISIC9 = (
     "actinic keratosis", "basal cell carcinoma", "dermatofibroma", "melanoma", "nevus",
@@ -215,28 +216,28 @@ def main() -> None:
     pure = cpu_overhead(args.model, args.bench_frames)
 
     threads = args.threads or "runtime default"
-    print(f"edge-detect on {platform.machine()}, {os.cpu_count()} cores, {dt.date.today()}, threads: {threads}")
-    print(f"model: {args.model} ({args.model.stat().st_size / 1e6:.2f} MB)\n")
-    print("| measure | value | target |")
-    print("|---|---|---|")
-    print(f"| start: launch to first result (median of {args.runs}) | {start_median:.2f} s | <= 1.5 s |")
-    print(f"| peak RSS, 640x480 video ({n} frames) | {peak_mb:.0f} MB | <= 150 MB |")
+    rows = [
+        (f"start: launch to first result (median of {args.runs})", f"{start_median:.2f} s", "<= 1.5 s"),
+        (f"peak RSS, 640x480 video ({n} frames)", f"{peak_mb:.0f} MB", "<= 150 MB"),
+    ]
     for label, b in (("pipelined (default)", piped), ("--serial", serial)):
         inv, per = b["invoke_ms"]["p50"], b["period_ms"]["p50"]
-        print(
-            f"| per-frame overhead beyond invoke() at 640x480, {label}: p50 period {per:.2f} ms"
-            f" vs invoke {inv:.2f} ms | {b['overhead']:.0%} | <= 25% |"
-        )
-    print(
-        f"| per-frame CPU time beyond invoke(), 640x480 pre-decoded, serial, 1 thread: p50 path"
-        f" {pure['path_ms']:.2f} ms CPU vs invoke {pure['invoke_ms']:.2f} ms CPU | {pure['overhead']:.0%} | <= 25% |"
-    )
-    print(f"| FPS, 640x480 video with --json (whole run after the first result) | {fps:.1f} | - |")
+        rows.append((f"per-frame overhead beyond invoke(), 640x480, {label}: period {per:.2f} ms vs invoke "
+                     f"{inv:.2f} ms", f"{b['overhead']:.0%}", "<= 25%"))  # fmt: skip
+    rows.append((f"CPU time beyond invoke(), serial, 1 thread: {pure['path_ms']:.2f} ms vs invoke "
+                 f"{pure['invoke_ms']:.2f} ms", f"{pure['overhead']:.0%}", "<= 25%"))  # fmt: skip
+    rows.append(("FPS, 640x480 video with --json", f"{fps:.1f}", "-"))
     for label, b in (("pipelined", piped), ("--serial", serial)):
-        for key, name in (("invoke_ms", "invoke"), ("frame_ms", "frame latency"), ("period_ms", "period")):
-            q = b[key]
-            print(f"| {label} {name} p50 / p90 / p99 | {q['p50']:.2f} / {q['p90']:.2f} / {q['p99']:.2f} ms | - |")
-    print(f"\nstart runs (s): {', '.join(f'{t:.2f}' for t in starts)}")
+        q = b["frame_ms"]
+        rows.append((f"{label} frame latency p50 / p90 / p99", f"{q['p50']:.2f} / {q['p90']:.2f} / {q['p99']:.2f} ms",
+                     "-"))  # fmt: skip
+    print(f"edge-detect on {platform.machine()}, {os.cpu_count()} cores, {dt.date.today()}, threads: {threads}")
+    print(f"model: {args.model} ({args.model.stat().st_size / 1e6:.2f} MB)\n")
+    print("| measure | value | target |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    command = f"python bench/edge_bench.py --model {args.model} --threads {args.threads}"
+    save("edge_bench", command, rows=[{"measure": m, "value": v, "target": t} for m, v, t in rows])
 
 
 if __name__ == "__main__":

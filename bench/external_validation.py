@@ -1,6 +1,6 @@
 """How well does a model do on another collection than the one it was trained on?
 
-    python bench/external_validation.py models/isic9_int8.tflite ../shared/data/ham10000 \\
+    python bench/external_validation.py models/isic8_int8.tflite ../shared/data/ham10000 \\
         --trained-on ../shared/data/isic9/train
 
 A validation split drawn from the training collection shares its cameras, lighting, clinics and

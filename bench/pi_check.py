@@ -50,9 +50,9 @@ CPUINFO = {
         "Raspberry Pi 5 Model B Rev 1.0",
     ),
 }
-MODELS = ("isic9_int8.tflite", "isic9_float16.tflite", "benign_malignant_int8.tflite")
+MODELS = ("isic8_int8.tflite",)
 SEGMENTER = "ph2_segment_int8.tflite"
-SEGMENTED = "isic9_int8.tflite on the lesion found by ph2_segment_int8.tflite"
+SEGMENTED = "isic8_int8.tflite on the lesion found by ph2_segment_int8.tflite"
 
 
 def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:

@@ -112,6 +112,14 @@ def pi_check(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def figures(r: dict[str, Any]) -> list[str]:
+    """Every scalar figure of a flat results file, one row each."""
+    skip = {"command", "machine", "date"}
+    return table(
+        ["figure", "value"], [[k, v] for k, v in r.items() if k not in skip and not isinstance(v, (dict, list))]
+    )
+
+
 def tried(r: dict[str, Any]) -> list[str]:
     return table(["lever", "effect", "kept"], [[x["lever"], x["effect"], x["kept"]] for x in r["rows"]])
 
@@ -130,8 +138,10 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
     ("kiosk_memory", "Kiosk memory", "The kiosk service on a 640x480 video at 10 fps, then eight concurrent photo "
      "bombs (2800x2800 PNG, 6000x6000 JPEG) from four clients.",
      rows_table({"measure": "measure", "value": "value", "goal": "goal"})),
-    ("segment_bench", "Lesion segmentation", "The PH2 segmenter (`--segment`).",
-     rows_table({"measure": "measure", "value": "value", "goal": "goal"})),
+    ("segment_masks", "Lesion segmentation: masks", "The int8 PH2 segmenter (`--segment`) against the experts' masks "
+     "on its run's validation images, through the edge path (goal: mean Jaccard >= 0.85).", figures),
+    ("segment_latency", "Lesion segmentation: latency", "The segmenter against the default classifier, one thread, "
+     "interleaved (goal: at most 1.5x the classifier).", figures),
     ("train_memory", "Training memory", "`train` on HAM10000, 224 px, one head epoch: resident and anonymous memory.",
      rows_table({"images": "images", "cache": "cache", "peak_rss_mb": "peak RSS MB", "peak_anon_mb": "anonymous MB",
                  "seconds": "seconds"})),

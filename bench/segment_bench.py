@@ -2,16 +2,16 @@
 
     # latency of the segmenter against a classifier, interleaved, 1 thread
     python bench/segment_bench.py latency --segmenter models/ph2_segment_int8.tflite \
-        --classifier models/isic9_int8.tflite --image ../shared/data/ph2/images/IMD002.jpg
+        --classifier models/isic8_int8.tflite --image ../shared/data/ph2/images/IMD002.jpg
 
     # the segmenter on a segmentation run's validation split, through the edge path (original files)
     python bench/segment_bench.py masks --segmenter models/ph2_segment_int8.tflite --run runs/ph2_segment
 
     # does classifying the segmented lesion's crop beat the centre crop? (a classifier run's validation split)
     python bench/segment_bench.py crop --segmenter models/ph2_segment_int8.tflite \\
-        --classifier models/isic9_int8.tflite --run runs/isic9_b
+        --classifier models/isic8_int8.tflite --run runs/isic9_b
 
-Each prints one JSON object on stdout.
+Each prints one JSON object on stdout and keeps it as bench/results/segment_WHAT.json.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results import save  # noqa: E402
 
 from edge.image.preprocess import load_image, preprocess  # noqa: E402
 from edge.model.classifier import Classifier  # noqa: E402
@@ -158,6 +159,7 @@ def main() -> None:
     else:
         result = crop(args.segmenter, args.classifier, args.run, args.limit)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    save(f"segment_{args.what}", "python bench/segment_bench.py " + " ".join(sys.argv[1:]), **result)
 
 
 if __name__ == "__main__":

@@ -93,8 +93,8 @@ def load_convert_data(
         listed = [str(Path(p).resolve()) for p in split["validation"]]
         by_path = {str(s.path.resolve()): s for s in all_samples}
         val_samples = [by_path[p] for p in listed if p in by_path]
-        val_paths = set(listed)
-        train_samples = [s for s in all_samples if str(s.path.resolve()) not in val_paths]
+        held_out = set(listed) | {str(Path(p).resolve()) for p in split.get("test", [])}  # test: never calibrated on
+        train_samples = [s for s in all_samples if str(s.path.resolve()) not in held_out]
         roots = [Path(d).resolve() if Path(d).is_dir() else Path(d).resolve().parent for d in (data, *more)]
         ours = [p for p in listed if any(Path(p).is_relative_to(r) for r in roots)]  # not: collections not given
         lost = len(ours) - sum(p in by_path for p in ours)

@@ -35,7 +35,7 @@ __all__ = ["DEFAULT_MODEL", "DEFAULT_SEGMENTER", "DEMO_IMAGES", "cli", "main"]
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO_ROOT / "models" / "isic9_int8.tflite"
+DEFAULT_MODEL = REPO_ROOT / "models" / "isic8_int8.tflite"
 DEFAULT_SEGMENTER = REPO_ROOT / "models" / "ph2_segment_int8.tflite"
 DEMO_IMAGES = REPO_ROOT.parent / "shared" / "data" / "isic9" / "train"
 
@@ -187,7 +187,7 @@ def _display_wanted(display: bool | None, camera: bool) -> bool:
     "--model",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="EDGE_DETECT_MODEL",
-    show_default="models/isic9_int8.tflite",
+    show_default="models/isic8_int8.tflite",
     help="A .tflite classifier with an embedded contract (made by `convert`).",
 )
 @click.option(

@@ -1,6 +1,6 @@
 """Classify one RGB image with a self-describing ``.tflite`` model: the edge's Python API.
 
->>> clf = Classifier("models/isic9_int8.tflite")
+>>> clf = Classifier("models/isic8_int8.tflite")
 >>> clf.classify(load_image("lesion.jpg")).label
 """
 

@@ -51,3 +51,19 @@ def test_validation_images_of_the_runs_other_collections_are_not_missing(tmp_pat
     contract = ModelContract(task="classify", labels=tuple(sorted(TINY_LABELS)), image_size=32)
     got = load_convert_data(data, contract, run, samples=10)
     assert len(got.validation) == 3  # DATA's part of the split; the other collection's are elsewhere
+
+
+def test_a_multi_collection_run_validates_on_every_collection_and_never_calibrates_on_its_test_part(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", classes=("melanoma", "nevus"), per_class=5)
+    other = make_folder_dataset(tmp_path / "other", classes=("melanoma", "nevus"), per_class=5, seed=1)
+    validation = sorted(data.glob("*/*_000.jpg")) + sorted(other.glob("*/*_000.jpg"))
+    test = sorted(data.glob("*/*_001.jpg")) + sorted(other.glob("*/*_001.jpg"))
+    run = _run_folder(tmp_path, data, validation)
+    (run / "metrics.json").write_text(json.dumps({"config": {"data": str(data.resolve()),
+                                                             "more_data": [str(other.resolve())]}}))  # fmt: skip
+    split = json.loads((run / "split.json").read_text()) | {"test": [str(p.resolve()) for p in test]}
+    (run / "split.json").write_text(json.dumps(split))
+    contract = ModelContract(task="classify", labels=("MEL", "NV"), image_size=32)  # ISIC 2019's names
+    got = load_convert_data(data, contract, run, samples=100)
+    assert len(got.validation) == 4 and sorted(got.validation_labels.tolist()) == [0, 0, 1, 1]
+    assert len(got.representative) == 20 - 4 - 4  # every training image, no validation or test image

@@ -184,7 +184,7 @@ def test_serve_delegates_to_the_web_page_when_it_exists(tiny_tflite, monkeypatch
 
 
 def test_missing_default_model_says_how_to_get_one(tmp_path, monkeypatch, folder):
-    monkeypatch.setattr(app, "DEFAULT_MODEL", tmp_path / "models" / "isic9_int8.tflite")
+    monkeypatch.setattr(app, "DEFAULT_MODEL", tmp_path / "models" / "isic8_int8.tflite")
     result = run("--source", folder)
     assert_one_sentence(result, 2, "no model at", "train and convert one, or pass --model")
 

@@ -226,7 +226,7 @@ def test_install_prefix_names_its_paths_in_the_unit_and_settings(tmp_path):
     settings = (root / "etc/skinedge/edge-detect.env").read_text()
     assert "/opt/skinedge" not in unit and "/opt/skinedge" not in settings
     assert "ExecStart=/srv/kiosk/venv/bin/edge-detect --camera" in unit
-    assert "EDGE_DETECT_MODEL=/srv/kiosk/models/isic9_int8.tflite" in settings
+    assert "EDGE_DETECT_MODEL=/srv/kiosk/models/isic8_int8.tflite" in settings
     assert (root / "srv/kiosk/venv/bin/edge-detect").is_file()
     copy = tmp_path / "edge-detect.service"  # the installed unit as systemd would see it at /srv/kiosk
     copy.write_text(unit.replace("/srv/kiosk", prefix))

@@ -19,7 +19,7 @@ from training.segdata import find_mask_pairs, load_mask
 from training.segmetrics import segmentation_metrics
 
 SEGMENTER = ROOT / "models" / "ph2_segment_int8.tflite"
-CLASSIFIER = ROOT / "models" / "isic9_int8.tflite"
+CLASSIFIER = ROOT / "models" / "isic8_int8.tflite"
 
 
 @pytest.fixture(autouse=True)
