@@ -26,10 +26,12 @@ from edge.model.classifier import Classifier, calibrated_probabilities
 from edge.model.contract import load_contract
 from training.datasets import load_dataset, to_binary
 from training.evaluate import classification_metrics, predict_logits
+from training.pipeline import cache_dir
 from training.splits import leaks_into, load_images
 from training.train import TrainConfig, _read_collections, _summary
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIELDS = TrainConfig.__dataclass_fields__  # a run made before an option was removed still reads
 EXTERNAL = {"benign_malignant": "malignant-vs-benign/train", "ph2": "ph2"}
 
 
@@ -44,12 +46,27 @@ def binary_scores(risk: np.ndarray, bad: np.ndarray, threshold: float) -> dict[s
     }
 
 
-def score_run(run: Path) -> dict:
-    import keras
+def fidelity(keras_p: np.ndarray, int8_p: np.ndarray, contract, y: np.ndarray | None = None) -> dict:
+    """Top-1 agreement on every image and on those Keras labels; balanced-accuracy points lost (with labels)."""
     from sklearn.metrics import balanced_accuracy_score
 
+    same = keras_p.argmax(1) == int8_p.argmax(1)
+    top2 = np.sort(keras_p, axis=1)[:, -2:]
+    shown = (top2[:, 1] >= contract.uncertain_below) & (top2[:, 1] - top2[:, 0] >= contract.uncertain_margin)
+    loss = None
+    if y is not None:
+        loss = 100 * (balanced_accuracy_score(y, keras_p.argmax(1)) - balanced_accuracy_score(y, int8_p.argmax(1)))
+    return {"n": int(len(same)), "top1_agreement": float(same.mean()), "labelled": int(shown.sum()),
+            "label_agreement": float(same[shown].mean()), "balanced_accuracy_loss": loss}  # fmt: skip
+
+
+def score_run(run: Path) -> dict:
+    import keras
+
     metrics = json.loads((run / "metrics.json").read_text())
-    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in metrics["config"].items()})
+    config = TrainConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in metrics["config"].items() if k in FIELDS}
+    )
     samples, labels, origins, _ = _read_collections(config)
     by_path = {str(s.path.resolve()): s for s in samples}
     test = [by_path[p] for p in json.loads((run / "split.json").read_text())["test"]]
@@ -68,12 +85,8 @@ def score_run(run: Path) -> dict:
         here = origin == c
         out["keras"][name] = _summary(classification_metrics(y[here], keras_p[here], contract))
         out["int8"][name] = _summary(classification_metrics(y[here], int8_p[here], int8.contract))
-        agree = float((keras_p[here].argmax(1) == int8_p[here].argmax(1)).mean())
-        loss = balanced_accuracy_score(y[here], keras_p[here].argmax(1)) - balanced_accuracy_score(
-            y[here], int8_p[here].argmax(1)
-        )
-        out["fidelity"][name] = {"n": int(here.sum()), "top1_agreement": agree, "balanced_accuracy_loss": 100 * loss}
-    trained = load_images(samples, contract)
+        out["fidelity"][name] = fidelity(keras_p[here], int8_p[here], contract, y[here])
+    trained = load_images(samples, contract, cache=cache_dir())  # train's own cache
     mal = list(contract.malignant_indices)
     for name, rel in EXTERNAL.items():
         ext = load_images(list(load_dataset(DATA / rel).samples), contract)
@@ -84,8 +97,7 @@ def score_run(run: Path) -> dict:
         ip = calibrated_probabilities(np.stack([int8.logits(im) for im in images]), int8.contract.temperature)
         out["keras"][name] = binary_scores(kp[:, mal].sum(1), bad, contract.risk_threshold)
         out["int8"][name] = binary_scores(ip[:, mal].sum(1), bad, int8.contract.risk_threshold)
-        out["fidelity"][name] = {"n": int(len(kept)), "top1_agreement": float((kp.argmax(1) == ip.argmax(1)).mean()),
-                                 "balanced_accuracy_loss": None}  # fmt: skip
+        out["fidelity"][name] = fidelity(kp, ip, contract)
     image = loaded.images[:1][0]
     latency = measure_latency({"float32": run / "float32.tflite", "int8": run / "int8.tflite"}, image, runs=200)
     out["latency"] = {

@@ -80,9 +80,15 @@ def fidelity_report(
     diff = np.abs(pk - pl)
     disagree = ak != al
     worst = np.bincount(ak[disagree], minlength=len(labels))
+    top2 = np.sort(pk, axis=1)[:, -2:]
+    shown = (top2[:, 1] >= contract.uncertain_below) & (top2[:, 1] - top2[:, 0] >= contract.uncertain_margin)
     return {
         "n": int(len(y)),
         "agreement": float((~disagree).mean()),
+        # what a person sees: the label wherever the original model is confident enough to show one (the rest
+        # read "uncertain"); all images when it labels none
+        "labelled": int(shown.sum()),
+        "label_agreement": float((~disagree[shown]).mean() if shown.any() else (~disagree).mean()),
         "keras": {"accuracy": float(accuracy_score(y, ak)), "balanced_accuracy": float(balanced_accuracy_score(y, ak))},
         "tflite": {
             "accuracy": float(accuracy_score(y, al)),
@@ -101,6 +107,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"fidelity on {report['n']} validation images ({report['mode']}):",
         f"  top-1 agreement with Keras  {report['agreement']:.4f}",
+        f"  ... where Keras shows a label {report['label_agreement']:.4f} ({report['labelled']} images)",
         f"  {'':28s}{'keras':>9s}{report['mode']:>9s}",
         f"  {'accuracy':28s}{k['accuracy']:9.4f}{t['accuracy']:9.4f}",
         f"  {'balanced accuracy':28s}{k['balanced_accuracy']:9.4f}{t['balanced_accuracy']:9.4f}",

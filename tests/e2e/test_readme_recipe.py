@@ -58,4 +58,4 @@ def test_readme_train_and_convert_succeed_as_written(tmp_path):
     _run(*convert)
     out = convert[convert.index("--out") + 1]
     report = json.loads((tmp_path / out).with_suffix(".fidelity.json").read_text())
-    assert report["agreement"] >= 0.98
+    assert report["label_agreement"] >= 0.97  # the default gate, which the exit status already says

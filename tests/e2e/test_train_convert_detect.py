@@ -53,6 +53,7 @@ def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
     assert contract.labels == ("keratosis", "melanoma", "nevus") and "int8_agreement" in contract.metrics
     report = json.loads(out.with_suffix(".fidelity.json").read_text())
     assert report["size_bytes"] == pytest.approx(out.stat().st_size, rel=0.01)
+    assert report["labelled"] <= report["n"] and 0 <= report["label_agreement"] <= 1
     # the file's contract carries the file's own validation figures; the Keras model's are named as such
     assert contract.metrics["accuracy"] == pytest.approx(report["tflite"]["accuracy"], abs=1e-4)
     assert contract.metrics["balanced_accuracy"] == pytest.approx(report["tflite"]["balanced_accuracy"], abs=1e-4)
