@@ -118,7 +118,10 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         data = recorded_data(run_dir)
         if data is None:
             raise click.UsageError("--data is needed: the model is not in a run folder that records its data")
-        click.echo(f"data: {data} (recorded in the run)", err=True)
+        from convert.representative import more_collections
+
+        also = "".join(f" + {d}" for d in more_collections(run_dir, data))
+        click.echo(f"data: {data}{also} (recorded in the run)", err=True)
     if not data.exists():
         raise click.ClickException(f"dataset {data} does not exist")
     if qat_epochs and mode != "int8":

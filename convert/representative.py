@@ -16,7 +16,14 @@ from edge.model.contract import ModelContract
 from training.datasets import DatasetError, Sample, load_dataset, map_labels
 from training.splits import duplicate_groups, load_images, split_indices
 
-__all__ = ["ConvertData", "RepresentativeError", "load_convert_data", "stratified_pick"]
+__all__ = [
+    "ConvertData",
+    "RepresentativeError",
+    "load_convert_data",
+    "more_collections",
+    "recorded_data",
+    "stratified_pick",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +84,7 @@ def load_convert_data(
     """
     if task == "auto":
         task = "binary" if set(contract.labels) == {"benign", "malignant"} else "multiclass"
-    more = _more_collections(run_dir, data)
+    more = more_collections(run_dir, data)
     try:
         if more:  # a multi-collection run: every collection, each label as training mapped it
             all_samples = [s for p in (data, *more) for s in map_labels(list(load_dataset(p, "auto", task).samples),
@@ -128,7 +135,7 @@ def recorded_data(run_dir: Path | None) -> Path | None:
     return Path(data) if data else None
 
 
-def _more_collections(run_dir: Path | None, data: str | Path) -> tuple[str, ...]:
+def more_collections(run_dir: Path | None, data: str | Path) -> tuple[str, ...]:
     """The other collections a run trained on with ``data`` (its DATA), or () for any other data."""
     if not _trained_on(run_dir, Path(data)):
         return ()
