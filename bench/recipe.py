@@ -114,11 +114,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--recipe", default="", help="the train and convert commands that made the runs")
+    parser.add_argument("--name", default="recipe", help="the results file: bench/results/NAME.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     runs = [score_run(run) for run in args.runs]
     print(json.dumps(runs, indent=1))
-    save("recipe", "python bench/recipe.py " + " ".join(str(r) for r in args.runs), recipe=args.recipe, runs=runs)
+    command = "python bench/recipe.py " + " ".join(str(r) for r in args.runs) + f" --name {args.name}"
+    save(args.name, command, recipe=args.recipe, runs=runs)
 
 
 if __name__ == "__main__":
