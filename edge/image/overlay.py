@@ -14,6 +14,7 @@ import numpy as np
 
 from edge.image.preprocess import center_box
 from edge.model.classifier import Prediction
+from edge.model.contract import readable_label
 
 if TYPE_CHECKING:
     from edge.model.segment import Lesion
@@ -105,9 +106,9 @@ def draw_overlay(
             lines.append((prediction.verdict, col(_RETAKE)))
         if numbers:
             for i, (label, p) in enumerate(prediction.top(3)):
-                lines.append((f"{label} {p:.0%}", col(_WHITE if i == 0 and not retake else _GREY)))
+                lines.append((f"{readable_label(label)} {p:.0%}", col(_WHITE if i == 0 and not retake else _GREY)))
         elif not lines:
-            lines.append((prediction.label, col(_WHITE)))
+            lines.append((readable_label(prediction.label), col(_WHITE)))
         width = max(cv2.getTextSize(t, _FONT, scale, thick)[0][0] for t, _ in lines) + 2 * pad
         _darken(out, 0, 0, width, pad + line * len(lines))
         for i, (t, c) in enumerate(lines):

@@ -25,6 +25,7 @@ import numpy as np
 from edge.image.quality import assess_quality
 from edge.kiosk.metrics import Metrics
 from edge.model.classifier import Classifier, Prediction
+from edge.model.contract import readable_label
 
 __all__ = ["LiveFrame", "LiveState", "RecentResults", "ResultRecord", "encode_jpeg"]
 
@@ -70,10 +71,15 @@ class ResultRecord:
             id=self.id,
             kind=self.kind,
             time=datetime.fromtimestamp(self.time, timezone.utc).isoformat(timespec="seconds"),
-            top=[{"label": name, "probability": round(p, 4)} for name, p in self.prediction.top(3)],
+            top=top3(self.prediction),
             image_url=f"results/{self.id}.jpg",
         )
         return out
+
+
+def top3(prediction: Prediction) -> list[dict[str, Any]]:
+    """The three likeliest classes, each with the name a person reads."""
+    return [{"label": name, "name": readable_label(name), "probability": round(p, 4)} for name, p in prediction.top(3)]
 
 
 class RecentResults:

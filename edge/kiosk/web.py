@@ -38,7 +38,7 @@ from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from edge.kiosk.frameloop import FrameLoop
-from edge.kiosk.live import LiveState, encode_jpeg
+from edge.kiosk.live import LiveState, encode_jpeg, top3
 from edge.kiosk.service import Notifier, Supervisor, return_freed_memory
 from edge.kiosk.uploads import MAX_PIXELS, DecodeGate, KioskBusy, Recorder, UploadError, read_upload
 from edge.model.classifier import DISCLAIMER, Classifier
@@ -269,7 +269,7 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
         live = state.live()
         health = state.health()
         return jsonify(
-            live=None if live is None else {**live.prediction.to_dict(), "top": _top(live.prediction)},
+            live=None if live is None else {**live.prediction.to_dict(), "top": top3(live.prediction)},
             status=health["status"],
             source_alive=health["source_alive"],
             fps=health["fps"],
@@ -365,10 +365,6 @@ def _gauges(state: LiveState) -> dict[str, tuple[float, str]]:
         "live_viewers": (state.stream_count(), "Open live streams."),
         "uptime_seconds": (health["uptime_s"], "Seconds since the kiosk started."),
     }
-
-
-def _top(prediction: Any) -> list[dict[str, Any]]:
-    return [{"label": name, "probability": round(p, 4)} for name, p in prediction.top(3)]
 
 
 def _hardened_channels(server: Any, per_client: int) -> None:

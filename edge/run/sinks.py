@@ -18,7 +18,7 @@ import numpy as np
 
 from edge.capture.sources import VIDEO_SUFFIXES, Skipped
 from edge.image.overlay import draw_overlay
-from edge.model.contract import ModelContract
+from edge.model.contract import ModelContract, readable_label
 from edge.run.pipeline import Result
 
 __all__ = [
@@ -60,7 +60,7 @@ def describe(result: Result) -> str:
     where = origin
     if origin.startswith("camera:") or Path(origin).suffix.lower() in VIDEO_SUFFIXES:
         where = f"{origin}#{result.frame.index}"
-    parts = [f"{p.label} {p.confidence:.0%}"]
+    parts = [f"{readable_label(p.label)} {p.confidence:.0%}"]
     if p.risk is not None:
         parts.append(f"malignancy risk {p.risk:.0%}" + (" (flagged: see a clinician)" if p.flagged else ""))
     lesion = result.lesion

@@ -32,10 +32,10 @@
     if (p.uncertain) {
       const [first, second] = p.top || [];
       const close = first && second && first.probability - second.probability < uncertainMargin;
-      const between = close ? `Between ${first.label} and ${second.label}: ` : "";
+      const between = close ? `Between ${first.name || first.label} and ${second.name || second.label}: ` : "";
       return { text: "Uncertain", advice: `${between}please retake the image, or ask a clinician.`, uncertain: true };
     }
-    return { text: capital(p.label), advice: "", uncertain: false };
+    return { text: capital(p.label_name || p.label), advice: "", uncertain: false };
   }
 
   // A result card (verdict, confidence, top-3, risk bar, "Not a diagnosis") from a prediction dict.
@@ -49,13 +49,13 @@
     advice.textContent = head.advice;
     advice.hidden = !head.advice;
     node.querySelector(".confidence").textContent =
-      `Most likely: ${p.label} (${pct(p.confidence)} confidence)`;
+      `Most likely: ${p.label_name || p.label} (${pct(p.confidence)} confidence)`;
     const list = node.querySelector(".top3");
     for (const item of p.top || []) {
       const li = document.createElement("li");
       const name = document.createElement("span");
       name.className = "name";
-      name.textContent = item.label;
+      name.textContent = item.name || item.label;
       const bar = document.createElement("span");
       bar.className = "bar";
       bar.setAttribute("aria-hidden", "true");
