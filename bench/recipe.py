@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,52 +61,75 @@ def fidelity(keras_p: np.ndarray, int8_p: np.ndarray, contract, y: np.ndarray | 
             "label_agreement": float(same[shown].mean()), "balanced_accuracy_loss": loss}  # fmt: skip
 
 
-def score_run(run: Path) -> dict:
-    import keras
+@dataclass
+class ScoredSet:
+    name: str
+    images: np.ndarray
+    y: np.ndarray | None  # class indices on a test part; None on a never-trained-on set
+    bad: np.ndarray  # malignant or not
 
+
+def scored_sets(run: Path, contract) -> list[ScoredSet]:
+    """Every collection's test part of ``run`` (one fixed split for every seed), then the two unseen sets."""
     metrics = json.loads((run / "metrics.json").read_text())
     config = TrainConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in metrics["config"].items() if k in FIELDS}
     )
     samples, labels, origins, _ = _read_collections(config)
+    if list(labels) != list(contract.labels):
+        raise SystemExit(f"{run} and the model disagree on the classes: {labels} vs {list(contract.labels)}")
     by_path = {str(s.path.resolve()): s for s in samples}
-    test = [by_path[p] for p in json.loads((run / "split.json").read_text())["test"]]
-    contract = load_contract(run / "contract.json")
-    int8 = Classifier(run / "int8.tflite", threads=2)
-    model = keras.saving.load_model(run / "model.keras", compile=False)
-    loaded = load_images(test, contract)
+    loaded = load_images([by_path[p] for p in json.loads((run / "split.json").read_text())["test"]], contract)
     y = np.array([labels.index(s.label) for s in loaded.samples])
     origin = np.array([origins[s.path] for s in loaded.samples])
-    keras_p = calibrated_probabilities(predict_logits(model, loaded.images), contract.temperature)
-    int8_p = calibrated_probabilities(np.stack([int8.logits(im) for im in loaded.images]), int8.contract.temperature)
-    out: dict = {"keras": {}, "int8": {}, "fidelity": {}}
-    collections = [config.data, *config.more_data]
-    for c, path in enumerate(collections):
+    bad = np.isin(y, list(contract.malignant_indices))
+    out = []
+    for c, path in enumerate([config.data, *config.more_data]):
         name = Path(path).name if Path(path).name != "train" else Path(path).parent.name
-        here = origin == c
-        out["keras"][name] = _summary(classification_metrics(y[here], keras_p[here], contract))
-        out["int8"][name] = _summary(classification_metrics(y[here], int8_p[here], int8.contract))
-        out["fidelity"][name] = fidelity(keras_p[here], int8_p[here], contract, y[here])
+        out.append(ScoredSet(name, loaded.images[origin == c], y[origin == c], bad[origin == c]))
     trained = load_images(samples, contract, cache=cache_dir())  # train's own cache
-    mal = list(contract.malignant_indices)
     for name, rel in EXTERNAL.items():
         ext = load_images(list(load_dataset(DATA / rel).samples), contract)
         kept = np.nonzero(~leaks_into(ext, trained))[0]
-        images = ext.images[kept]
-        bad = np.array([to_binary(ext.samples[i].label) == "malignant" for i in kept])
-        kp = calibrated_probabilities(predict_logits(model, images), contract.temperature)
-        ip = calibrated_probabilities(np.stack([int8.logits(im) for im in images]), int8.contract.temperature)
-        out["keras"][name] = binary_scores(kp[:, mal].sum(1), bad, contract.risk_threshold)
-        out["int8"][name] = binary_scores(ip[:, mal].sum(1), bad, int8.contract.risk_threshold)
-        out["fidelity"][name] = fidelity(kp, ip, contract)
-    image = loaded.images[:1][0]
-    latency = measure_latency({"float32": run / "float32.tflite", "int8": run / "int8.tflite"}, image, runs=200)
+        unseen_bad = np.array([to_binary(ext.samples[i].label) == "malignant" for i in kept])
+        out.append(ScoredSet(name, ext.images[kept], None, unseen_bad))
+    return out
+
+
+def scores(s: ScoredSet, probs: np.ndarray, contract) -> dict:
+    if s.y is not None:
+        return _summary(classification_metrics(s.y, probs, contract))
+    return binary_scores(probs[:, list(contract.malignant_indices)].sum(1), s.bad, contract.risk_threshold)
+
+
+def int8_probabilities(int8: Classifier, images: np.ndarray) -> np.ndarray:
+    return calibrated_probabilities(np.stack([int8.logits(im) for im in images]), int8.contract.temperature)
+
+
+def score_run(run: Path) -> dict:
+    """The Keras model and its int8 file on every set, their agreement, and both files timed."""
+    import keras
+
+    contract = load_contract(run / "contract.json")
+    int8 = Classifier(run / "int8.tflite", threads=2)
+    model = keras.saving.load_model(run / "model.keras", compile=False)
+    out: dict = {"keras": {}, "int8": {}, "fidelity": {}}
+    sets = scored_sets(run, contract)
+    for s in sets:
+        keras_p = calibrated_probabilities(predict_logits(model, s.images), contract.temperature)
+        int8_p = int8_probabilities(int8, s.images)
+        out["keras"][s.name] = scores(s, keras_p, contract)
+        out["int8"][s.name] = scores(s, int8_p, int8.contract)
+        out["fidelity"][s.name] = fidelity(keras_p, int8_p, contract, s.y)
+    latency = measure_latency({"float32": run / "float32.tflite", "int8": run / "int8.tflite"}, sets[0].images[0],
+                              runs=200)  # fmt: skip
     out["latency"] = {
         "float32_ms": latency["float32"], "int8_ms": latency["int8"], "speedup": latency["float32"] / latency["int8"],
     }  # fmt: skip
+    metrics = json.loads((run / "metrics.json").read_text())
     out["int8_mb"] = (run / "int8.tflite").stat().st_size / 1e6
     out["train_minutes"] = metrics["train_seconds"] / 60
-    out["seed"] = config.seed
+    out["seed"] = metrics["config"]["seed"]
     out["best_epoch"] = metrics["best_epoch"]
     return out
 

@@ -122,7 +122,7 @@ def test_convert_refuses_a_broken_conversion(trained, tmp_path, monkeypatch):
     result = CliRunner().invoke(main, [str(run), "--data", str(data), "--out", str(out), "--samples", "10"])
     assert result.exit_code == 1, result.output
     assert "below --min-agreement" in result.output and "Nothing written" in result.output
-    assert "Try --qat-epochs 6" in result.output  # what to try next
+    assert "Try --qat-epochs 1" in result.output  # what to try next
     assert not out.exists() and not list(tmp_path.glob(".broken*"))
 
 
