@@ -132,8 +132,6 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "once on every collection's fixed test part and on two collections it never trained on (less every copy of a "
      "training image). The malignancy flag's threshold was set for 90 % sensitivity on validation; the int8 file "
      "refits it to itself. Seed 0 is the shipped file.", recipe),
-    ("recipe_small", "The same recipe with MobileNetV3-Small", "One seed of the shipped recipe with `--arch small` "
-     "instead, scored the same way: the backbone lever, fine-tuned.", recipe),
     ("generalisation", "Which levers carry over (screen)", "Frozen ImageNet features and a logistic-regression head "
      "per cell: a cheap ranking of backbone, input size and training data on the same fixed test parts (fine-tuning "
      "lifts every cell). Rule fixed beforehand: highest mean malignancy AUC over the five sets, then mean balanced "
