@@ -36,7 +36,8 @@ __all__ = ["main"]
 )  # fmt: skip
 @click.option(
     "--weights", default="imagenet",
-    help="imagenet (the offline file in ../shared/weights for Small, else a download), none, or a .weights.h5 PATH.",
+    help="imagenet (the offline files in ../shared/weights, else a download), none, a backbone .weights.h5 PATH, "
+    "or a train RUN folder: its trained backbone, e.g. a second stage at a larger --img-size.",
 )  # fmt: skip
 @click.option("--img-size", type=click.IntRange(32, 512), default=128, help="Square input size in pixels.")
 @click.option("--epochs", type=click.IntRange(0), default=6, help="Fine-tuning epochs (upper bound).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import socket
 from pathlib import Path
@@ -28,11 +29,13 @@ _OFFLINE = {
 
 
 def resolve_weights(weights: str, arch: str) -> str | None:
-    """Map ``imagenet|none|PATH`` to what Keras takes: ImageNet weights come from an offline file
-    (``../shared/weights``); Keras' own download is tried only when online.
+    """Map ``imagenet|none|PATH|RUN`` to what Keras takes: ImageNet weights come from an offline file
+    (``../shared/weights``); Keras' own download is tried only when online; a ``train`` run folder
+    gives its trained backbone (a second stage at another input size: convolutions do not depend on it).
 
     Raises:
-        FileNotFoundError: a weights PATH is missing, or no ImageNet weights are at hand offline.
+        FileNotFoundError: a weights PATH is missing, no ImageNet weights are at hand offline, or a
+            run folder holds no model of this ``arch``.
     """
     if weights == "none":
         return None
@@ -48,9 +51,34 @@ def resolve_weights(weights: str, arch: str) -> str | None:
             )
         return "imagenet"  # Keras downloads them
     path = Path(weights)
+    if path.is_dir():
+        return _backbone_of_run(path, arch)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     return str(path)
+
+
+def _backbone_of_run(run: Path, arch: str) -> str:
+    """The backbone of ``run``'s trained model as a weights file (written once, in the cache)."""
+    from edge.model.contract import load_contract
+    from training.pipeline import cache_dir
+
+    model_path = run / "model.keras"
+    if not model_path.is_file() or not (run / "contract.json").is_file():
+        raise FileNotFoundError(f"{run} is not a train run folder (no model.keras and contract.json)")
+    trained = load_contract(run / "contract.json").arch
+    if trained != f"mobilenet_v3_{arch.replace('-', '_')}":
+        raise FileNotFoundError(f"{run} trained {trained}, not --arch {arch}: no backbone of that kind there")
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
+    out = cache_dir().parent / "backbones" / f"{digest}.weights.h5"
+    if not out.is_file():
+        model = keras.saving.load_model(model_path, compile=False)
+        backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        backbone.save_weights(out.with_suffix(".tmp.weights.h5"))  # Keras wants the suffix
+        out.with_suffix(".tmp.weights.h5").replace(out)
+    log.info("using the trained backbone of %s", run)
+    return str(out)
 
 
 def _online(host: str = "storage.googleapis.com") -> bool:
