@@ -140,7 +140,10 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "per cell: a cheap ranking of backbone, input size and training data on the same fixed test parts (fine-tuning "
      "lifts every cell). Rule fixed beforehand: highest mean malignancy AUC over the five sets, then mean balanced "
      "accuracy, then the cheaper model.", generalisation),
-    ("edge_bench", "Edge runtime", "`edge-detect` as a kiosk feels it, the shipped default model.",
+    ("edge_bench", "Edge runtime", "`edge-detect` as a kiosk feels it, the shipped default model. The overhead "
+     "targets were set as a share of a model ten times slower: the frame path around `invoke()` (exact integer "
+     "resize, colour constancy, quality gate) costs about 1.2 ms a 640x480 frame whatever the model, so with a "
+     "0.4 ms model it misses them as a ratio, not in time.",
      rows_table({"measure": "measure", "value": "value", "target": "target"})),
     ("kiosk_memory", "Kiosk memory", "The kiosk service on a 640x480 video at 10 fps, then eight concurrent photo "
      "bombs (2800x2800 PNG, 6000x6000 JPEG) from four clients.",
