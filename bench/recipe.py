@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from results import save
 
-from convert.fidelity import measure_latency
+from convert.fidelity import measure_latency, shows_label
 from edge.model.classifier import Classifier, calibrated_probabilities
 from edge.model.contract import load_contract
 from training.datasets import load_dataset, to_binary
@@ -52,8 +52,7 @@ def fidelity(keras_p: np.ndarray, int8_p: np.ndarray, contract, y: np.ndarray | 
     from sklearn.metrics import balanced_accuracy_score
 
     same = keras_p.argmax(1) == int8_p.argmax(1)
-    top2 = np.sort(keras_p, axis=1)[:, -2:]
-    shown = (top2[:, 1] >= contract.uncertain_below) & (top2[:, 1] - top2[:, 0] >= contract.uncertain_margin)
+    shown = shows_label(keras_p, contract)
     loss = None
     if y is not None:
         loss = 100 * (balanced_accuracy_score(y, keras_p.argmax(1)) - balanced_accuracy_score(y, int8_p.argmax(1)))

@@ -66,6 +66,12 @@ def measure_latency(paths: dict[str, Path], image: np.ndarray, runs: int = 50, t
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def shows_label(probs: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """Where a person sees a label: the top class confident and clear enough; elsewhere the page reads "uncertain"."""
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    return (top2[:, 1] >= contract.uncertain_below) & (top2[:, 1] - top2[:, 0] >= contract.uncertain_margin)
+
+
 def fidelity_report(
     keras_logits: np.ndarray, lite_logits: np.ndarray, y: np.ndarray, contract: ModelContract
 ) -> dict[str, Any]:
@@ -80,8 +86,7 @@ def fidelity_report(
     diff = np.abs(pk - pl)
     disagree = ak != al
     worst = np.bincount(ak[disagree], minlength=len(labels))
-    top2 = np.sort(pk, axis=1)[:, -2:]
-    shown = (top2[:, 1] >= contract.uncertain_below) & (top2[:, 1] - top2[:, 0] >= contract.uncertain_margin)
+    shown = shows_label(pk, contract)
     return {
         "n": int(len(y)),
         "agreement": float((~disagree).mean()),

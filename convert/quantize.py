@@ -34,7 +34,6 @@ class QuantizeConfig:
 
     mode: str = "int8"
     representative: np.ndarray | None = None  # (N, S, S, 3) uint8
-    float_layers: tuple[str, ...] = ()  # int8 only: node names kept in float (selective quantization)
     # int8: decompose hard-swish so it runs in one XNNPACK partition: ~3x faster on x86; with measured
     # ranges (convert/ranges.py) and QAT it agrees as well as the fused op (docs/BENCHMARKS.md).
     fast_hardswish: bool = True
@@ -46,10 +45,8 @@ class QuantizeConfig:
             raise ValueError("int8 conversion needs representative images")
 
     @classmethod
-    def int8(
-        cls, representative: np.ndarray, float_layers: tuple[str, ...] = (), fast_hardswish: bool = True
-    ) -> QuantizeConfig:
-        return cls("int8", representative, float_layers, fast_hardswish)
+    def int8(cls, representative: np.ndarray, fast_hardswish: bool = True) -> QuantizeConfig:
+        return cls("int8", representative, fast_hardswish)
 
     def representative_dataset(self) -> Iterator[list[np.ndarray]]:
         for i, image in enumerate(self.representative):
@@ -149,21 +146,8 @@ def _quantize(model, config: QuantizeConfig) -> bytes:
         conv.representative_dataset = config.representative_dataset
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.int8
-        if config.float_layers:
-            return _selective(conv, config)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return conv.convert()
-
-
-def _selective(conv, config: QuantizeConfig) -> bytes:
-    """int8 everywhere except the named nodes, via the quantization debugger."""
-    import tensorflow as tf
-
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(config.float_layers))
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=conv, debug_dataset=config.representative_dataset, debug_options=options
-    )
-    return debugger.get_nondebug_quantized_model()
 
 
 def tiny_scales(model_bytes: bytes, threshold: float = 1e-6) -> list[tuple[str, float]]:

@@ -132,7 +132,6 @@ def convert_segmenter(
     samples: int = 300,
     min_iou: float = 0.95,
     force: bool = False,
-    float_layers: tuple[str, ...] = (),
     fast_hardswish: bool = True,
     seed: int = 0,
     show: Callable[[str], None] | None = None,
@@ -162,7 +161,7 @@ def convert_segmenter(
     if len(shape) != 4 or shape[-1] != 1:
         raise SegmentConvertError(f"{model_path} is not a segmenter: output shape {shape}, expected (N, H, W, 1)")
     cdata = load_segment_data(data, contract, run_dir, samples, seed)
-    config = QuantizeConfig.int8(cdata.representative, float_layers, fast_hardswish) if mode == "int8" else None
+    config = QuantizeConfig.int8(cdata.representative, fast_hardswish) if mode == "int8" else None
     log.info("converting %s to %s", model_path, mode)
     converted = quantize(model, config or QuantizeConfig(mode))
     for name, scale in tiny_scales(converted) if mode == "int8" else []:

@@ -12,14 +12,12 @@ import numpy as np
 from sklearn import metrics as skm
 
 from edge.model.calibration import expected_calibration_error
-from edge.model.classifier import calibrated_probabilities
 from edge.model.contract import ModelContract
 
 __all__ = [
     "classification_metrics",
     "logits_function",
     "predict_logits",
-    "run_probabilities",
     "save_plots",
     "write_model_card",
 ]
@@ -61,21 +59,6 @@ def logits_function(source: Path):
 
     model = keras.saving.load_model(source / "model.keras")
     return lambda images: predict_logits(model, images)
-
-
-def run_probabilities(run: Path, contract: ModelContract, samples: list) -> np.ndarray:
-    """A training run's calibrated probabilities for ``samples``, read at the run's own input size.
-
-    Raises:
-        DatasetError: an image cannot be read (the rows would no longer match ``samples``).
-    """
-    from training.datasets import DatasetError
-    from training.splits import load_images
-
-    loaded = load_images(samples, contract)
-    if len(loaded.samples) != len(samples):
-        raise DatasetError(f"{len(samples) - len(loaded.samples)} images for {run} could not be read")
-    return calibrated_probabilities(logits_function(run)(loaded.images), contract.temperature)
 
 
 def classification_metrics(
