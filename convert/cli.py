@@ -74,7 +74,7 @@ def _check_writable(out: Path) -> None:
     default=0,
     show_default=True,
     help="int8: first fine-tune the model this many epochs under simulated int8 (quantization-aware, "
-    "distilling the original model on the training side of DATA; ~4 min an epoch on the README's recipe on 2 x86 "
+    "distilling the original model on the training side of DATA; ~3 min an epoch on the README's recipe on 2 x86 "
     "cores). Raises the int8 file's agreement; 0 = post-training quantization only.",
 )
 @click.option(
@@ -201,7 +201,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
             f"validation images Keras labels, below --min-agreement {min_agreement:.0%}; most disagreements on: {names}"
         )
         if not force:
-            hint = "" if qat_epochs else " Try --qat-epochs 1 (int8-aware fine-tuning, ~4 min on the README's recipe);"
+            hint = "" if qat_epochs else " Try --qat-epochs 1 (int8-aware fine-tuning, ~3 min on the README's recipe);"
             raise click.ClickException(
                 f"{message}. Nothing written.{hint} --min-agreement sets the gate, --force writes it anyway."
             )
