@@ -35,7 +35,7 @@ def cache_dir() -> Path:
 def cache_key(paths: Sequence[Path], contract: ModelContract) -> str:
     """A digest of the files (path, size, modification time) and of the preprocessing that made the rows."""
     digest = hashlib.sha256()
-    recipe = {"size": contract.image_size, "color_constancy": contract.color_constancy, "version": 2}
+    recipe = {"size": contract.image_size, "color_constancy": contract.color_constancy, "version": 3}
     digest.update(json.dumps(recipe, sort_keys=True).encode())
     for path in paths:
         st = path.stat() if path.exists() else None

@@ -45,6 +45,9 @@ NEAR_DUPLICATE_SIMILARITY = 0.93
 # 25,000 images, joining every similar pair chained featureless images into one group of ~9,900 images,
 # which then fell whole on one side of the split.
 MUTUAL_NEIGHBOURS = 3
+# Descriptors are taken from this view of every image whatever the model's input, so runs at 128 and
+# 224 px (a second stage started from the first) group and split the same images the same way.
+DESCRIPTOR_VIEW = {"image_size": 128, "crop_fraction": 1.0, "interpolation": "area"}
 
 
 @dataclass
@@ -80,14 +83,16 @@ def thumbnail_descriptor(image: np.ndarray, side: int = 16, border: float = 0.2)
 
 def _load_one(sample: Sample, contract: ModelContract) -> tuple[np.ndarray | None, np.ndarray | None, str, str]:
     """(model input, thumbnail descriptor, md5, why skipped); the descriptor ignores colour
-    constancy, so near-duplicate groups and the split do not depend on it."""
+    constancy and the input size, so near-duplicate groups and the split depend on neither."""
     try:
         raw = sample.path.read_bytes()
         image = load_image(sample.path)
     except (ImageError, OSError) as exc:
         return None, None, "", str(exc)
     geometric = crop_and_resize(image, contract)
-    return correct_color(geometric, contract), thumbnail_descriptor(geometric), hashlib.md5(raw).hexdigest(), ""
+    view = contract.replace(**DESCRIPTOR_VIEW)
+    seen = geometric if view == contract else crop_and_resize(image, view)
+    return correct_color(geometric, contract), thumbnail_descriptor(seen), hashlib.md5(raw).hexdigest(), ""
 
 
 def load_images(

@@ -116,3 +116,13 @@ def test_the_validation_fraction_is_the_share_asked_for():
         train, val = split_indices(y, groups, fraction, seed=0)
         assert abs(len(val) / len(y) - fraction) < 0.02, fraction  # 0.4 used to give 0.5
         assert not set(groups[train]) & set(groups[val]) and len(train) + len(val) == len(y)
+
+
+def test_split_does_not_depend_on_the_input_size(tmp_path):
+    # a second stage at 224 px must hold out exactly the images its 128 px first stage held out
+    root = make_folder_dataset(tmp_path / "d", per_class=10)
+    shutil.copy(root / "melanoma" / "mel_000.jpg", root / "melanoma" / "copy.jpg")
+    ds = load_dataset(root)
+    small, large = (load_images(ds.samples, _contract(ds.labels, size=s)) for s in (96, 224))
+    np.testing.assert_array_equal(small.descriptors, large.descriptors)
+    np.testing.assert_array_equal(duplicate_groups(small), duplicate_groups(large))
