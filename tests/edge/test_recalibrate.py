@@ -111,5 +111,7 @@ def test_shipped_model_on_another_collection_gets_its_sensitivity_back(tmp_path)
     assert result.exit_code == 0, result.output
     rows = {line[:26].strip(): line[26:].split() for line in result.output.splitlines() if "  " in line[20:30]}
     shipped, refitted = float(rows["this file as it is"][2]), float(rows["refitted (cross-fitted)"][2])
-    assert 0 <= shipped <= 1 and refitted >= 0.85  # refitted on half, measured on the other: catches ~90 %
+    # refitted on half, measured on the other, for 90 %: PH2 has 30 melanomas, so one image is 3.3 points
+    # and the 95 % interval of the refitted sensitivity spans about 0.66-0.93
+    assert 0 <= shipped <= 1 and refitted >= 0.8 and refitted > shipped
     assert read_contract(out).risk_threshold != read_contract(model).risk_threshold
