@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped models in models/: the exact train and convert commands behind
 # models/README.md and docs/BENCHMARKS.md. Needs the [train] extra and ../shared/data.
-# About 45 minutes on a 2-core x86_64 machine (the classifier; the segmenter takes minutes).
+# About 20 minutes to an hour on a 2-core x86_64 machine (the classifier; the segmenter takes minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -9,13 +9,10 @@ BIN=${BIN:-.venv/bin}
 
 # 1. The default classifier (README's recipe): isic9, HAM10000 and ISIC 2019 mapped onto ISIC 2019's eight
 #    classes, a fixed lesion-grouped 20 % test part of each; train's defaults otherwise (MobileNetV3-Large-
-#    minimalistic, 128 px, shades-of-gray colour constancy, 1 head + 6 fine-tuning epochs, seed 0), then a
-#    second stage at 224 px from that run's backbone on the same split (1 head + 2 fine-tuning epochs).
-#    int8 with one epoch of int8-aware fine-tuning (post-training int8 alone agreed 95.5-98.3 % seed to seed at 128 px).
+#    minimalistic, 128 px, shades-of-gray colour constancy, 1 head + 6 fine-tuning epochs, seed 0).
+#    int8 with one epoch of int8-aware fine-tuning: post-training int8 alone agreed 95.5-98.3 % seed to seed.
 $BIN/train "$DATA/isic9/train" "$DATA/ham10000" "$DATA/isic2019" --test-fraction 0.2 --out runs/isic8
-$BIN/train "$DATA/isic9/train" "$DATA/ham10000" "$DATA/isic2019" --test-fraction 0.2 --img-size 224 \
-  --weights runs/isic8 --head-epochs 1 --epochs 2 --out runs/isic8_224
-$BIN/convert runs/isic8_224 --int8 --qat-epochs 1 --out models/isic8_int8.tflite
+$BIN/convert runs/isic8 --int8 --qat-epochs 1 --out models/isic8_int8.tflite
 
 # 2. The lesion segmenter for edge-detect --segment (PH2 images + expert masks).
 $BIN/train "$DATA/ph2" --task segment --out runs/ph2_segment --img-size 224 --epochs 40 --head-epochs 3 \

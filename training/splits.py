@@ -25,6 +25,7 @@ from training.datasets import DatasetError, Sample
 from training.pipeline import ImageRows, cache_key
 
 __all__ = [
+    "held_out_but_trained",
     "leaks_into",
     "LoadedImages",
     "thumbnail_descriptor",
@@ -79,6 +80,13 @@ def thumbnail_descriptor(image: np.ndarray, side: int = 16, border: float = 0.2)
     thumb = cv2.resize(centre, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
     thumb -= thumb.mean()
     return thumb / (np.linalg.norm(thumb) + 1e-6)
+
+
+def held_out_but_trained(split: dict[str, list[str]], earlier: dict[str, list[str]]) -> list[str]:
+    """The images ``split`` holds out (validation and test) that ``earlier`` (another run's split) trained on:
+    a run that starts from that run's backbone would be scored on images the backbone has seen."""
+    trained = set(earlier.get("train", ()))
+    return [path for part in ("validation", "test") for path in split.get(part, ()) if path in trained]
 
 
 def _load_one(sample: Sample, contract: ModelContract) -> tuple[np.ndarray | None, np.ndarray | None, str, str]:

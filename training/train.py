@@ -28,7 +28,7 @@ from training.datasets import ISIC2019_CLASSES, DatasetError, Sample, load_datas
 from training.distribute import StrategyError, place
 from training.pipeline import ImageRows, cache_dir, image_dataset
 from training.runstate import EpochLog, RunState, drop_checkpoint, load_state, restore_checkpoint, save_checkpoint
-from training.splits import duplicate_groups, fingerprint, load_images, split_indices
+from training.splits import duplicate_groups, fingerprint, held_out_but_trained, load_images, split_indices
 
 __all__ = ["TrainConfig", "TrainingInterrupted", "resume", "train"]
 
@@ -213,6 +213,14 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     }
     if len(test_idx):
         split["test"] = [str(loaded.samples[i].path.resolve()) for i in test_idx]
+    earlier = Path(config.weights) / "split.json"  # --weights RUN: its backbone must not have seen our held-out part
+    seen = held_out_but_trained(split, json.loads(earlier.read_text())) if earlier.is_file() else []
+    if seen:
+        raise DatasetError(
+            f"{len(seen)} of the images this run holds out for validation or testing trained the backbone of "
+            f"{config.weights}, so its scores would flatter: train on the same collections with the same "
+            "--test-fraction and --val-fraction as that run"
+        )
     split_digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()[:16]
     if resuming and state.split_digest != split_digest:
         raise DatasetError(f"the data of {out} changed since the run started (another split): start a new run")

@@ -44,3 +44,25 @@ def test_a_run_of_another_backbone_or_no_run_is_one_sentence(tmp_path, monkeypat
         resolve_weights(str(run), "large-minimalistic")
     with pytest.raises(FileNotFoundError, match="not a train run folder"):
         resolve_weights(str(tmp_path), "small")
+
+
+def test_a_second_stage_that_would_hold_out_the_first_stages_training_images_stops(tmp_path, monkeypatch):
+    """Scored on images its backbone trained on, a second stage would flatter itself: one sentence instead."""
+    import json
+
+    from click.testing import CliRunner
+
+    from tests.conftest import make_folder_dataset
+    from training.cli import main
+
+    monkeypatch.setenv("SKINEDGE_CACHE", str(tmp_path / "cache" / "images"))
+    run, _ = _run(tmp_path)
+    data = make_folder_dataset(tmp_path / "d", classes=("a", "b", "c"), per_class=8)
+    everything = sorted(str(p.resolve()) for p in data.rglob("*.jpg"))
+    (run / "split.json").write_text(json.dumps({"train": everything, "validation": []}))  # the first stage saw all
+    args = [str(data), "--arch", "small", "--weights", str(run), "--img-size", "64", "--epochs", "0",
+            "--head-epochs", "0", "--out", str(tmp_path / "second")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "trained the backbone of" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "second" / "model.keras").exists()
