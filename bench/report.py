@@ -151,11 +151,9 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "Rule written before these runs: mean malignancy AUC over the five sets up, paired by seed, on at least two "
      "seeds of three and on average.", recipe),
     ("generalisation", "Which levers carry over (screen)", "Frozen ImageNet features and a logistic-regression head "
-     "per cell: a cheap ranking of backbone, input size and training data on fixed test parts (fine-tuning lifts "
-     "every cell). The parts were the same for every cell of one input size; across sizes they differed, as "
-     "near-duplicates were then found at the input size (a frozen backbone saw none of them either way). Rule "
-     "fixed beforehand: highest mean malignancy AUC over the five sets, then mean balanced accuracy, then the "
-     "cheaper model.", generalisation),
+     "per cell: a cheap ranking of backbone, input size and training data on the same fixed test parts (one split, "
+     "made once and matched by path; fine-tuning lifts every cell). Rule fixed beforehand: highest mean malignancy "
+     "AUC over the five sets, then mean balanced accuracy, then the cheaper model.", generalisation),
     ("edge_bench", "Edge runtime", "`edge-detect` as a kiosk feels it, the shipped default model. The overhead "
      "targets were set as a share of a model ten times slower: the frame path around `invoke()` (exact integer "
      "resize, colour constancy, quality gate) costs about 1.2 ms a 640x480 frame whatever the model, so with a "
