@@ -152,8 +152,9 @@ def test_convert_rejects_a_dataset_with_other_labels(trained, tmp_path):
 
 
 def test_train_cli_errors_are_one_sentence(tmp_path):
-    proc = _run("train", str(tmp_path / "nothing"), "--out", str(tmp_path / "run"), check=False)
+    # --weights none: the data errors must show whether or not the offline ImageNet weights are at hand
+    proc = _run("train", str(tmp_path / "nothing"), "--weights", "none", "--out", str(tmp_path / "run"), check=False)
     assert proc.returncode == 1 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
     single = make_folder_dataset(tmp_path / "single", classes=("nevus",), per_class=3)
-    proc = _run("train", str(single), "--out", str(tmp_path / "run"), check=False)
+    proc = _run("train", str(single), "--weights", "none", "--out", str(tmp_path / "run"), check=False)
     assert proc.returncode == 1 and "single class" in proc.stderr
