@@ -145,14 +145,13 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "scored once on every collection's fixed test part and on two collections it never trained on (less every copy "
      "of a training image). The malignancy flag's threshold was set for 90 % sensitivity on validation; the int8 "
      "file refits it to itself. Seed 0 is the shipped file.", recipe),
-    ("recipe224", "A second stage at 224 px (measured, not kept)", "Each seed of the recipe above continued at "
-     "224 px from its trained "
-     "backbone on exactly its split (`train --weights RUN --img-size 224 --head-epochs 1 --epochs 2`, the best epoch "
-     "chosen on validation), converted the same way (`convert --int8 --qat-epochs 1`) and scored on the same sets. "
-     "Rule written before these runs: mean malignancy AUC over the five sets up, paired by seed, on at least two "
-     "seeds of three and on average. It is, on all three (+0.001, +0.015, +0.001), but by a third of the 128 px "
-     "seeds' spread (0.019); balanced accuracy rose 1.7 points on average. Not kept: it does not beat the spread, "
-     "at three times the latency.", recipe),
+    ("recipe224", "A second stage at 224 px (measured, not kept)",
+     "Each seed of the recipe above continued at 224 px from its trained backbone on exactly its split (`train "
+     "--weights RUN --img-size 224 --head-epochs 1 --epochs 2`, the best epoch chosen on validation), converted "
+     "the same way (`convert --int8 --qat-epochs 1`) and scored on the same sets. Rule written before these runs: "
+     "mean malignancy AUC over the five sets up, paired by seed, on at least two seeds of three and on average. It"
+     " is, on all three (+0.001, +0.015, +0.001), but by a third of the 128 px seeds' spread (0.019); balanced "
+     "accuracy rose 1.7 points on average. Not kept: it does not beat the spread, at three times the latency.", recipe),
     ("generalisation", "Which levers carry over (screen)", "Frozen ImageNet features and a logistic-regression head "
      "per cell: a cheap ranking of backbone, input size and training data on the same fixed test parts (one split, "
      "made once and matched by path; fine-tuning lifts every cell). Rule fixed beforehand: highest mean malignancy "

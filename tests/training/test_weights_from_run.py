@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 pytestmark = pytest.mark.training
 keras = pytest.importorskip("keras")
 
 from edge.model.contract import ModelContract, save_contract  # noqa: E402
+from tests.conftest import make_folder_dataset  # noqa: E402
+from training.cli import main  # noqa: E402
 from training.model import build_classifier, resolve_weights  # noqa: E402
 
 
@@ -48,13 +53,6 @@ def test_a_run_of_another_backbone_or_no_run_is_one_sentence(tmp_path, monkeypat
 
 def test_a_second_stage_that_would_hold_out_the_first_stages_training_images_stops(tmp_path, monkeypatch):
     """Scored on images its backbone trained on, a second stage would flatter itself: one sentence instead."""
-    import json
-
-    from click.testing import CliRunner
-
-    from tests.conftest import make_folder_dataset
-    from training.cli import main
-
     monkeypatch.setenv("SKINEDGE_CACHE", str(tmp_path / "cache" / "images"))
     run, _ = _run(tmp_path)
     data = make_folder_dataset(tmp_path / "d", classes=("a", "b", "c"), per_class=8)
