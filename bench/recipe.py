@@ -26,7 +26,7 @@ from convert.fidelity import measure_latency, shows_label
 from edge.model.classifier import Classifier, calibrated_probabilities
 from edge.model.contract import load_contract
 from training.datasets import load_dataset, to_binary
-from training.evaluate import classification_metrics, predict_logits
+from training.evaluate import auc_interval, classification_metrics, predict_logits
 from training.pipeline import cache_dir
 from training.splits import leaks_into, load_images
 from training.train import TrainConfig, _read_collections, _summary
@@ -42,6 +42,7 @@ def binary_scores(risk: np.ndarray, bad: np.ndarray, threshold: float) -> dict[s
     return {
         "n": int(len(bad)),
         "malignant_auc": float(roc_auc_score(bad, risk)),
+        "malignant_auc_ci": auc_interval(bad, risk),
         "malignant_sensitivity": float((risk[bad] >= threshold).mean()),
         "malignant_specificity": float((risk[~bad] < threshold).mean()),
     }

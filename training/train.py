@@ -465,7 +465,8 @@ def _split(y: np.ndarray, origin: np.ndarray, groups: np.ndarray, config: TrainC
 
 
 def _summary(m: dict[str, Any]) -> dict[str, Any]:
-    keys = ("n", "accuracy", "balanced_accuracy", "malignant_auc", "malignant_sensitivity", "malignant_specificity")
+    keys = ("n", "accuracy", "balanced_accuracy", "malignant_auc", "malignant_auc_ci", "malignant_sensitivity",
+            "malignant_specificity")  # fmt: skip
     return {k: m[k] for k in keys if m.get(k) is not None}
 
 
