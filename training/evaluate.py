@@ -120,9 +120,13 @@ def auc_interval(positive: np.ndarray, score: np.ndarray, resamples: int = 1000,
     positive = np.asarray(positive, bool)
     pos, neg = np.asarray(score)[positive], np.asarray(score)[~positive]
     rng = np.random.default_rng(seed)
-    drawn = np.c_[rng.choice(pos, (resamples, len(pos))), rng.choice(neg, (resamples, len(neg)))]
-    ranks = rankdata(drawn, axis=1)[:, : len(pos)].sum(1)  # Mann-Whitney: ties count half
-    aucs = (ranks - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+    chunk = max(1, 2_000_000 // len(score))  # resamples at a time: memory stays ~50 MB whatever the set's size
+    ranks = []
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        drawn = np.c_[rng.choice(pos, (k, len(pos))), rng.choice(neg, (k, len(neg)))]
+        ranks.append(rankdata(drawn, axis=1)[:, : len(pos)].sum(1))  # Mann-Whitney: ties count half
+    aucs = (np.concatenate(ranks) - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
     return [float(v) for v in np.percentile(aucs, [2.5, 97.5])]
 
 
