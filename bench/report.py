@@ -171,7 +171,8 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "file refits it to itself. Seed 0 is the shipped file. PH2's 30 melanomas give its AUC an interval about 0.2 "
      "wide. Seeds 0-2 spread over 0.019 on the rule's mean AUC (0.004 without PH2), and the levers below were judged "
      "against that; seed 3, run later, fell below all three, on validation too (balanced accuracy 0.549 against "
-     "0.557-0.564), and widens the spread to 0.044 (0.018 without PH2).", recipe),
+     "0.557-0.564), and widens the spread to 0.044 (0.018 without PH2). Its 26 training minutes include time the "
+     "cores spent on other work.", recipe),
     ("recipe224", "A second stage at 224 px (measured, not kept)",
      "Each seed of the recipe above continued at 224 px from its trained backbone on exactly its split (`train "
      "--weights RUN --img-size 224 --head-epochs 1 --epochs 2`, the best epoch chosen on validation), converted "
