@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -260,6 +263,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         }
 
     scores: dict[str, float] = {}
+    stop = _StopRequest()  # SIGTERM or SIGINT: stop after the step in flight
     best = BestEpoch(lambda m: scores["val_balanced_accuracy"], history, config.patience,
                      name="balanced accuracy", key="val_balanced_accuracy", announce=False)  # fmt: skip
     if resuming:
@@ -329,26 +333,25 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
             if start:
                 restore_checkpoint(out, model, with_optimizer=True)
         balanced = config.balance == "sampling"
+        stop.check()
         model.fit(
             image_dataset(x, t, global_batch, config.seed + state.epoch, augment, balanced=balanced),
             steps_per_epoch=steps if balanced else None, epochs=phase.epochs, initial_epoch=start,
-            class_weight=weights, callbacks=[_epoch_callback(phase, steps, global_batch, end_epoch)], shuffle=False,
-            verbose=0,
+            class_weight=weights, callbacks=[_epoch_callback(phase, steps, global_batch, end_epoch, stop)],
+            shuffle=False, verbose=0,
         )  # fmt: skip
+        stop.check()
 
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        for phase in _phases(config):
-            if phase.name not in state.phases_done:
-                run_phase(phase, x_tr, t_tr)
+        with _stop_on_signals(stop):
+            for phase in _phases(config):
+                if phase.name not in state.phases_done:
+                    run_phase(phase, x_tr, t_tr)
     except KeyboardInterrupt:
         if not state.epoch:
             raise TrainingInterrupted("interrupted before the first epoch ended: nothing was kept") from None
         hint = f"continue with `train --resume {out}`"
         raise TrainingInterrupted(f"interrupted after epoch {state.epoch}: {hint}") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     best.restore(model)
     if config.mixed_precision:  # the run folder holds a float32 model, as convert and the edge expect
         keras.mixed_precision.set_dtype_policy("float32")
@@ -483,8 +486,36 @@ def _fit_across_workers(model, batch: tuple[np.ndarray, np.ndarray]) -> None:
     model.train_step = lambda data: {k: tf.reshape(v, [1]) for k, v in step(data).items()}
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class _StopRequest:
+    """A signal handler for SIGTERM and SIGINT: the first asks training to stop after the step in flight (an
+    exception raised at an arbitrary point could land inside TensorFlow's tracing and surface as another
+    error), a second stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: _StopRequest) -> Iterator[None]:
+    """Route SIGTERM and SIGINT to ``stop`` while training (signals reach only the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _current_rate(model) -> float:
@@ -500,8 +531,9 @@ def _weights_digest(model) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def _epoch_callback(phase: Phase, steps: int, batch: int, end_epoch):
-    """A Keras callback: progress within an epoch (a line every PROGRESS_SECONDS), then ``end_epoch``."""
+def _epoch_callback(phase: Phase, steps: int, batch: int, end_epoch, stop: _StopRequest):
+    """A Keras callback: progress within an epoch (a line every PROGRESS_SECONDS), then ``end_epoch``;
+    on a stop request it ends training after the current step, and a partial epoch is not recorded."""
     import keras
 
     class _Callback(keras.callbacks.Callback):
@@ -510,6 +542,9 @@ def _epoch_callback(phase: Phase, steps: int, batch: int, end_epoch):
 
         def on_train_batch_end(self, batch_index: int, logs: dict | None = None) -> None:
             self.steps_done = batch_index + 1
+            if stop.requested:
+                self.model.stop_training = True
+                return
             now = time.monotonic()
             if now - self.shown >= PROGRESS_SECONDS:
                 self.shown = now
@@ -519,8 +554,10 @@ def _epoch_callback(phase: Phase, steps: int, batch: int, end_epoch):
                          phase.name, self.epoch + 1, phase.epochs, self.steps_done, steps, rate, left)  # fmt: skip
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if stop.requested and self.steps_done < steps:
+                return
             seconds = time.monotonic() - self.started
-            if end_epoch(phase, epoch, logs or {}, seconds, self.steps_done * batch):
+            if end_epoch(phase, epoch, logs or {}, seconds, self.steps_done * batch) or stop.requested:
                 self.model.stop_training = True
 
     return _Callback()

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from tests.conftest import run_command as _run
 from training.datasets import DatasetError, load_dataset
 from training.pipeline import ImageRows
 from training.splits import load_images
+from training.train import Phase
 
 TINY = ("--weights", "none", "--img-size", "32", "--batch-size", "4")
 
@@ -169,6 +171,52 @@ def test_a_run_stopped_after_its_first_epoch_resumes_to_the_same_end(tmp_path):
         assert (run / name).is_file(), name
     again = _run("train", "--resume", str(run), check=False)
     assert again.returncode == 1 and "finished already: nothing to resume" in again.stderr
+
+
+def test_a_stop_request_ends_training_after_the_step_and_never_records_a_partial_epoch():
+    from training.train import _epoch_callback, _StopRequest
+
+    ended = []
+    stop = _StopRequest()
+    callback = _epoch_callback(Phase("fine-tune", 3, 1e-3, True, True), 4, 2, lambda *a: ended.append(a[1]), stop)
+    callback.set_model(types.SimpleNamespace(stop_training=False))
+    callback.on_epoch_begin(0)
+    for step in range(4):
+        callback.on_train_batch_end(step)
+    callback.on_epoch_end(0)
+    assert ended == [0] and not callback.model.stop_training
+    callback.on_epoch_begin(1)
+    callback.on_train_batch_end(0)
+    stop(signal.SIGTERM, None)  # the handler only asks; the step in flight finishes
+    assert not callback.model.stop_training
+    callback.on_train_batch_end(1)
+    assert callback.model.stop_training  # Keras leaves the epoch here
+    callback.on_epoch_end(1)
+    assert ended == [0]  # two of four steps: not an epoch
+    with pytest.raises(KeyboardInterrupt):
+        stop.check()
+    with pytest.raises(KeyboardInterrupt):  # a second signal stops at once
+        stop(signal.SIGTERM, None)
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_first_step_is_traced_stops_with_one_sentence(tmp_path, signum):
+    data = make_folder_dataset(tmp_path / "data", per_class=6)
+    run = tmp_path / "run"
+    cmd = [str(Path(sys.executable).parent / "train"), str(data), "--out", str(run), "--epochs", "2",
+           "--head-epochs", "0", *TINY]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    err = ""
+    for line in proc.stderr:  # the phase line comes just before Keras traces the training step
+        err += line
+        if "phase fine-tune" in line:
+            proc.send_signal(signum)
+            break
+    err += proc.communicate(timeout=300)[1]
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted before the first epoch ended: nothing was kept" in err and "Traceback" not in err
+    assert not run.exists()
 
 
 @pytest.mark.training
