@@ -102,6 +102,9 @@ def load_convert_data(
         val_samples = [by_path[p] for p in listed if p in by_path]
         held_out = set(listed) | {str(Path(p).resolve()) for p in split.get("test", [])}  # test: never calibrated on
         train_samples = [s for s in all_samples if str(s.path.resolve()) not in held_out]
+        trained = {str(Path(p).resolve()) for p in split.get("train", ())}  # --train-on: a part of the rest
+        if trained & {str(s.path.resolve()) for s in train_samples}:
+            train_samples = [s for s in train_samples if str(s.path.resolve()) in trained]
         roots = [Path(d).resolve() if Path(d).is_dir() else Path(d).resolve().parent for d in (data, *more)]
         ours = [p for p in listed if any(Path(p).is_relative_to(r) for r in roots)]  # not: collections not given
         lost = len(ours) - sum(p in by_path for p in ours)

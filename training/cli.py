@@ -51,6 +51,11 @@ __all__ = ["main"]
     "end and per collection in metrics.json; nothing is chosen or calibrated on it (0 = none).",
 )  # fmt: skip
 @click.option(
+    "--train-on", multiple=True, type=click.Path(path_type=str),
+    help="Train only on the training part of this DATA collection (repeatable); the split, validation and test "
+    "still span every collection: e.g. a second stage at a larger --img-size on the sharp collections.",
+)  # fmt: skip
+@click.option(
     "--seed", type=int, default=0, help="Seed for initialisation, shuffling and augmentation (the split is fixed)."
 )
 @click.option(
@@ -85,9 +90,9 @@ __all__ = ["main"]
 @click.option("--verbose", is_flag=True, help="Also show TensorFlow's own start-up and device messages.")
 def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str | None, weights: str, img_size: int,
          epochs: int, head_epochs: int, batch_size: int, lr: float, val_fraction: float, test_fraction: float,
-         seed: int, patience: int, balance: str, color_constancy: str, white_balance: float, max_images: int,
-         strategy: str, mixed_precision: bool, resume_run: str | None, log_level: str,
-         verbose: bool) -> None:  # fmt: skip
+         train_on: tuple[str, ...], seed: int, patience: int, balance: str, color_constancy: str,
+         white_balance: float, max_images: int, strategy: str, mixed_precision: bool, resume_run: str | None,
+         log_level: str, verbose: bool) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA (one collection or several) and write a run folder.
 
     Several collections are trained, validated and (with --test-fraction) tested on together, their
@@ -121,6 +126,10 @@ def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str | None,
     if val_fraction / (1 - test_fraction) >= 0.5:
         raise click.UsageError("--val-fraction and --test-fraction leave too little to train on")
 
+    resolved = [str(Path(d).resolve()) for d in data]
+    strays = [c for c in train_on if str(Path(c).resolve()) not in resolved]
+    if strays:
+        raise click.UsageError(f"--train-on {strays[0]} is not one of the DATA collections")
     if task == "segment":
         if len(data) > 1:
             raise click.UsageError("--task segment trains on one collection")
@@ -129,7 +138,8 @@ def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str | None,
         return
 
     config = TrainConfig(
-        data=str(Path(data[0]).resolve()), more_data=tuple(str(Path(d).resolve()) for d in data[1:]), out=out,
+        data=resolved[0], more_data=tuple(resolved[1:]), out=out,
+        train_on=tuple(str(Path(c).resolve()) for c in train_on),
         format=fmt, task=task, arch=arch or "large-minimalistic", weights=weights, image_size=img_size,
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, patience=patience, balance=balance,

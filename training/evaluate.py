@@ -239,12 +239,15 @@ def write_model_card(out_dir: Path, contract: ModelContract, metrics: dict[str, 
     )
     white_balance = config.get("white_balance", 0.0)
     jitter = f", white balance within x/÷ {1 + white_balance:.2f}" if white_balance else ""
+    more = "".join(f" + `{d}`" for d in config.get("more_data", ()))
+    only = config.get("train_on", ())
+    only = f"; trained on the training part of {' + '.join(f'`{d}`' for d in only)} only" if only else ""
     text = f"""# Model card: {contract.arch} skin-lesion classifier
 
 **Not a medical device. Decision support at a kiosk only: never a diagnosis.**
 
 ## Data
-- Source: `{config["data"]}` (format {config["format"]}, task {config["task"]});
+- Source: `{config["data"]}`{more} (format {config["format"]}, task {config["task"]}){only};
   fingerprint {contract.data_fingerprint}.
 - Split: stratified, grouped (lesion id, identical files and near-duplicate images stay on one side),
   validation fraction {config["val_fraction"]}, seed {config["seed"]}: {metrics["n_train"]} train /

@@ -62,6 +62,7 @@ class TrainConfig:
     color_constancy: str = "none"  # or "shades_of_gray": part of the preprocessing, stored in the contract
     white_balance: float = 0.0  # augmentation: each RGB channel scaled by up to x/÷ (1 + this), a lamp or camera change
     more_data: tuple[str, ...] = ()  # more collections, trained, validated and tested on like DATA
+    train_on: tuple[str, ...] = ()  # train only on these collections' training parts (default: all)
     test_fraction: float = 0.0  # a fixed, lesion-grouped test part of every collection, never selected on
     strategy: str = "auto"  # tf.distribute: auto, one, mirrored or multi-worker (training/distribute.py)
     mixed_precision: bool = False  # float16 compute on GPUs
@@ -205,6 +206,13 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     origin = np.array([origins[s.path] for s in loaded.samples])
     train_idx, val_idx, test_idx = _split(y, origin, groups, config)
     assert not set(groups[train_idx]) & set(groups[val_idx]), "a duplicate group straddles the split"
+    if config.train_on:  # the split spans every collection; training uses only these collections' part of it
+        chosen = [collections.index(c) for c in config.train_on]
+        log.info("training on %s only: %d of %d training images", " + ".join(config.train_on),
+                 int(np.isin(origin[train_idx], chosen).sum()), len(train_idx))  # fmt: skip
+        train_idx = train_idx[np.isin(origin[train_idx], chosen)]
+        if len(np.unique(y[train_idx])) < 2:
+            raise DatasetError(f"--train-on {' '.join(config.train_on)} leaves a single class to train on")
     log.info(
         "split: %d train / %d validation / %d test images; %d near-duplicate groups kept together",
         len(train_idx), len(val_idx), len(test_idx), int((np.bincount(groups) > 1).sum()),

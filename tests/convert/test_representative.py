@@ -67,3 +67,19 @@ def test_a_multi_collection_run_validates_on_every_collection_and_never_calibrat
     got = load_convert_data(data, contract, run, samples=100)
     assert len(got.validation) == 4 and sorted(got.validation_labels.tolist()) == [0, 0, 1, 1]
     assert len(got.representative) == 20 - 4 - 4  # every training image, no validation or test image
+
+
+def test_a_run_trained_on_some_collections_draws_its_representative_images_from_those_only(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", classes=("melanoma", "nevus"), per_class=5)
+    other = make_folder_dataset(tmp_path / "other", classes=("melanoma", "nevus"), per_class=8, seed=1)
+    validation = sorted(data.glob("*/*_000.jpg")) + sorted(other.glob("*/*_000.jpg"))
+    run = _run_folder(tmp_path, data, validation)
+    (run / "metrics.json").write_text(json.dumps({"config": {"data": str(data.resolve()),
+                                                             "more_data": [str(other.resolve())]}}))  # fmt: skip
+    trained = [str(p.resolve()) for p in sorted(other.glob("*/*.jpg")) if p not in validation]  # `--train-on other`
+    split = json.loads((run / "split.json").read_text()) | {"train": trained}
+    (run / "split.json").write_text(json.dumps(split))
+    contract = ModelContract(task="classify", labels=("MEL", "NV"), image_size=32)
+    got = load_convert_data(data, contract, run, samples=100, with_training=True)
+    assert len(got.validation) == 4  # both collections' validation parts
+    assert len(got.representative) == len(got.training) == len(trained) == 14

@@ -56,3 +56,33 @@ def test_two_collections_train_on_one_taxonomy_and_are_reported_apart(tmp_path):
     for scores in metrics["collections"].values():
         assert {"validation", "test"} <= set(scores) and scores["test"]["n"] > 0
     assert metrics["n_test"] == len(split["test"]) and metrics["test"]["n"] == metrics["n_test"]
+
+
+@pytest.mark.slow
+@pytest.mark.training
+def test_train_on_trains_on_one_collection_while_both_are_validated_and_tested(tmp_path):
+    a = make_folder_dataset(tmp_path / "a", classes=("mel", "nv"), per_class=8)
+    b = make_folder_dataset(tmp_path / "b", classes=("mel", "nv"), per_class=8, seed=1)
+    run = tmp_path / "run"
+    _run("train", str(a), str(b), "--train-on", str(b), "--out", str(run), "--weights", "none", "--img-size", "32",
+         "--epochs", "1", "--head-epochs", "0", "--batch-size", "4", "--test-fraction", "0.2")  # fmt: skip
+    split = json.loads((run / "split.json").read_text())
+    assert split["train"] and all(p.startswith(str(b.resolve())) for p in split["train"])
+    for part in ("validation", "test"):  # the split of both collections, as without --train-on
+        assert {p.startswith(str(a.resolve())) for p in split[part]} == {True, False}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"trained on the training part of `{b.resolve()}` only" in (run / "model_card.md").read_text()
+    assert metrics["n_train"] == len(split["train"]) and set(metrics["collections"]) == {
+        str(a.resolve()),
+        str(b.resolve()),
+    }
+
+
+def test_train_on_a_collection_that_is_not_data_is_a_usage_error(tmp_path):
+    from click.testing import CliRunner
+
+    from training.cli import main
+
+    a = make_folder_dataset(tmp_path / "a", classes=("mel", "nv"), per_class=2)
+    result = CliRunner().invoke(main, [str(a), "--train-on", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 2 and "is not one of the DATA collections" in result.output
