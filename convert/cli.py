@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -41,6 +44,37 @@ def _check_writable(out: Path) -> None:
         raise click.ClickException(f"cannot write {out}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise click.ClickException(f"cannot write {out}: folder {parent} is not writable")
+
+
+def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
+    """SIGTERM or Ctrl-C: one sentence and exit status 130, whatever TensorFlow makes of the interruption
+    (raised inside its tracing it can surface as another error). Files are written atomically, so none is
+    left half-written; a second signal stops at once."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        interrupted: list[int] = []
+
+        def handler(signum: int, frame: object) -> None:
+            interrupted.append(signum)
+            for s, old in previous.items():
+                signal.signal(s, old)
+            raise KeyboardInterrupt
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            command(*args, **kwargs)
+        except (Exception, KeyboardInterrupt):
+            if not interrupted:
+                raise
+            click.echo(f"Error: {signal.Signals(interrupted[0]).name}: stopped; no file is half-written, run "
+                       "convert again", err=True)  # fmt: skip
+            sys.exit(130)
+        finally:
+            for s, old in previous.items():
+                signal.signal(s, old)
+
+    return wrapper
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -86,6 +120,7 @@ def _check_writable(out: Path) -> None:
 )
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick and --qat-epochs.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
+@_stops_in_one_sentence
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
          min_mask_iou: float, force: bool, qat_epochs: int, qat_lr: float, seed: int,
          log_level: str) -> None:  # fmt: skip
