@@ -29,9 +29,19 @@ def _risk(probs: np.ndarray, contract: ModelContract) -> np.ndarray:
 
 
 def recalibrate(
-    contract: ModelContract, keras_logits: np.ndarray, converted_logits: np.ndarray, y: np.ndarray
+    contract: ModelContract,
+    keras_logits: np.ndarray,
+    converted_logits: np.ndarray,
+    y: np.ndarray,
+    threshold_on: np.ndarray | None = None,
+    sensitivity: float = 0.9,
 ) -> tuple[ModelContract, dict[str, Any]]:
-    """The contract with temperature (and risk threshold) fitted to ``converted_logits``; and a report."""
+    """The contract with temperature (and risk threshold) fitted to ``converted_logits``; and a report.
+
+    With ``threshold_on`` (a mask of the validation images) the threshold is set for ``sensitivity`` on
+    those images alone, e.g. the collections most like the kiosk's camera; otherwise it keeps the
+    sensitivity the Keras model had at its threshold on every validation image.
+    """
     temperature = fit_temperature(converted_logits, y)
     probs = calibrated_probabilities(converted_logits, temperature)
     report: dict[str, Any] = {
@@ -43,10 +53,12 @@ def recalibrate(
     changes: dict[str, Any] = {"temperature": round(temperature, 4)}
     is_malignant = np.isin(y, contract.malignant_indices)
     if contract.malignant_indices and 0 < is_malignant.sum() < len(y):
-        keras_risk = _risk(calibrated_probabilities(keras_logits, contract.temperature), contract)
-        sensitivity = float(np.mean(keras_risk[is_malignant] >= contract.risk_threshold))
-        threshold = risk_threshold_for_sensitivity(_risk(probs, contract), is_malignant, sensitivity)
+        at = np.ones(len(y), bool) if threshold_on is None else threshold_on
+        if threshold_on is None:
+            keras_risk = _risk(calibrated_probabilities(keras_logits, contract.temperature), contract)
+            sensitivity = float(np.mean(keras_risk[is_malignant] >= contract.risk_threshold))
+        threshold = risk_threshold_for_sensitivity(_risk(probs, contract)[at], is_malignant[at], sensitivity)
         changes["risk_threshold"] = float(np.floor(threshold * 1e4) / 1e4)  # rounding up could unflag a case
         report.update(risk_threshold_keras=contract.risk_threshold, risk_threshold=changes["risk_threshold"],
-                      malignant_sensitivity=sensitivity)  # fmt: skip
+                      malignant_sensitivity=sensitivity, threshold_images=int(at.sum()))  # fmt: skip
     return contract.replace(**changes), report

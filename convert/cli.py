@@ -24,6 +24,11 @@ __all__ = ["main"]
 log = logging.getLogger(__name__)
 
 
+def _run_config(run_dir: Path | None) -> dict[str, Any]:
+    metrics = run_dir / "metrics.json" if run_dir else None
+    return json.loads(metrics.read_text()).get("config", {}) if metrics and metrics.is_file() else {}
+
+
 def _resolve_model(source: Path) -> tuple[Path, Path | None]:
     """(model.keras, run folder or None) for a run folder or a .keras file."""
     if source.is_dir():
@@ -118,12 +123,18 @@ def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
     show_default=True,
     help="Learning rate for --qat-epochs.",
 )
+@click.option(
+    "--threshold-on", multiple=True, type=click.Path(path_type=Path),
+    help="Set the malignancy threshold for the run's target sensitivity on the validation images of this "
+    "collection (repeatable; one the run trained with), e.g. the sharp ones most like the kiosk's camera "
+    "[default: keep the Keras model's sensitivity on every validation image].",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick and --qat-epochs.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @_stops_in_one_sentence
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
-         min_mask_iou: float, force: bool, qat_epochs: int, qat_lr: float, seed: int,
-         log_level: str) -> None:  # fmt: skip
+         min_mask_iou: float, force: bool, qat_epochs: int, qat_lr: float, threshold_on: tuple[Path, ...],
+         seed: int, log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -161,6 +172,13 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         raise click.ClickException(f"dataset {data} does not exist")
     if qat_epochs and mode != "int8":
         raise click.UsageError("--qat-epochs applies to --int8 only")
+    if threshold_on:
+        from convert.representative import more_collections
+
+        known = {Path(d).resolve() for d in (data, *more_collections(run_dir, data))}
+        strays = [str(c) for c in threshold_on if c.resolve() not in known]
+        if strays:
+            raise click.UsageError(f"--threshold-on {strays[0]} is not one of the collections the run trained with")
     if contract.task == "segment":
         if qat_epochs:
             raise click.UsageError("--qat-epochs is for classifiers")
@@ -185,7 +203,9 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
             f"{model_path} has {model.output_shape[-1]} outputs but {len(contract.labels)} labels"
         )
     try:
-        cdata = load_convert_data(data, contract, run_dir, samples, seed, with_training=qat_epochs > 0)
+        cdata = load_convert_data(
+            data, contract, run_dir, samples, seed, with_training=qat_epochs > 0, threshold_on=threshold_on
+        )
     except RepresentativeError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -221,7 +241,10 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
     click.echo(format_report(report), err=True)
 
-    contract, report["calibration"] = recalibrate(contract, keras_logits, lite_logits, cdata.validation_labels)
+    target = _run_config(run_dir).get("sensitivity", 0.9)
+    contract, report["calibration"] = recalibrate(
+        contract, keras_logits, lite_logits, cdata.validation_labels, cdata.threshold_on, target
+    )
     log.info(
         "calibrated the %s model on validation: temperature %.3f (Keras %.3f), ECE %.3f (cross-fitted)", mode,
         contract.temperature, report["calibration"]["temperature_keras"], report["calibration"]["ece_crossfit"],

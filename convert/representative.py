@@ -39,6 +39,7 @@ class ConvertData:
     validation_labels: np.ndarray  # (V,) int indices into contract.labels
     source: str
     training: np.ndarray | None = None  # (T, S, S, 3) uint8, the whole training side (for QAT)
+    threshold_on: np.ndarray | None = None  # (V,) bool: the validation images the threshold is set on
 
 
 def stratified_pick(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
@@ -75,6 +76,7 @@ def load_convert_data(
     seed: int = 0,
     task: str = "auto",
     with_training: bool = False,
+    threshold_on: tuple[str | Path, ...] = (),
 ) -> ConvertData:
     """Representative images from the training side of ``data``; validation from the run's split.
 
@@ -126,7 +128,17 @@ def load_convert_data(
     val = load_images(val_samples, contract)
     log.info("representative set: %d images; validation set: %d images", len(rep.samples), len(val.samples))
     training = load_images(train_samples, contract).images if with_training else None
-    return ConvertData(rep.images, val.images, _labels_of(val.samples, contract, str(data)), str(data), training)
+    val_labels = _labels_of(val.samples, contract, str(data))
+    at = None
+    if threshold_on:
+        roots = [Path(d).resolve() if Path(d).is_dir() else Path(d).resolve().parent for d in threshold_on]
+        at = np.array([any(s.path.resolve().is_relative_to(r) for r in roots) for s in val.samples])
+        if not contract.malignant_indices:
+            raise RepresentativeError("the model has no malignant classes: --threshold-on has no threshold to set")
+        if not np.isin(val_labels[at], contract.malignant_indices).any():
+            raise RepresentativeError(f"no malignant validation image in {', '.join(map(str, threshold_on))} to set "
+                                      "the threshold on")  # fmt: skip
+    return ConvertData(rep.images, val.images, val_labels, str(data), training, at)
 
 
 def recorded_data(run_dir: Path | None) -> Path | None:

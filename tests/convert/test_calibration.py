@@ -36,3 +36,19 @@ def test_without_malignant_classes_only_the_temperature_changes():
     new, report = recalibrate(contract, logits, logits, y)
     assert new.risk_threshold == 0.5 and "risk_threshold" not in report
     assert 0.5 < new.temperature < 2.0
+
+
+def test_a_threshold_set_on_some_images_gives_the_target_sensitivity_there_not_everywhere():
+    logits, y = _data(2)
+    sharp = np.arange(600) < 200
+    logits[sharp & (y == 2), 2] -= 1.0  # the malignant cases of these images look less malignant
+    contract = ModelContract(task="classify", labels=("a", "b", "c"), image_size=32, malignant_labels=("c",),
+                             temperature=1.0, risk_threshold=0.3)  # fmt: skip
+    everywhere, _ = recalibrate(contract, logits, logits, y, sensitivity=0.9)
+    there, report = recalibrate(contract, logits, logits, y, threshold_on=sharp, sensitivity=0.9)
+    risk = calibrated_probabilities(logits, there.temperature)[:, 2]
+    assert report["threshold_images"] == 200 and report["malignant_sensitivity"] == 0.9
+    assert np.mean(risk[sharp & (y == 2)] >= there.risk_threshold) >= 0.9
+    assert there.risk_threshold < everywhere.risk_threshold  # lower, to catch the harder cases
+    flagged_before = np.mean(risk[sharp & (y == 2)] >= everywhere.risk_threshold)
+    assert flagged_before < 0.9

@@ -83,3 +83,19 @@ def test_a_run_trained_on_some_collections_draws_its_representative_images_from_
     got = load_convert_data(data, contract, run, samples=100, with_training=True)
     assert len(got.validation) == 4  # both collections' validation parts
     assert len(got.representative) == len(got.training) == len(trained) == 14
+
+
+def test_the_threshold_images_are_the_validation_images_of_the_collections_named(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", classes=("melanoma", "nevus"), per_class=5)
+    other = make_folder_dataset(tmp_path / "other", classes=("melanoma", "nevus"), per_class=5, seed=1)
+    validation = sorted(data.glob("*/*_000.jpg")) + sorted(other.glob("*/*_00[01].jpg"))
+    run = _run_folder(tmp_path, data, validation)
+    (run / "metrics.json").write_text(json.dumps({"config": {"data": str(data.resolve()),
+                                                             "more_data": [str(other.resolve())]}}))  # fmt: skip
+    contract = ModelContract(task="classify", labels=("MEL", "NV"), image_size=32, malignant_labels=("MEL",))
+    got = load_convert_data(data, contract, run, samples=8, threshold_on=(other,))
+    assert len(got.validation) == 6 and got.threshold_on.tolist().count(True) == 4
+    assert load_convert_data(data, contract, run, samples=8).threshold_on is None
+    benign_only = ModelContract(task="classify", labels=("MEL", "NV"), image_size=32)
+    with pytest.raises(RepresentativeError, match="no malignant classes"):
+        load_convert_data(data, benign_only, run, samples=8, threshold_on=(other,))
