@@ -26,7 +26,7 @@ def readme_recipe() -> list[list[str]]:
     text = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- recipe -->(.*?)<!-- /recipe -->", text, re.S)
     assert block, "README.md has no recipe block"
-    lines = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    lines = [line.split("#")[0].strip() for line in block.group(1).replace("\\\n", " ").splitlines()]
     return [shlex.split(line) for line in lines if line.startswith(("train ", "convert "))]
 
 
