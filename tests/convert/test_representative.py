@@ -21,6 +21,14 @@ def _run_folder(tmp_path: Path, data: Path, validation: list[Path]) -> Path:
     return run
 
 
+def _run_of_two(tmp_path: Path, data: Path, other: Path, validation: list[Path]) -> Path:
+    """A run folder of a run that trained on ``data`` and ``other`` together."""
+    run = _run_folder(tmp_path, data, validation)
+    config = {"data": str(data.resolve()), "more_data": [str(other.resolve())]}
+    (run / "metrics.json").write_text(json.dumps({"config": config}))
+    return run
+
+
 def test_the_runs_validation_images_are_found_from_a_relative_path(tmp_path, monkeypatch):
     data = make_folder_dataset(tmp_path / "data", per_class=5)
     validation = sorted(data.glob("*/*_000.jpg"))
@@ -58,9 +66,7 @@ def test_a_multi_collection_run_validates_on_every_collection_and_never_calibrat
     other = make_folder_dataset(tmp_path / "other", classes=("melanoma", "nevus"), per_class=5, seed=1)
     validation = sorted(data.glob("*/*_000.jpg")) + sorted(other.glob("*/*_000.jpg"))
     test = sorted(data.glob("*/*_001.jpg")) + sorted(other.glob("*/*_001.jpg"))
-    run = _run_folder(tmp_path, data, validation)
-    (run / "metrics.json").write_text(json.dumps({"config": {"data": str(data.resolve()),
-                                                             "more_data": [str(other.resolve())]}}))  # fmt: skip
+    run = _run_of_two(tmp_path, data, other, validation)
     split = json.loads((run / "split.json").read_text()) | {"test": [str(p.resolve()) for p in test]}
     (run / "split.json").write_text(json.dumps(split))
     contract = ModelContract(task="classify", labels=("MEL", "NV"), image_size=32)  # ISIC 2019's names
@@ -73,9 +79,7 @@ def test_a_run_trained_on_some_collections_draws_its_representative_images_from_
     data = make_folder_dataset(tmp_path / "data", classes=("melanoma", "nevus"), per_class=5)
     other = make_folder_dataset(tmp_path / "other", classes=("melanoma", "nevus"), per_class=8, seed=1)
     validation = sorted(data.glob("*/*_000.jpg")) + sorted(other.glob("*/*_000.jpg"))
-    run = _run_folder(tmp_path, data, validation)
-    (run / "metrics.json").write_text(json.dumps({"config": {"data": str(data.resolve()),
-                                                             "more_data": [str(other.resolve())]}}))  # fmt: skip
+    run = _run_of_two(tmp_path, data, other, validation)
     trained = [str(p.resolve()) for p in sorted(other.glob("*/*.jpg")) if p not in validation]  # `--train-on other`
     split = json.loads((run / "split.json").read_text()) | {"train": trained}
     (run / "split.json").write_text(json.dumps(split))
@@ -89,9 +93,7 @@ def test_the_threshold_images_are_the_validation_images_of_the_collections_named
     data = make_folder_dataset(tmp_path / "data", classes=("melanoma", "nevus"), per_class=5)
     other = make_folder_dataset(tmp_path / "other", classes=("melanoma", "nevus"), per_class=5, seed=1)
     validation = sorted(data.glob("*/*_000.jpg")) + sorted(other.glob("*/*_00[01].jpg"))
-    run = _run_folder(tmp_path, data, validation)
-    (run / "metrics.json").write_text(json.dumps({"config": {"data": str(data.resolve()),
-                                                             "more_data": [str(other.resolve())]}}))  # fmt: skip
+    run = _run_of_two(tmp_path, data, other, validation)
     contract = ModelContract(task="classify", labels=("MEL", "NV"), image_size=32, malignant_labels=("MEL",))
     got = load_convert_data(data, contract, run, samples=8, threshold_on=(other,))
     assert len(got.validation) == 6 and got.threshold_on.tolist().count(True) == 4
