@@ -69,12 +69,22 @@ class ScoredSet:
     bad: np.ndarray  # malignant or not
 
 
-def scored_sets(run: Path, contract) -> list[ScoredSet]:
-    """Every collection's test part of ``run`` (one fixed split for every seed), then the two unseen sets."""
+def run_config(run: Path) -> TrainConfig:
+    """The configuration ``run`` was trained with."""
     metrics = json.loads((run / "metrics.json").read_text())
-    config = TrainConfig(
+    return TrainConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in metrics["config"].items() if k in FIELDS}
     )
+
+
+def collection_names(config: TrainConfig) -> list[str]:
+    """A short name for each collection of a run, in order: isic9, ham10000, isic2019."""
+    return [Path(p).name if Path(p).name != "train" else Path(p).parent.name for p in (config.data, *config.more_data)]
+
+
+def scored_sets(run: Path, contract) -> list[ScoredSet]:
+    """Every collection's test part of ``run`` (one fixed split for every seed), then the two unseen sets."""
+    config = run_config(run)
     samples, labels, origins, _ = _read_collections(config)
     if list(labels) != list(contract.labels):
         raise SystemExit(f"{run} and the model disagree on the classes: {labels} vs {list(contract.labels)}")
@@ -84,8 +94,7 @@ def scored_sets(run: Path, contract) -> list[ScoredSet]:
     origin = np.array([origins[s.path] for s in loaded.samples])
     bad = np.isin(y, list(contract.malignant_indices))
     out = []
-    for c, path in enumerate([config.data, *config.more_data]):
-        name = Path(path).name if Path(path).name != "train" else Path(path).parent.name
+    for c, name in enumerate(collection_names(config)):
         out.append(ScoredSet(name, loaded.images[origin == c], y[origin == c], bad[origin == c]))
     trained = load_images(samples, contract, cache=cache_dir())  # train's own cache
     for name, rel in EXTERNAL.items():

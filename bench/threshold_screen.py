@@ -17,14 +17,14 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from recipe import EXTERNAL, FIELDS, int8_probabilities, scored_sets
+from recipe import EXTERNAL, collection_names, int8_probabilities, run_config, scored_sets
 from results import save
 
 from edge.model.calibration import risk_threshold_for_sensitivity
 from edge.model.classifier import Classifier
 from edge.model.contract import load_contract
 from training.splits import load_images
-from training.train import TrainConfig, _read_collections
+from training.train import _read_collections
 
 SHARP = ("isic9", "ham10000")  # collections whose images are not 84 px thumbnails
 SENSITIVITY = 0.9
@@ -32,15 +32,12 @@ SENSITIVITY = 0.9
 
 def validation_risk(run: Path, int8: Classifier) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(risk, malignant, sharp) for every validation image of ``run``."""
-    metrics = json.loads((run / "metrics.json").read_text())
-    config = TrainConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in metrics["config"].items() if k in FIELDS}
-    )
+    config = run_config(run)
     samples, labels, origins, _ = _read_collections(config)
     by_path = {str(s.path.resolve()): s for s in samples}
     contract = int8.contract
     loaded = load_images([by_path[p] for p in json.loads((run / "split.json").read_text())["validation"]], contract)
-    names = [Path(p).name if Path(p).name != "train" else Path(p).parent.name for p in (config.data, *config.more_data)]
+    names = collection_names(config)
     sharp = np.array([names[origins[s.path]] in SHARP for s in loaded.samples])
     bad = np.isin([labels.index(s.label) for s in loaded.samples], list(contract.malignant_indices))
     risk = int8_probabilities(int8, loaded.images)[:, list(contract.malignant_indices)].sum(1)

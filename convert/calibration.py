@@ -53,8 +53,9 @@ def recalibrate(
     changes: dict[str, Any] = {"temperature": round(temperature, 4)}
     is_malignant = np.isin(y, contract.malignant_indices)
     if contract.malignant_indices and 0 < is_malignant.sum() < len(y):
-        at = np.ones(len(y), bool) if threshold_on is None else threshold_on
-        if threshold_on is None:
+        at = threshold_on
+        if at is None:  # every validation image, at the sensitivity the Keras model has there
+            at = np.ones(len(y), bool)
             keras_risk = _risk(calibrated_probabilities(keras_logits, contract.temperature), contract)
             sensitivity = float(np.mean(keras_risk[is_malignant] >= contract.risk_threshold))
         threshold = risk_threshold_for_sensitivity(_risk(probs, contract)[at], is_malignant[at], sensitivity)

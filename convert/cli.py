@@ -24,11 +24,6 @@ __all__ = ["main"]
 log = logging.getLogger(__name__)
 
 
-def _run_config(run_dir: Path | None) -> dict[str, Any]:
-    metrics = run_dir / "metrics.json" if run_dir else None
-    return json.loads(metrics.read_text()).get("config", {}) if metrics and metrics.is_file() else {}
-
-
 def _resolve_model(source: Path) -> tuple[Path, Path | None]:
     """(model.keras, run folder or None) for a run folder or a .keras file."""
     if source.is_dir():
@@ -191,7 +186,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     from convert.calibration import recalibrate
     from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
     from convert.quantize import QuantizeConfig, edge_friendly, quantize, tiny_scales
-    from convert.representative import RepresentativeError, load_convert_data
+    from convert.representative import RepresentativeError, load_convert_data, run_config
     from edge.model.modelfile import embed_contract, write_atomic
 
     try:
@@ -241,7 +236,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
     click.echo(format_report(report), err=True)
 
-    target = _run_config(run_dir).get("sensitivity", 0.9)
+    target = run_config(run_dir).get("sensitivity", 0.9)
     contract, report["calibration"] = recalibrate(
         contract, keras_logits, lite_logits, cdata.validation_labels, cdata.threshold_on, target
     )

@@ -9,6 +9,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,11 +104,12 @@ def load_convert_data(
         by_path = {str(s.path.resolve()): s for s in all_samples}
         val_samples = [by_path[p] for p in listed if p in by_path]
         held_out = set(listed) | {str(Path(p).resolve()) for p in split.get("test", [])}  # test: never calibrated on
-        train_samples = [s for s in all_samples if str(s.path.resolve()) not in held_out]
+        rest = [p for p in by_path if p not in held_out]
         trained = {str(Path(p).resolve()) for p in split.get("train", ())}  # --train-on: a part of the rest
-        if trained & {str(s.path.resolve()) for s in train_samples}:
-            train_samples = [s for s in train_samples if str(s.path.resolve()) in trained]
-        roots = [Path(d).resolve() if Path(d).is_dir() else Path(d).resolve().parent for d in (data, *more)]
+        if trained.intersection(rest):
+            rest = [p for p in rest if p in trained]
+        train_samples = [by_path[p] for p in rest]
+        roots = _roots((data, *more))
         ours = [p for p in listed if any(Path(p).is_relative_to(r) for r in roots)]  # not: collections not given
         lost = len(ours) - sum(p in by_path for p in ours)
         if lost and _trained_on(run_dir, Path(data)):
@@ -131,7 +133,7 @@ def load_convert_data(
     val_labels = _labels_of(val.samples, contract, str(data))
     at = None
     if threshold_on:
-        roots = [Path(d).resolve() if Path(d).is_dir() else Path(d).resolve().parent for d in threshold_on]
+        roots = _roots(threshold_on)
         at = np.array([any(s.path.resolve().is_relative_to(r) for r in roots) for s in val.samples])
         if not contract.malignant_indices:
             raise RepresentativeError("the model has no malignant classes: --threshold-on has no threshold to set")
@@ -141,12 +143,20 @@ def load_convert_data(
     return ConvertData(rep.images, val.images, val_labels, str(data), training, at)
 
 
+def _roots(collections: tuple[str | Path, ...]) -> list[Path]:
+    """The folder each collection's images lie under (a CSV collection: its CSV's folder)."""
+    return [Path(d).resolve() if Path(d).is_dir() else Path(d).resolve().parent for d in collections]
+
+
+def run_config(run_dir: Path | None) -> dict[str, Any]:
+    """The training configuration a run folder recorded in its metrics.json, or {}."""
+    metrics = run_dir / "metrics.json" if run_dir else None
+    return json.loads(metrics.read_text()).get("config", {}) if metrics and metrics.is_file() else {}
+
+
 def recorded_data(run_dir: Path | None) -> Path | None:
     """The DATA a run folder was trained on (from its metrics.json), or None."""
-    metrics = run_dir / "metrics.json" if run_dir else None
-    if metrics is None or not metrics.is_file():
-        return None
-    data = json.loads(metrics.read_text()).get("config", {}).get("data")
+    data = run_config(run_dir).get("data")
     return Path(data) if data else None
 
 
@@ -154,7 +164,7 @@ def more_collections(run_dir: Path | None, data: str | Path) -> tuple[str, ...]:
     """The other collections a run trained on with ``data`` (its DATA), or () for any other data."""
     if not _trained_on(run_dir, Path(data)):
         return ()
-    return tuple(json.loads((run_dir / "metrics.json").read_text())["config"].get("more_data", ()))
+    return tuple(run_config(run_dir).get("more_data", ()))
 
 
 def _trained_on(run_dir: Path | None, data: Path) -> bool:
