@@ -275,7 +275,7 @@ def quantization_aware_finetune(
     def step(x):
         target = tf.nn.softmax(teacher(x, training=False) / t)
         with tf.GradientTape() as tape:
-            logits = twin(x, training=True)
+            logits = twin(x, training=False)
             loss = tf.reduce_mean(keras.losses.kl_divergence(target, tf.nn.softmax(logits / t))) * t * t
         grads = tape.gradient(loss, trainable)
         optimizer.apply_gradients(zip(grads, trainable))
