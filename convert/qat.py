@@ -6,8 +6,8 @@ noise of each activation passes through while the signal is filtered away (docs/
 Here the model is fine-tuned *with* that noise: every tensor the int8 converter quantizes gets a
 fake-quant op with the range the converter will pick (min/max over the representative set) and
 every kernel is fake-quantized per output channel after folding its batch norm, as TFLite does.
-The loss distils the original model's outputs, so the fine-tuned model learns to keep the
-original's answers under int8 arithmetic. The result is an ordinary float Keras model, converted
+The loss distils the original model's outputs, dropout off on both sides, so the fine-tuned model
+learns to keep the original's answers under int8 arithmetic. The result is an ordinary float Keras model, converted
 by the usual post-training path with the same representative set.
 """
 
@@ -275,7 +275,7 @@ def quantization_aware_finetune(
     def step(x):
         target = tf.nn.softmax(teacher(x, training=False) / t)
         with tf.GradientTape() as tape:
-            logits = twin(x, training=False)
+            logits = twin(x, training=False)  # no dropout: match the teacher, not a noisy copy of it
             loss = tf.reduce_mean(keras.losses.kl_divergence(target, tf.nn.softmax(logits / t))) * t * t
         grads = tape.gradient(loss, trainable)
         optimizer.apply_gradients(zip(grads, trainable))
