@@ -75,7 +75,8 @@ def shows_label(probs: np.ndarray, contract: ModelContract) -> np.ndarray:
 def fidelity_report(
     keras_logits: np.ndarray, lite_logits: np.ndarray, y: np.ndarray, contract: ModelContract
 ) -> dict[str, Any]:
-    """Agreement, accuracy of both models, probability differences and per-class recall change."""
+    """Agreement (top-1, where a label is shown, the malignancy flag), accuracy of both models, probability
+    differences and per-class recall change."""
     pk = calibrated_probabilities(keras_logits, contract.temperature)
     pl = calibrated_probabilities(lite_logits, contract.temperature)
     ak, al = pk.argmax(1), pl.argmax(1)
@@ -87,7 +88,7 @@ def fidelity_report(
     disagree = ak != al
     worst = np.bincount(ak[disagree], minlength=len(labels))
     shown = shows_label(pk, contract)
-    return {
+    report = {
         "n": int(len(y)),
         "agreement": float((~disagree).mean()),
         # what a person sees: the label wherever the original model is confident enough to show one (the rest
@@ -104,6 +105,11 @@ def fidelity_report(
         "recall_change": {labels[i]: float(rl[i] - rk[i]) for i in idx},
         "disagreements_by_keras_class": {labels[i]: int(worst[i]) for i in idx if worst[i]},
     }
+    if contract.malignant_indices:  # the flag a person sees: both read through the Keras model's threshold
+        bad = list(contract.malignant_indices)
+        flagged_k, flagged_l = (p[:, bad].sum(1) >= contract.risk_threshold for p in (pk, pl))
+        report["flag_agreement"] = float((flagged_k == flagged_l).mean())
+    return report
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -113,6 +119,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"fidelity on {report['n']} validation images ({report['mode']}):",
         f"  top-1 agreement with Keras  {report['agreement']:.4f}",
         f"  ... where Keras shows a label {report['label_agreement']:.4f} ({report['labelled']} images)",
+        *([f"  malignancy flag agreement    {report['flag_agreement']:.4f}"] if "flag_agreement" in report else []),
         f"  {'':28s}{'keras':>9s}{report['mode']:>9s}",
         f"  {'accuracy':28s}{k['accuracy']:9.4f}{t['accuracy']:9.4f}",
         f"  {'balanced accuracy':28s}{k['balanced_accuracy']:9.4f}{t['balanced_accuracy']:9.4f}",

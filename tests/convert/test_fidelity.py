@@ -29,3 +29,14 @@ def test_a_model_that_labels_nothing_is_judged_on_every_image():
     lite = keras[:, [1, 0, 2]]
     report = fidelity_report(keras, lite, np.zeros(4, int), CONTRACT)
     assert report["labelled"] == 0 and report["label_agreement"] == report["agreement"] == 0.0
+
+
+def test_the_malignancy_flag_is_compared_where_the_contract_names_malignant_classes():
+    contract = CONTRACT.replace(malignant_labels=("c",), risk_threshold=0.5)
+    keras = np.array([[0.0, 0.0, 3.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.2, 0.0, 0.0]])
+    lite = keras.copy()
+    lite[2] = [1.0, 0.0, 0.0]  # risk falls below the threshold: the flag flips, the top-1 label flips too
+    lite[3] = [0.0, 0.2, 0.0]  # top-1 flips between benign classes: the flag holds
+    report = fidelity_report(keras, lite, keras.argmax(1), contract)
+    assert report["agreement"] == 0.5 and report["flag_agreement"] == 0.75
+    assert "flag_agreement" not in fidelity_report(keras, lite, keras.argmax(1), CONTRACT)
