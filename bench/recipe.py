@@ -105,6 +105,17 @@ def scored_sets(run: Path, contract) -> list[ScoredSet]:
     return out
 
 
+def validation_part(run: Path, contract) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, class indices, collection names) of every validation image of ``run``."""
+    config = run_config(run)
+    samples, labels, origins, _ = _read_collections(config)
+    by_path = {str(s.path.resolve()): s for s in samples}
+    loaded = load_images([by_path[p] for p in json.loads((run / "split.json").read_text())["validation"]], contract)
+    names = collection_names(config)
+    y = np.array([labels.index(s.label) for s in loaded.samples])
+    return loaded.images, y, np.array([names[origins[s.path]] for s in loaded.samples])
+
+
 def scores(s: ScoredSet, probs: np.ndarray, contract) -> dict:
     if s.y is not None:
         return _summary(classification_metrics(s.y, probs, contract))

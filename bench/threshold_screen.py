@@ -17,14 +17,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from recipe import EXTERNAL, collection_names, int8_probabilities, run_config, scored_sets
+from recipe import EXTERNAL, int8_probabilities, scored_sets, validation_part
 from results import save
 
 from edge.model.calibration import risk_threshold_for_sensitivity
 from edge.model.classifier import Classifier
 from edge.model.contract import load_contract
-from training.splits import load_images
-from training.train import _read_collections
 
 SHARP = ("isic9", "ham10000")  # collections whose images are not 84 px thumbnails
 SENSITIVITY = 0.9
@@ -32,16 +30,10 @@ SENSITIVITY = 0.9
 
 def validation_risk(run: Path, int8: Classifier) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(risk, malignant, sharp) for every validation image of ``run``."""
-    config = run_config(run)
-    samples, labels, origins, _ = _read_collections(config)
-    by_path = {str(s.path.resolve()): s for s in samples}
-    contract = int8.contract
-    loaded = load_images([by_path[p] for p in json.loads((run / "split.json").read_text())["validation"]], contract)
-    names = collection_names(config)
-    sharp = np.array([names[origins[s.path]] in SHARP for s in loaded.samples])
-    bad = np.isin([labels.index(s.label) for s in loaded.samples], list(contract.malignant_indices))
-    risk = int8_probabilities(int8, loaded.images)[:, list(contract.malignant_indices)].sum(1)
-    return risk, bad, sharp
+    images, y, collection = validation_part(run, int8.contract)
+    malignant = list(int8.contract.malignant_indices)
+    risk = int8_probabilities(int8, images)[:, malignant].sum(1)
+    return risk, np.isin(y, malignant), np.isin(collection, SHARP)
 
 
 def screen_run(run: Path) -> dict:
