@@ -13,14 +13,11 @@ the int8 file's contract: its temperature and threshold).
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 from pathlib import Path
 
 import numpy as np
 from recipe import scored_sets
-from results import save
+from results import screen_runs
 
 from edge.model.classifier import Classifier, calibrated_probabilities
 from edge.model.contract import load_contract
@@ -67,15 +64,5 @@ def floor_run(run: Path) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = [floor_run(run) for run in args.runs]
-    print(json.dumps(rows, indent=1))
-    save("int8_floor", "python bench/int8_floor.py " + " ".join(str(r) for r in args.runs), runs=rows)
-
-
 if __name__ == "__main__":
-    main()
+    screen_runs("int8_floor", __doc__, floor_run)

@@ -10,14 +10,11 @@ balanced accuracy with and without them is scored on each collection's test part
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 from pathlib import Path
 
 import numpy as np
 from recipe import int8_probabilities, scored_sets, validation_part
-from results import save
+from results import screen_runs
 
 from edge.model.classifier import Classifier
 from edge.model.contract import load_contract
@@ -71,15 +68,5 @@ def screen_run(run: Path) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = [screen_run(run) for run in args.runs]
-    print(json.dumps(rows, indent=1))
-    save("offsets", "python bench/offsets_screen.py " + " ".join(str(r) for r in args.runs), runs=rows)
-
-
 if __name__ == "__main__":
-    main()
+    screen_runs("offsets", __doc__, screen_run)

@@ -10,14 +10,11 @@ the two resizes of the shared preprocessing. ISIC 2019's images are 84 px alread
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 from pathlib import Path
 
 import numpy as np
 from recipe import int8_probabilities, scored_sets, scores
-from results import save
+from results import screen_runs
 
 from edge.image.preprocess import area_resize, linear_resize
 from edge.model.classifier import Classifier
@@ -44,16 +41,5 @@ def screen_run(run: Path) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    runs = [{"run": str(run), **screen_run(run)} for run in args.runs]
-    print(json.dumps(runs, indent=1))
-    command = "python bench/resolution_screen.py " + " ".join(str(r) for r in args.runs)
-    save("resolution", command, thumbnail_px=THUMBNAIL, runs=runs)
-
-
 if __name__ == "__main__":
-    main()
+    screen_runs("resolution", __doc__, lambda run: {"run": str(run), **screen_run(run)}, thumbnail_px=THUMBNAIL)

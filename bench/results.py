@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
 import platform
+import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,3 +27,18 @@ def save(name: str, command: str, **figures: Any) -> Path:
     record = {"command": command, "machine": machine(), "date": date.today().isoformat(), **figures}
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
+
+
+def screen_runs(name: str, doc: str, per_run: Callable[[Path], dict[str, Any]], **figures: Any) -> None:
+    """The command line every per-run screen shares: ``python bench/SCRIPT.py RUN [RUN ...]``.
+
+    Prints one row per run and saves them, with ``figures``, as ``bench/results/NAME.json``.
+    """
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = [per_run(run) for run in args.runs]
+    print(json.dumps(rows, indent=1))
+    command = f"python bench/{Path(sys.argv[0]).name} " + " ".join(str(r) for r in args.runs)
+    save(name, command, **figures, runs=rows)

@@ -11,14 +11,11 @@ scored on every set of bench/recipe.py. The AUC does not move: only where the fl
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 from pathlib import Path
 
 import numpy as np
 from recipe import EXTERNAL, int8_probabilities, scored_sets, validation_part
-from results import save
+from results import screen_runs
 
 from edge.model.calibration import risk_threshold_for_sensitivity
 from edge.model.classifier import Classifier
@@ -61,15 +58,5 @@ def screen_run(run: Path) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = [screen_run(run) for run in args.runs]
-    print(json.dumps(rows, indent=1))
-    save("threshold", "python bench/threshold_screen.py " + " ".join(str(r) for r in args.runs), runs=rows)
-
-
 if __name__ == "__main__":
-    main()
+    screen_runs("threshold", __doc__, screen_run)
