@@ -6,9 +6,9 @@ noise of each activation passes through while the signal is filtered away (docs/
 Here the model is fine-tuned *with* that noise: every tensor the int8 converter quantizes gets a
 fake-quant op with the range the converter will pick (min/max over the representative set) and
 every kernel is fake-quantized per output channel after folding its batch norm, as TFLite does.
-The loss distils the original model's outputs, dropout off on both sides, so the fine-tuned model
-learns to keep the original's answers under int8 arithmetic. The result is an ordinary float Keras model, converted
-by the usual post-training path with the same representative set.
+The loss distils the original model's outputs, dropout off on both sides, so the fine-tuned
+model learns to keep the original's answers under int8 arithmetic. The result is an ordinary float
+Keras model, converted by the usual post-training path with the same representative set.
 """
 
 from __future__ import annotations

@@ -127,7 +127,8 @@ def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str | None,
         raise click.UsageError("--val-fraction and --test-fraction leave too little to train on")
 
     resolved = [str(Path(d).resolve()) for d in data]
-    strays = [c for c in train_on if str(Path(c).resolve()) not in resolved]
+    chosen = tuple(str(Path(c).resolve()) for c in train_on)
+    strays = [c for c, r in zip(train_on, chosen) if r not in resolved]
     if strays:
         raise click.UsageError(f"--train-on {strays[0]} is not one of the DATA collections")
     if task == "segment":
@@ -139,7 +140,7 @@ def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str | None,
 
     config = TrainConfig(
         data=resolved[0], more_data=tuple(resolved[1:]), out=out,
-        train_on=tuple(str(Path(c).resolve()) for c in train_on),
+        train_on=chosen,
         format=fmt, task=task, arch=arch or "large-minimalistic", weights=weights, image_size=img_size,
         head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, patience=patience, balance=balance,

@@ -240,8 +240,8 @@ def write_model_card(out_dir: Path, contract: ModelContract, metrics: dict[str, 
     white_balance = config.get("white_balance", 0.0)
     jitter = f", white balance within x/÷ {1 + white_balance:.2f}" if white_balance else ""
     more = "".join(f" + `{d}`" for d in config.get("more_data", ()))
-    only = config.get("train_on", ())
-    only = f"; trained on the training part of {' + '.join(f'`{d}`' for d in only)} only" if only else ""
+    train_on = config.get("train_on", ())
+    only = f"; trained on the training part of {' + '.join(f'`{d}`' for d in train_on)} only" if train_on else ""
     text = f"""# Model card: {contract.arch} skin-lesion classifier
 
 **Not a medical device. Decision support at a kiosk only: never a diagnosis.**

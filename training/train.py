@@ -207,10 +207,10 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     train_idx, val_idx, test_idx = _split(y, origin, groups, config)
     assert not set(groups[train_idx]) & set(groups[val_idx]), "a duplicate group straddles the split"
     if config.train_on:  # the split spans every collection; training uses only these collections' part of it
-        chosen = [collections.index(c) for c in config.train_on]
+        keep = np.isin(origin[train_idx], [collections.index(c) for c in config.train_on])
         log.info("training on %s only: %d of %d training images", " + ".join(config.train_on),
-                 int(np.isin(origin[train_idx], chosen).sum()), len(train_idx))  # fmt: skip
-        train_idx = train_idx[np.isin(origin[train_idx], chosen)]
+                 int(keep.sum()), len(train_idx))  # fmt: skip
+        train_idx = train_idx[keep]
         if len(np.unique(y[train_idx])) < 2:
             raise DatasetError(f"--train-on {' '.join(config.train_on)} leaves a single class to train on")
     log.info(
