@@ -124,12 +124,17 @@ def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
     "collection (repeatable; one the run trained with), e.g. the sharp ones most like the kiosk's camera "
     "[default: keep the Keras model's sensitivity on every validation image].",
 )  # fmt: skip
+@click.option(
+    "--max-refused", type=click.FloatRange(0, 0.5), default=0.02,
+    help="Classifiers: the 'not a skin lesion' gate (a distance on the file's own features, fitted on the training "
+    "side) refuses at most this share of each collection's validation images; 0 leaves the gate out.",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick and --qat-epochs.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @_stops_in_one_sentence
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
          min_mask_iou: float, force: bool, qat_epochs: int, qat_lr: float, threshold_on: tuple[Path, ...],
-         seed: int, log_level: str) -> None:  # fmt: skip
+         max_refused: float, seed: int, log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -184,6 +189,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     import numpy as np
 
     from convert.calibration import recalibrate
+    from convert.features import FeaturesError, expose_features
     from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
     from convert.quantize import QuantizeConfig, edge_friendly, quantize, tiny_scales
     from convert.representative import RepresentativeError, load_convert_data, run_config
@@ -199,7 +205,8 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         )
     try:
         cdata = load_convert_data(
-            data, contract, run_dir, samples, seed, with_training=qat_epochs > 0, threshold_on=threshold_on
+            data, contract, run_dir, samples, seed, with_training=qat_epochs > 0, threshold_on=threshold_on,
+            gate_samples=5000 if max_refused else 0,
         )
     except RepresentativeError as exc:
         raise click.ClickException(str(exc)) from None
@@ -217,6 +224,12 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     converted = quantize(source_model, config)
     for name, scale in tiny_scales(converted) if mode == "int8" else []:
         log.warning("tensor %s has a degenerate quantization scale %.2e (a layer that never fired?)", name, scale)
+    if max_refused:
+        try:
+            converted = expose_features(converted)  # the lesion gate reads them on the device
+        except FeaturesError as exc:
+            message = f"cannot give the file a lesion gate: {exc}; --max-refused 0 leaves it out"
+            raise click.ClickException(message) from None
 
     keras_logits = model.predict(cdata.validation.astype("float32"), batch_size=64, verbose=0)
     lite_logits = np.stack(candidate_outputs(converted, cdata.validation))
@@ -245,6 +258,14 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         contract.temperature, report["calibration"]["temperature_keras"], report["calibration"]["ece_crossfit"],
     )  # fmt: skip
     contract = contract.replace(metrics=_file_metrics(contract, lite_logits, cdata.validation_labels, report, mode))
+    if max_refused:
+        from convert.gate import fit_lesion_gate
+        from convert.representative import collection_names
+
+        contract, report["lesion_gate"] = fit_lesion_gate(
+            contract, converted, cdata.gate, cdata.validation, cdata.validation_collection,
+            collection_names(data, run_dir), max_refused,
+        )  # fmt: skip
     report_path = out.with_suffix(".fidelity.json")
     if report["label_agreement"] < min_agreement and mode != "float32":
         worst = sorted(report["disagreements_by_keras_class"].items(), key=lambda kv: -kv[1])[:3]

@@ -17,6 +17,7 @@ from edge.model.contract import ModelContract
 from edge.model.runtime import TFLiteModel
 
 __all__ = [
+    "as_files",
     "candidate_outputs",
     "fidelity_report",
     "format_report",
@@ -26,7 +27,8 @@ __all__ = [
 
 
 @contextmanager
-def _as_files(models: dict[str, bytes]) -> Iterator[dict[str, Path]]:
+def as_files(models: dict[str, bytes]) -> Iterator[dict[str, Path]]:
+    """Model bytes as files in a temporary folder (the runtime loads files), name -> path."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = {name: Path(tmp) / f"{name}.tflite" for name in models}
         for name, data in models.items():
@@ -36,7 +38,7 @@ def _as_files(models: dict[str, bytes]) -> Iterator[dict[str, Path]]:
 
 def candidate_outputs(converted: bytes, images: np.ndarray) -> list[np.ndarray]:
     """The converted model's float output for each image, run by the edge runtime."""
-    with _as_files({"candidate": converted}) as paths:
+    with as_files({"candidate": converted}) as paths:
         model = TFLiteModel(paths["candidate"])
         return [model(image) for image in images]
 
@@ -48,7 +50,7 @@ def latency_against_float32(keras_model, converted: bytes, mode: str, image: np.
     models = {mode: converted}
     if mode != "float32":
         models["float32"] = quantize(keras_model, QuantizeConfig("float32"))
-    with _as_files(models) as paths:
+    with as_files(models) as paths:
         return measure_latency(paths, image)
 
 

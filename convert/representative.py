@@ -20,6 +20,7 @@ from training.splits import duplicate_groups, load_images, split_indices
 __all__ = [
     "ConvertData",
     "RepresentativeError",
+    "collection_names",
     "load_convert_data",
     "more_collections",
     "recorded_data",
@@ -41,6 +42,8 @@ class ConvertData:
     source: str
     training: np.ndarray | None = None  # (T, S, S, 3) uint8, the whole training side (for QAT)
     threshold_on: np.ndarray | None = None  # (V,) bool: the validation images the threshold is set on
+    gate: np.ndarray | None = None  # (G, S, S, 3) uint8 from the training side: the lesion gate is fitted on it
+    validation_collection: np.ndarray | None = None  # (V,) int: which of the run's collections each came from
 
 
 def stratified_pick(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
@@ -78,8 +81,12 @@ def load_convert_data(
     task: str = "auto",
     with_training: bool = False,
     threshold_on: tuple[str | Path, ...] = (),
+    gate_samples: int = 0,
 ) -> ConvertData:
     """Representative images from the training side of ``data``; validation from the run's split.
+
+    ``gate_samples`` > 0 also picks that many training-side images (stratified; all of them when the
+    whole training side is loaded) for the lesion gate.
 
     When the run folder has a ``split.json`` its validation list is used (so fidelity is measured on
     the same images as training's evaluation) and kept out of the representative set; otherwise a
@@ -130,7 +137,16 @@ def load_convert_data(
     val = load_images(val_samples, contract)
     log.info("representative set: %d images; validation set: %d images", len(rep.samples), len(val.samples))
     training = load_images(train_samples, contract).images if with_training else None
+    gate = None
+    if gate_samples:
+        gate = training if training is not None else load_images(
+            [train_samples[i] for i in stratified_pick(y_train, gate_samples, seed + 1)], contract
+        ).images
     val_labels = _labels_of(val.samples, contract, str(data))
+    roots = _roots((data, *more))
+    collection = np.array(
+        [next((k for k, r in enumerate(roots) if s.path.resolve().is_relative_to(r)), 0) for s in val.samples]
+    )
     at = None
     if threshold_on:
         roots = _roots(threshold_on)
@@ -140,7 +156,19 @@ def load_convert_data(
         if not np.isin(val_labels[at], contract.malignant_indices).any():
             raise RepresentativeError(f"no malignant validation image in {', '.join(map(str, threshold_on))} to set "
                                       "the threshold on")  # fmt: skip
-    return ConvertData(rep.images, val.images, val_labels, str(data), training, at)
+    return ConvertData(rep.images, val.images, val_labels, str(data), training, at, gate, collection)
+
+
+def collection_names(data: str | Path, run_dir: Path | None) -> tuple[str, ...]:
+    """The names of the run's collections, in the order of ``ConvertData.validation_collection``."""
+    return tuple(_collection_name(Path(p)) for p in (data, *more_collections(run_dir, data)))
+
+
+def _collection_name(path: Path) -> str:
+    """A collection's short name: its folder, or the folder above a ``train`` folder (isic9/train: isic9)."""
+    path = path.resolve()
+    folder = path if path.is_dir() else path.parent
+    return folder.parent.name if folder.name in ("train", "images") else folder.name
 
 
 def _roots(collections: tuple[str | Path, ...]) -> list[Path]:

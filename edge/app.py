@@ -12,6 +12,7 @@ Results go to stdout (human lines or ``--json``); logs and errors go to stderr. 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -354,7 +355,7 @@ def cli(
     model = model or DEFAULT_MODEL
     if inspect:
         try:
-            click.echo(read_contract(model).to_json())
+            click.echo(json.dumps(read_contract(model).summary(), indent=2, sort_keys=True))
         except FileNotFoundError as exc:
             raise Fail(f"no model at {model}", 2) from exc
         except ContractError as exc:

@@ -90,7 +90,7 @@ def draw_overlay(
     line = int(32 * scale) + 4
     pad = max(4, int(10 * scale))
     quality = prediction.quality if prediction is not None else {}
-    retake = bool(quality.get("retake"))
+    retake = bool(quality.get("retake")) or (prediction is not None and prediction.not_lesion)
 
     x0, y0, x1, y1 = center_box(h, w, crop_fraction)
     inset = max(1, thick)
@@ -103,7 +103,7 @@ def draw_overlay(
     if prediction is not None:
         lines: list[tuple[str, tuple[int, int, int]]] = []
         if retake or prediction.uncertain:
-            lines.append((prediction.verdict, col(_RETAKE)))
+            lines.append((prediction.verdict, col(_RETAKE)))  # "retake: ...", "not a skin lesion", "uncertain"
         if numbers:
             for i, (label, p) in enumerate(prediction.top(3)):
                 lines.append((f"{readable_label(label)} {p:.0%}", col(_WHITE if i == 0 and not retake else _GREY)))

@@ -184,6 +184,8 @@ class LiveState:
     def count_outcome(self, prediction: Prediction) -> None:
         if prediction.quality.get("retake"):
             self.metrics.inc("retake_total")
+        elif prediction.not_lesion:
+            self.metrics.inc("not_lesion_total")
         elif prediction.uncertain:
             self.metrics.inc("uncertain_total")
         if prediction.flagged:

@@ -27,6 +27,7 @@ _COUNTERS = {
     "captures_total": "Frames frozen with the capture button.",
     "uncertain_total": "Predictions whose top-1 confidence was below the contract's threshold.",
     "retake_total": "Frames or photos that failed the image-quality gates (retake).",
+    "not_lesion_total": "Frames or photos the lesion gate read as not a skin lesion.",
     "flagged_total": "Predictions whose malignancy risk reached the contract's threshold.",
 }
 _ERROR_KINDS = ("frame", "source", "upload")

@@ -11,18 +11,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from edge.image.preprocess import preprocess
 from edge.model.contract import ContractError, ModelContract, readable_label
+from edge.model.lesion_gate import LesionGate
 from edge.model.modelfile import read_contract
 from edge.model.runtime import TFLiteModel
 
 __all__ = [
     "DISCLAIMER",
+    "NOT_A_LESION",
     "Classifier",
+    "Inference",
     "Prediction",
     "calibrated_probabilities",
     "malignancy_risk",
@@ -32,6 +35,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DISCLAIMER = "Decision support only: not a diagnosis. Ask a clinician about any lesion that worries you."
+NOT_A_LESION = "not a skin lesion"
 
 
 def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -72,6 +76,8 @@ class Prediction:
     total_ms: float
     quality: dict[str, Any] = field(default_factory=dict)
     risk_threshold: float | None = None  # the contract's, where ``flagged`` starts
+    lesion_score: float | None = None  # the lesion gate's distance (None: the file has no gate)
+    not_lesion: bool = False  # the distance is past the gate's threshold: not what the model knows
 
     @property
     def risk_text(self) -> tuple[str, str] | None:
@@ -88,6 +94,8 @@ class Prediction:
         """A short human reading of the result, always with the not-a-diagnosis caveat nearby."""
         if self.quality.get("retake"):
             return "retake: " + ", ".join(self.quality.get("issues", []))
+        if self.not_lesion:
+            return NOT_A_LESION
         if self.uncertain:
             return "uncertain"
         return self.label
@@ -105,12 +113,22 @@ class Prediction:
             "risk_threshold_text": texts[1] if texts else None,
             "flagged": self.flagged,
             "uncertain": self.uncertain,
+            "not_lesion": self.not_lesion,
+            "lesion_score": None if self.lesion_score is None else round(self.lesion_score, 3),
             "verdict": self.verdict,
             "quality": self.quality,
             "invoke_ms": round(self.invoke_ms, 3),
             "latency_ms": round(self.total_ms, 3),
             "disclaimer": DISCLAIMER,
         }
+
+
+class Inference(NamedTuple):
+    """One run of the model: raw output, invoke time and the lesion gate's distance (None without a gate)."""
+
+    logits: np.ndarray
+    invoke_ms: float
+    lesion_score: float | None = None
 
 
 class Classifier:
@@ -146,15 +164,26 @@ class Classifier:
         n_out = int(self.model.output["shape"][-1])
         if n_out != len(self.contract.labels):
             raise ContractError(f"{model_path}: {len(self.contract.labels)} labels but {n_out} outputs")
+        self.gate = LesionGate.from_dict(self.contract.lesion_gate) if self.contract.lesion_gate else None
+        if self.gate is not None:
+            dims = None if self.model.features_output is None else int(self.model.features_output["shape"][-1])
+            if dims != self.gate.dims:
+                raise ContractError(f"{model_path}: the contract's lesion gate reads {self.gate.dims} features, "
+                                    f"the model gives {dims or 'none'}")  # fmt: skip
 
     @property
     def runtime(self) -> str:
         return self.model.runtime
 
-    def run(self, model_input: np.ndarray) -> tuple[np.ndarray, float]:
-        """(raw model output, inference ms) for one preprocessed image (``image_size`` square, RGB uint8)."""
+    def run(self, model_input: np.ndarray) -> Inference:
+        """Raw output, inference ms and lesion-gate distance for one preprocessed image (``image_size``
+        square, RGB uint8)."""
         with self._lock:
-            return self.model(model_input), self.model.last_invoke_ms
+            logits = self.model(model_input)
+            features = self.model.features() if self.gate is not None else None
+            invoke_ms = self.model.last_invoke_ms
+        score = None if features is None else float(self.gate.score(features))
+        return Inference(logits, invoke_ms, score)
 
     def logits(self, model_input: np.ndarray) -> np.ndarray:
         """Raw model output for one preprocessed image."""
@@ -167,12 +196,17 @@ class Classifier:
     def classify(self, image: np.ndarray, quality: dict[str, Any] | None = None) -> Prediction:
         """Classify an RGB uint8 HWC image of any size (preprocessing comes from the contract)."""
         start = time.perf_counter()
-        logits, invoke_ms = self.run(preprocess(image, self.contract))
-        probs = calibrated_probabilities(logits, self.contract.temperature)
-        return self.prediction_from(probs, invoke_ms, start, quality)
+        out = self.run(preprocess(image, self.contract))
+        probs = calibrated_probabilities(out.logits, self.contract.temperature)
+        return self.prediction_from(probs, out.invoke_ms, start, quality, out.lesion_score)
 
     def prediction_from(
-        self, probs: np.ndarray, invoke_ms: float, start: float, quality: dict[str, Any] | None = None
+        self,
+        probs: np.ndarray,
+        invoke_ms: float,
+        start: float,
+        quality: dict[str, Any] | None = None,
+        lesion_score: float | None = None,
     ) -> Prediction:
         c = self.contract
         best = int(np.argmax(probs))
@@ -189,4 +223,6 @@ class Classifier:
             total_ms=(time.perf_counter() - start) * 1000.0,
             quality=quality or {},
             risk_threshold=None if risk is None else c.risk_threshold,
+            lesion_score=lesion_score,
+            not_lesion=lesion_score is not None and self.gate is not None and self.gate.refuses(lesion_score),
         )

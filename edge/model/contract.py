@@ -94,6 +94,8 @@ class ModelContract:
     risk_threshold: float = 0.5  # malignancy risk at or above this is flagged "see a clinician"
     uncertain_below: float = 0.4  # top-1 confidence below this reads "uncertain"
     uncertain_margin: float = 0.1  # so does a top-1 less than this ahead of the runner-up
+    # "not a skin lesion": edge.model.lesion_gate.LesionGate.to_dict() on the file's feature output; {} = none
+    lesion_gate: dict[str, Any] = field(default_factory=dict)
     # --- provenance
     data_fingerprint: str = ""
     created: str = ""
@@ -129,6 +131,13 @@ class ModelContract:
             raise ContractError(f"temperature must be positive, got {self.temperature}")
         if not 0.0 <= self.uncertain_margin < 1.0:
             raise ContractError(f"uncertain_margin must be within 0..1, got {self.uncertain_margin}")
+        if self.lesion_gate:
+            from edge.model.lesion_gate import LesionGate
+
+            try:
+                LesionGate.from_dict(self.lesion_gate)
+            except ValueError as exc:
+                raise ContractError(str(exc)) from None
 
     @property
     def malignant_indices(self) -> tuple[int, ...]:
@@ -145,6 +154,14 @@ class ModelContract:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def summary(self) -> dict[str, Any]:
+        """:meth:`to_dict` with the lesion gate's arrays named by size instead of spelled out (for people)."""
+        out = self.to_dict()
+        if self.lesion_gate:
+            out["lesion_gate"] = {k: (f"<{len(v)} base64 characters>" if k in ("mean", "components", "variances")
+                                      else v) for k, v in self.lesion_gate.items()}  # fmt: skip
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelContract:

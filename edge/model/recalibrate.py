@@ -3,7 +3,8 @@
 The operating point chosen on a training collection's validation split does not carry over to other
 devices and clinics (docs/BENCHMARKS.md, "Another collection"). Given labelled images from the
 site's own camera, this refits the temperature (on images whose diagnosis is one of the model's
-classes) and the threshold that flags ``--sensitivity`` of the malignant ones, reports what to
+classes) and the threshold that flags ``--sensitivity`` of the malignant ones, and the "not a skin lesion"
+gate's threshold so that it refuses at most ``--max-refused`` of the site's images; it reports what to
 expect on new images (two-fold cross-fitting: fit on one half, measure on the other), and writes
 a copy of the file with the new contract. Edge install only: no TensorFlow; no image is written.
 """
@@ -29,10 +30,11 @@ from edge.model.calibration import (
 )
 from edge.model.classifier import Classifier, calibrated_probabilities
 from edge.model.contract import ContractError, ModelContract
+from edge.model.lesion_gate import LesionGate, threshold_for
 from edge.model.modelfile import embed_contract, write_atomic
 from training.datasets import FORMATS
 
-__all__ = ["SiteDataError", "SiteImages", "fit_site", "main", "site_report"]
+__all__ = ["SiteDataError", "SiteImages", "fit_site", "gate_report", "main", "site_report"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class SiteImages:
     logits: np.ndarray
     y: np.ndarray
     malignant: np.ndarray
+    lesion_scores: np.ndarray | None = None  # the lesion gate's distances (None: the file has no gate)
 
 
 def _fit(site: SiteImages, idx: np.ndarray, contract: ModelContract, sensitivity: float) -> tuple[float, float]:
@@ -133,23 +136,40 @@ def site_report(site: SiteImages, contract: ModelContract, sensitivity: float = 
     return {"before": before, "after_crossfit": _rates(counts, ece)}
 
 
+def gate_report(scores: np.ndarray, gate: LesionGate, max_refused: float = 0.02, seed: int = 0) -> dict:
+    """The lesion gate on a site's images: the threshold refitted on all of them, the share the file refuses as
+    it is, and the share a threshold refitted on one half refuses of the other (both ways)."""
+    order = np.random.default_rng(seed).permutation(len(scores))
+    a, b = order[: len(order) // 2], order[len(order) // 2 :]
+    folds = ((a, b), (b, a))
+    refused = sum(int((scores[test] > threshold_for([scores[fit]], max_refused)).sum()) for fit, test in folds)
+    return {
+        "threshold": threshold_for([scores], max_refused),
+        "refused_before": float((scores > gate.threshold).mean()),
+        "refused_crossfit": refused / max(len(scores), 1),
+    }
+
+
 def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple[str, str]]]:
     from training.datasets import load_dataset, map_label, to_binary
 
     contract = clf.contract
     binary_model = set(contract.labels) == {"benign", "malignant"}
-    logits, y, malignant, skipped = [], [], [], []
+    logits, y, malignant, scores, skipped = [], [], [], [], []
     with click.progressbar(load_dataset(data, fmt).samples, label="classifying", file=sys.stderr) as samples:
         for s in samples:
             try:
-                logits.append(clf.logits(preprocess(load_image(s.path), contract)))
+                out = clf.run(preprocess(load_image(s.path), contract))
+                logits.append(out.logits)
+                scores.append(out.lesion_score)
             except (ImageError, OSError) as exc:
                 skipped.append((str(s.path), str(exc)))
                 continue
             name = map_label(to_binary(s.label) if binary_model else s.label, contract.labels)
             y.append(contract.labels.index(name) if name else -1)
             malignant.append(to_binary(s.label) == "malignant")
-    return SiteImages(np.array(logits), np.array(y), np.array(malignant, dtype=bool)), skipped
+    lesion_scores = np.array(scores, dtype=float) if clf.gate is not None else None
+    return SiteImages(np.array(logits), np.array(y), np.array(malignant, dtype=bool), lesion_scores), skipped
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -168,7 +188,11 @@ def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple
     "--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto",
     help="Layout of --data (detected when auto).",
 )  # fmt: skip
-def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> None:
+@click.option(
+    "--max-refused", type=click.FloatRange(0, 0.5), default=0.02,
+    help="The 'not a skin lesion' gate's threshold is refitted to refuse at most this share of the site's images.",
+)
+def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str, max_refused: float) -> None:
     """Refit MODEL's temperature and malignancy threshold on a clinic's own labelled images; write a copy to OUT.
 
     Prints the file's operating point on these images, and what to expect from the refitted one on
@@ -191,9 +215,13 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> No
         report = site_report(site, clf.contract, sensitivity)
     except (FileNotFoundError, ContractError, DatasetError, SiteDataError) as exc:
         raise click.ClickException(str(exc)) from None
+    gate = None
+    if clf.gate is not None and site.lesion_scores is not None and len(site.lesion_scores):
+        gate = gate_report(site.lesion_scores, clf.gate, max_refused)
     contract = clf.contract.replace(
         temperature=round(temperature, 4),
         risk_threshold=threshold,
+        lesion_gate=clf.gate.with_threshold(gate["threshold"]).to_dict() if gate else clf.contract.lesion_gate,
         metrics={
             **clf.contract.metrics,
             "site_images": len(site.y),
@@ -229,4 +257,10 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str) -> No
         f"images), specificity {p_lo:.2f}-{p_hi:.2f} ({c['benign']} benign); more labelled images narrow it"
     )
     click.echo(f"other --sensitivity targets, cross-fitted sensitivity / specificity: {trade}")
+    if gate:
+        click.echo(
+            f"'not a skin lesion' gate: threshold {clf.gate.threshold:.2f} -> {gate['threshold']:.2f}; refuses "
+            f"{gate['refused_before']:.1%} of these images as the file is, {gate['refused_crossfit']:.1%} refitted "
+            "(cross-fitted)"
+        )
     click.echo(f"wrote {out}. Not a diagnosis: a flag means 'show this lesion to a clinician'.")

@@ -54,7 +54,8 @@ def load_interpreter_class(preference: Sequence[tuple[str, str]] | None = None) 
 
 
 class TFLiteModel:
-    """A TFLite model with one input and one output, fed uint8 or float pixels, read as float.
+    """A TFLite model with one input and one output (and optionally a second, its pooled features), fed
+    uint8 or float pixels, read as float.
 
     Quantized inputs and outputs are (de)quantized with the tensor's own scale and zero point.
     """
@@ -70,9 +71,12 @@ class TFLiteModel:
         except (ValueError, RuntimeError) as exc:
             raise ContractError(f"{path} is not a usable TFLite model: {str(exc).splitlines()[0]}") from exc
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ContractError(f"{path} must have one input and one output, has {len(inputs)} and {len(outputs)}")
+        if len(inputs) != 1 or len(outputs) not in (1, 2):
+            raise ContractError(
+                f"{path} must have one input and one output (and its features), has {len(inputs)} and {len(outputs)}"
+            )
         self.input, self.output = inputs[0], outputs[0]
+        self.features_output = outputs[1] if len(outputs) == 2 else None
         self.path = path
         self.last_invoke_ms = 0.0
 
@@ -97,8 +101,15 @@ class TFLiteModel:
         start = time.perf_counter()
         self._interp.invoke()
         self.last_invoke_ms = (time.perf_counter() - start) * 1000.0
-        out = self._interp.get_tensor(self.output["index"])[0]
-        scale, zero = self.output["quantization"]
+        return self._read(self.output)
+
+    def features(self) -> np.ndarray | None:
+        """The second output (pooled features) of the last call, as float32; None when the file has none."""
+        return None if self.features_output is None else self._read(self.features_output)
+
+    def _read(self, detail: dict) -> np.ndarray:
+        out = self._interp.get_tensor(detail["index"])[0]
+        scale, zero = detail["quantization"]
         if out.dtype != np.float32:
             out = (out.astype(np.float32) - zero) * scale
         return out

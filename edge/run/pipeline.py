@@ -159,16 +159,19 @@ def classify_frames(
     """
     fps = FpsMeter()
     for frame, model_input, quality, start, lesion in items:
-        logits, invoke_ms = classifier.run(model_input)
-        probs = calibrated_probabilities(logits, classifier.contract.temperature)
+        out = classifier.run(model_input)
+        probs = calibrated_probabilities(out.logits, classifier.contract.temperature)
+        not_lesion = classifier.gate is not None and out.lesion_score is not None and classifier.gate.refuses(
+            out.lesion_score
+        )
         smoothed = False
         if smoother is not None:
-            if quality.get("retake"):
-                smoother.reset("the quality gate failed")
+            if quality.get("retake") or not_lesion:
+                smoother.reset("the quality gate failed" if quality.get("retake") else "not a skin lesion")
             else:
                 probs = smoother.update(probs, frame.timestamp)
                 smoothed = smoother.count > 1
-        prediction = classifier.prediction_from(probs, invoke_ms, start, quality)
+        prediction = classifier.prediction_from(probs, out.invoke_ms, start, quality, out.lesion_score)
         yield Result(frame, prediction, fps.tick(), smoothed, lesion)
 
 

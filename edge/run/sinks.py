@@ -173,6 +173,7 @@ class Summary:
         self.labels: Counter[str] = Counter()
         self.retakes = 0
         self.uncertain = 0
+        self.not_lesion = 0
         self.flagged = 0
 
     def __call__(self, result: Result) -> None:
@@ -180,13 +181,15 @@ class Summary:
         self.results += 1
         self.labels[p.label] += 1
         self.retakes += bool(p.quality.get("retake"))
-        self.uncertain += p.uncertain and not p.quality.get("retake")
+        self.not_lesion += p.not_lesion and not p.quality.get("retake")
+        self.uncertain += p.uncertain and not p.quality.get("retake") and not p.not_lesion
         self.flagged += p.flagged
 
     def lines(self, skipped: Sequence[Skipped] = ()) -> list[str]:
         out = [f"{self.results} classified, {len(skipped)} skipped (not a diagnosis)"]
         out += [f"  {label}: {n}" for label, n in self.labels.most_common()]
-        out.append(f"  flagged for a clinician: {self.flagged}; uncertain: {self.uncertain}; retake: {self.retakes}")
+        out.append(f"  flagged for a clinician: {self.flagged}; uncertain: {self.uncertain}; retake: {self.retakes}"
+                   + (f"; not a skin lesion: {self.not_lesion}" if self.not_lesion else ""))  # fmt: skip
         out += [f"  skipped {s.origin}: {s.reason}" for s in skipped[:20]]
         if len(skipped) > 20:
             out.append(f"  ... and {len(skipped) - 20} more skipped")

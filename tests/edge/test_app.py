@@ -28,7 +28,7 @@ EDGE_DETECT = Path(sys.executable).with_name("edge-detect")
 RECORD_KEYS = {
     "time", "source", "frame", "label", "confidence", "probabilities", "risk", "flagged", "uncertain",
     "verdict", "quality", "invoke_ms", "latency_ms", "disclaimer", "smoothed", "fps", "risk_threshold",
-    "risk_text", "risk_threshold_text", "label_name",
+    "risk_text", "risk_threshold_text", "label_name", "not_lesion", "lesion_score",
 }  # fmt: skip
 
 

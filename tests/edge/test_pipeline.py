@@ -11,14 +11,14 @@ import pytest
 
 from edge.capture.background import background
 from edge.capture.frames import Frame
-from edge.model.classifier import DISCLAIMER, Classifier
+from edge.model.classifier import DISCLAIMER, Classifier, Inference
 from edge.run.pipeline import Result, install_stop_handlers, iter_results, run_sinks
 from tests.edge.edge_synth import make_lesion
 
 RECORD_KEYS = {
     "time", "source", "frame", "label", "confidence", "probabilities", "risk", "flagged", "uncertain",
     "verdict", "quality", "invoke_ms", "latency_ms", "disclaimer", "smoothed", "fps", "risk_threshold",
-    "risk_text", "risk_threshold_text", "label_name",
+    "risk_text", "risk_threshold_text", "label_name", "not_lesion", "lesion_score",
 }  # fmt: skip
 
 
@@ -39,7 +39,7 @@ def _scripted(classifier, monkeypatch, outputs):
     """Make the classifier return ``outputs`` (probability vectors) one after another."""
     temperature = classifier.contract.temperature
     it = iter(np.log(np.asarray(o, dtype=np.float64)) * temperature for o in outputs)  # logits giving them
-    monkeypatch.setattr(classifier, "run", lambda _x: (next(it), 0.0))
+    monkeypatch.setattr(classifier, "run", lambda _x: Inference(next(it), 0.0))
 
 
 def test_results_carry_frame_prediction_and_quality(classifier):

@@ -27,7 +27,14 @@
   function headline(p) {
     if (p.quality && p.quality.retake) {
       const issues = (p.quality.issues || []).join(", ");
-      return { text: "Retake", advice: `The image is ${issues || "not usable"}: please take it again.`, uncertain: true };
+      return { text: "Retake", advice: `Please take the image again: ${issues || "it is not usable"}.`, uncertain: true };
+    }
+    if (p.not_lesion) {
+      return {
+        text: "Not a skin lesion",
+        advice: "This does not look like a skin lesion: centre the lesion in the box and take it again.",
+        uncertain: true,
+      };
     }
     if (p.uncertain) {
       const [first, second] = p.top || [];
@@ -82,6 +89,9 @@
       node.querySelector(".riskbar .tick").style.left = pct(riskThreshold);
     }
     node.querySelector(".flag").hidden = !p.flagged;
+    if (p.not_lesion) {  // no lesion reading for what is not a lesion: only the headline and its advice
+      for (const sel of [".confidence", ".top3", ".risk", ".flag"]) node.querySelector(sel).hidden = true;
+    }
     return node;
   }
 
