@@ -60,10 +60,29 @@ def decode_image(data: bytes, name: str = "image", reduce: int = 1) -> np.ndarra
     memory then. The colour order is swapped in place: no second full-size copy.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
+    if data[:8] == b"\x89PNG\r\n\x1a\n" or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return _without_alpha(cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), name)  # formats that carry transparency
     bgr = cv2.imdecode(buf, _REDUCED_FLAGS[reduce]) if buf.size else None
     if bgr is None or bgr.size == 0:
         raise ImageError(f"{name}: not a readable image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
+
+
+def _without_alpha(decoded: np.ndarray | None, name: str) -> np.ndarray:
+    """An 8-bit RGB image from a PNG/WebP decoded as it is: a transparent image is refused (its hidden
+    colours are not what a person sees), a partly transparent one is put on white, 16 bits become 8."""
+    if decoded is None or decoded.size == 0:
+        raise ImageError(f"{name}: not a readable image")
+    if decoded.dtype == np.uint16:
+        decoded = (decoded >> 8).astype(np.uint8)
+    if decoded.ndim == 2:
+        return cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
+    if decoded.shape[2] == 4:
+        alpha = decoded[:, :, 3:].astype(np.float32) / 255.0
+        if float(alpha.mean()) < 0.5:
+            raise ImageError(f"{name}: the image is mostly transparent: nothing to classify")
+        decoded = (decoded[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def center_box(height: int, width: int, crop_fraction: float = 1.0) -> tuple[int, int, int, int]:

@@ -92,12 +92,13 @@ def guide_box_gray(image: np.ndarray, crop_fraction: float = 1.0, size: int = 16
     return box if box.ndim == 2 else cv2.cvtColor(box, cv2.COLOR_RGB2GRAY)
 
 
-def colour_spread(box: np.ndarray) -> float:
+def colour_spread(box: np.ndarray) -> float | None:
     """How much the chromaticity (r, g) = (R, G) / (R + G + B) varies over the box's well-exposed pixels.
 
     0 for greyscale, 1-bit, sepia-toned or single-channel images (their chromaticity is one point, whatever
     the brightness); skin and lesion colours differ, so real dermoscopy spreads. Pixels that are dark
-    (R + G + B <= 60) or clipped (a channel >= 250) carry no reliable chromaticity and are left out.
+    (R + G + B <= 60) or clipped (a channel >= 250) carry no reliable chromaticity and are left out; None
+    when fewer than 50 are left (a black or white frame: an exposure problem, not a colour one).
     """
     if box.ndim == 2:
         return 0.0
@@ -105,7 +106,7 @@ def colour_spread(box: np.ndarray) -> float:
     total = f.sum(axis=1)
     usable = (total > 60) & (f.max(axis=1) < 250)
     if np.count_nonzero(usable) < 50:
-        return 0.0
+        return None
     rg = f[usable, :2] / total[usable, None]
     return float(np.sqrt(rg.var(axis=0).sum()))
 
@@ -150,9 +151,9 @@ def assess_quality(
         issues.append(ISSUES[2])
     if lesion_contrast < t.min_lesion_contrast and ISSUES[1] not in issues and ISSUES[2] not in issues:
         issues.append(ISSUES[3])  # a black or white frame is an exposure problem, not a missing lesion
-    if colour < t.min_colour_spread and not set(ISSUES[1:4]).intersection(issues):
-        issues.append(ISSUES[4])  # the model reads colour: without it, melanomas look like nevi (an empty or
-        # badly exposed box has its own, more useful, issue)
+    if colour is not None and colour < t.min_colour_spread and ISSUES[3] not in issues:
+        issues.append(ISSUES[4])  # the model reads colour: without it, melanomas look like nevi (an empty box
+        # has its own, more useful, issue)
     if issues:
         log.debug("quality gate failed: %s", ", ".join(issues))
     return {
@@ -163,5 +164,5 @@ def assess_quality(
         "dark_fraction": round(dark, 4),
         "bright_fraction": round(bright, 4),
         "lesion_contrast": round(lesion_contrast, 2),
-        "colour_spread": round(colour, 4),
+        "colour_spread": None if colour is None else round(colour, 4),
     }

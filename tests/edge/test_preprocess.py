@@ -1,7 +1,16 @@
+import cv2
 import numpy as np
 import pytest
 
-from edge.image.preprocess import area_resize, crop_and_resize, linear_resize, preprocess, shades_of_gray
+from edge.image.preprocess import (
+    ImageError,
+    area_resize,
+    crop_and_resize,
+    decode_image,
+    linear_resize,
+    preprocess,
+    shades_of_gray,
+)
 from edge.model.contract import ContractError, ModelContract
 
 CONTRACT = ModelContract(task="classify", labels=("a", "b"), image_size=64, color_constancy="shades_of_gray")
@@ -119,3 +128,16 @@ def test_linear_resize_equals_exact_bilinear_and_opencv_within_one_level():
         photo = rng.integers(0, 256, (n, n, 3), dtype=np.uint8)
         np.testing.assert_array_equal(linear_resize(photo, m), reference(photo, m))
         assert np.abs(linear_resize(photo, m).astype(int) - cv2.resize(photo, (m, m))).max() <= 1
+
+
+def test_a_transparent_png_is_refused_not_classified_on_its_hidden_colours():
+    hidden = np.zeros((40, 40, 4), np.uint8)
+    hidden[..., :3] = (30, 60, 200)  # colours nobody sees
+    with pytest.raises(ImageError, match="transparent"):
+        decode_image(cv2.imencode(".png", hidden)[1].tobytes())
+    half = hidden.copy()
+    half[:, :30, 3] = 255  # three quarters opaque: the transparent quarter is put on white
+    rgb = decode_image(cv2.imencode(".png", half)[1].tobytes())
+    assert rgb.shape == (40, 40, 3) and tuple(rgb[0, 0]) == (200, 60, 30) and tuple(rgb[0, 39]) == (255, 255, 255)
+    grey16 = np.full((8, 8), 65535, np.uint16)
+    assert decode_image(cv2.imencode(".png", grey16)[1].tobytes()).shape == (8, 8, 3)

@@ -107,3 +107,52 @@ def test_real_dermoscopy_blurred_fails_the_gate():
     blurred = [assess_quality(cv2.GaussianBlur(load_image(f), (0, 0), 3)) for f in sample]
     share = sum("blurry" in q["issues"] for q in blurred) / len(blurred)
     assert share >= 0.95
+
+
+def _sepia(im: np.ndarray) -> np.ndarray:
+    m = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
+    return np.clip(im.astype(np.float32) @ m.T, 0, 255).astype(np.uint8)
+
+
+def _grey(im: np.ndarray) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize(
+    ("name", "spoil"),
+    [
+        ("greyscale", _grey),
+        ("1-bit", lambda im: np.where(_grey(im) > 150, 255, 40).astype(np.uint8)),
+        ("sepia", _sepia),
+        ("red channel only", lambda im: np.dstack([_grey(im)[..., 0], np.zeros_like(im[..., :2])])),
+        ("infrared-like magenta", lambda im: np.dstack([_grey(im)[..., 0], _grey(im)[..., 0] // 3, _grey(im)[..., 0]])),
+    ],
+)
+def test_an_image_without_usable_colour_asks_for_a_colour_photo(lesion, name, spoil):
+    q = assess_quality(spoil(lesion))
+    assert q["retake"] is True and ISSUES[4] in q["issues"], name
+    assert q["colour_spread"] < QualityThresholds().min_colour_spread
+
+
+def test_saturated_and_tinted_colour_images_keep_their_colour(lesion):
+    saturated = cv2.cvtColor(lesion, cv2.COLOR_RGB2HSV)
+    saturated[..., 1] = np.clip(saturated[..., 1].astype(np.int32) * 3, 0, 255).astype(np.uint8)
+    warm = np.clip(lesion * np.float32((1.3, 1.0, 0.6)), 0, 255).astype(np.uint8)
+    for image in (cv2.cvtColor(saturated, cv2.COLOR_HSV2RGB), warm):
+        q = assess_quality(image)
+        assert ISSUES[4] not in q["issues"] and q["colour_spread"] >= QualityThresholds().min_colour_spread
+
+
+def test_a_black_frame_is_too_dark_not_colourless():
+    q = assess_quality(np.zeros((240, 320, 3), np.uint8))
+    assert "too dark" in q["issues"] and ISSUES[4] not in q["issues"] and q["colour_spread"] is None
+
+
+@pytest.mark.parametrize("collection", [("ph2", "images"), ("malignant-vs-benign", "train"), ("isic2019", "images")])
+def test_real_dermoscopy_has_colour_and_its_greyscale_copies_do_not(collection):
+    files = sorted(shared_data(*collection).rglob("*.jpg"))
+    sample = random.Random(0).sample(files, min(150, len(files)))
+    images = [load_image(f) for f in sample]
+    passed = [ISSUES[4] not in assess_quality(im)["issues"] for im in images]
+    assert np.mean(passed) >= 0.99
+    assert all(ISSUES[4] in assess_quality(_grey(im))["issues"] or assess_quality(_grey(im))["retake"] for im in images)
