@@ -67,6 +67,7 @@ class ScoredSet:
     images: np.ndarray
     y: np.ndarray | None  # class indices on a test part; None on a never-trained-on set
     bad: np.ndarray  # malignant or not
+    paths: list[Path] | None = None  # the image files, as a camera would give them (before preprocessing)
 
 
 def run_config(run: Path) -> TrainConfig:
@@ -94,14 +95,16 @@ def scored_sets(run: Path, contract) -> list[ScoredSet]:
     origin = np.array([origins[s.path] for s in loaded.samples])
     bad = np.isin(y, list(contract.malignant_indices))
     out = []
+    paths = np.array([s.path for s in loaded.samples], dtype=object)
     for c, name in enumerate(collection_names(config)):
-        out.append(ScoredSet(name, loaded.images[origin == c], y[origin == c], bad[origin == c]))
+        ours = origin == c
+        out.append(ScoredSet(name, loaded.images[ours], y[ours], bad[ours], list(paths[ours])))
     trained = load_images(samples, contract, cache=cache_dir())  # train's own cache
     for name, rel in EXTERNAL.items():
         ext = load_images(list(load_dataset(DATA / rel).samples), contract)
         kept = np.nonzero(~leaks_into(ext, trained))[0]
         unseen_bad = np.array([to_binary(ext.samples[i].label) == "malignant" for i in kept])
-        out.append(ScoredSet(name, ext.images[kept], None, unseen_bad))
+        out.append(ScoredSet(name, ext.images[kept], None, unseen_bad, [ext.samples[i].path for i in kept]))
     return out
 
 

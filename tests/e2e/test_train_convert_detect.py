@@ -65,11 +65,16 @@ def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
     interp = Interpreter(model_path=str(out))
     assert interp.get_input_details()[0]["dtype"] == np.uint8
     assert interp.get_input_details()[0]["quantization"] == (1.0, 0)
+    # the second output is the pooled features the lesion gate reads, fitted on the training side
+    assert [tuple(d["shape"]) for d in interp.get_output_details()] == [(1, 3), (1, contract.lesion_gate["dims"])]
+    assert report["lesion_gate"]["fitted_on"] > 0
+    assert all(0 <= share <= 0.02 for share in report["lesion_gate"]["validation_refused"].values())
 
     detect = _run("edge-detect", "--model", str(out), "--source", str(data / "melanoma"), "--json")
     lines = [json.loads(line) for line in detect.stdout.splitlines() if line.strip()]
     assert len(lines) == 14
     assert all(line["label"] in contract.labels and "diagnosis" in line["disclaimer"] for line in lines)
+    assert all(line["lesion_score"] > 0 and isinstance(line["not_lesion"], bool) for line in lines)
 
     # the edge API gives the same answer, image by image
     from edge.image.preprocess import load_image
