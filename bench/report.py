@@ -181,6 +181,52 @@ def pi_check(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def gates(r: dict[str, Any]) -> list[str]:
+    sets = r["sets"]
+    pct = lambda v: None if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    out = ["**Dermoscopy set aside** by the new gates (target: at most 3 % of a test part, 5 % of a never-trained-on "
+           "set), beside the older quality gates (blur, exposure, empty box):", ""]  # fmt: skip
+    out += table(["set", "images", "colour gate", "lesion gate", "either", "older quality gates"],
+                 [[name, e["refused"]["n"], pct(e["refused"]["colour_gate"]), pct(e["refused"]["lesion_gate"]),
+                   pct(e["refused"]["new_gates"]), pct(e["refused"]["older_quality_gates"])]
+                  for name, e in sets.items()])  # fmt: skip
+    out += ["", "**Malignant test images in greyscale and 1-bit**: share answered retake, not a skin lesion, uncertain "
+            "or flagged (anything but a confident benign reading; target ≥ 95 %), and the flag's sensitivity on the "
+            "colour images counting a refused one as missed (target: within 1 point of the flag alone):",
+            ""]  # fmt: skip
+    rows = []
+    for name, e in sets.items():
+        if "greyscale" in e:
+            g, b = e["greyscale"], e["1-bit"]
+            c = e["colour_sensitivity"]
+            rows.append([name, g["n"], pct(g["answered_before"]), pct(g["answered"]), pct(b["answered_before"]),
+                         pct(b["answered"]), pct(c["flag"]), pct(c["flag_and_not_refused"])])
+    out += table(["test part", "malignant", "greyscale: before", "greyscale: now", "1-bit: before", "1-bit: now",
+                  "colour: flag", "colour: flag and not refused"], rows)  # fmt: skip
+    out += ["", "**Photographs and frames that are not skin lesions** (`bench/nonlesion.py`; target ≥ 95 % refused):",
+            ""]  # fmt: skip
+    out += table(["kind", "images", "lesion gate", "colour gate", "refused (any gate)", "passed (first 20)"],
+                 [[k, v["n"], pct(v["lesion_gate"]), pct(v["colour_gate"]), pct(v["refused"]),
+                   ", ".join(v["passed"]) or "–"] for k, v in r["non_lesion"].items()])  # fmt: skip
+    out += ["", f"**Abstaining**: kept-image malignancy AUC (sensitivity / specificity of the flag) when each rule "
+            f"sets aside 5, 10 or 20 % of a set. Kept: **{r['abstain_rule_kept']}** (highest mean kept AUC over the "
+            "five sets and three points, the rule fixed before the figures).", ""]  # fmt: skip
+    def point(p: dict[str, float]) -> str:
+        return f"{p['auc']:.3f} ({p['sensitivity']:.2f} / {p['specificity']:.2f})"
+
+    rows = []
+    for rule, mean_auc in r["abstain_rule_mean_auc"].items():
+        for name, e in sets.items():
+            rows.append([rule, name, *(point(e["selective"][rule][f]) for f in ("0.00", "0.05", "0.10", "0.20"))])
+        rows.append([rule, "**mean kept AUC, 5-20 %**", "", f"**{mean_auc:.4f}**", "", ""])
+    out += table(["rule", "set", "none set aside", "5 %", "10 %", "20 %"], rows)
+    c = r["cost_ms"]
+    out += ["", f"**Cost a frame**, one thread, median of 300: colour gate {c['colour_gate']:.3f} ms, features and "
+            f"lesion gate {c['features_and_lesion_gate']:.3f} ms, beside the model's invoke {c['invoke']:.3f} ms "
+            "(target: the gates ≤ 1 ms)."]  # fmt: skip
+    return out
+
+
 def figures(r: dict[str, Any]) -> list[str]:
     """Every scalar figure of a flat results file, one row each."""
     skip = {"command", "machine", "date"}
@@ -255,6 +301,13 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "per cell: a cheap ranking of backbone, input size and training data on the same fixed test parts (one split, "
      "made once and matched by path; fine-tuning lifts every cell). Rule fixed beforehand: highest mean malignancy "
      "AUC over the five sets, then mean balanced accuracy, then the cheaper model.", generalisation),
+    ("gates", "What the kiosk refuses: colour, not a lesion, abstaining", "The shipped file as a kiosk reads a "
+     "photo: the quality gates on the guide box (now with the colour gate), then the model with its lesion gate, "
+     "on raw image files. The colour gate asks for a colour photo when the chromaticity barely varies (greyscale, "
+     "1-bit, sepia, one channel; `edge/image/quality.py`). The lesion gate is a Mahalanobis distance on the file's "
+     "own pooled features under a 32-direction probabilistic PCA of the training side, its threshold set so that at "
+     "most 2 % of each collection's validation images are refused (`edge/model/lesion_gate.py`); no photograph "
+     "below took part in fitting or thresholding it.", gates),
     ("edge_bench", "Edge runtime", "`edge-detect` as a kiosk feels it, the shipped default model. The overhead "
      "targets were set as a share of a model ten times slower: the frame path around `invoke()` (exact integer "
      "resize, colour constancy, quality gate) costs about 1.2 ms a 640x480 frame whatever the model, so with a "

@@ -129,12 +129,16 @@ def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
     help="Classifiers: the 'not a skin lesion' gate (a distance on the file's own features, fitted on the training "
     "side) refuses at most this share of each collection's validation images; 0 leaves the gate out.",
 )  # fmt: skip
+@click.option(
+    "--sign-key", type=click.Path(path_type=Path, dir_okay=False), metavar="KEY.pem",
+    help="Sign the file with this Ed25519 private key (writes OUT.sig; kiosks started with --trusted-key check it).",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick and --qat-epochs.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @_stops_in_one_sentence
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
          min_mask_iou: float, force: bool, qat_epochs: int, qat_lr: float, threshold_on: tuple[Path, ...],
-         max_refused: float, seed: int, log_level: str) -> None:  # fmt: skip
+         max_refused: float, sign_key: Path | None, seed: int, log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -183,6 +187,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         if qat_epochs:
             raise click.UsageError("--qat-epochs is for classifiers")
         _segment(model_path, run_dir, contract, data, out, mode, samples, min_mask_iou, force, seed)
+        _sign(out, sign_key)
         return
 
     import keras
@@ -286,7 +291,22 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         write_atomic(out.with_suffix(".contract.json"), contract.to_json().encode())
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
+    _sign(out, sign_key)
     click.echo(str(out))
+
+
+def _sign(out: Path, key: Path | None) -> None:
+    """Write OUT.sig with ``key`` (nothing without one); a stale signature of an earlier file goes."""
+    from edge.model.contract import ContractError
+    from edge.model.signing import sign_file, signature_path
+
+    if key is None:
+        signature_path(out).unlink(missing_ok=True)  # it would not match the new file
+        return
+    try:
+        click.echo(f"signed: {sign_file(out, key)}", err=True)
+    except (ContractError, OSError) as exc:
+        raise click.ClickException(f"cannot sign {out}: {exc}") from None
 
 
 def _file_metrics(

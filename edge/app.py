@@ -93,12 +93,26 @@ def _configure_logging(level: str) -> None:
         pass
 
 
-def _load_classifier(model: Path, threads: int | None) -> Any:
+def _check_signature(model: Path, trusted_key: Path | None) -> None:
+    """With a trusted key, refuse a model file it did not sign (edge.model.signing)."""
+    if trusted_key is None:
+        return
+    from edge.model.signing import verify_file
+
+    try:
+        verify_file(model, trusted_key)
+    except ContractError as exc:
+        raise Fail(f"unusable model: {_first_line(exc)}", 2) from exc
+    log.info("%s is signed by the trusted key %s", model.name, trusted_key)
+
+
+def _load_classifier(model: Path, threads: int | None, trusted_key: Path | None = None) -> Any:
     from edge.model.classifier import Classifier
 
     if not model.is_file():
         hint = "train and convert one, or pass --model" if model == DEFAULT_MODEL else "check the path"
         raise Fail(f"no model at {model}; {hint}", 2)
+    _check_signature(model, trusted_key)
     try:
         classifier = Classifier(model, threads=threads)
     except ContractError as exc:
@@ -116,12 +130,13 @@ def _load_classifier(model: Path, threads: int | None) -> Any:
     return classifier
 
 
-def _load_segmenter(model: Path, threads: int | None) -> Any:
+def _load_segmenter(model: Path, threads: int | None, trusted_key: Path | None = None) -> Any:
     from edge.model.segment import Segmenter
 
     if not model.is_file():
         hint = "train and convert one (train DATA --task segment)" if model == DEFAULT_SEGMENTER else "check the path"
         raise Fail(f"no segmentation model at {model}; {hint}", 2)
+    _check_signature(model, trusted_key)
     try:
         segmenter = Segmenter(model, threads=threads)
     except ContractError as exc:
@@ -324,6 +339,13 @@ def _display_wanted(display: bool | None, camera: bool) -> bool:
     show_default="nothing is written",
     help="With --serve: save captures and uploads (image + JSON) in this folder.",
 )
+@click.option(
+    "--trusted-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="EDGE_DETECT_TRUSTED_KEY",
+    metavar="PUB.pem",
+    help="Refuse model files not signed by this Ed25519 public key (MODEL.tflite.sig, from convert --sign-key).",
+)
 @click.version_option(package_name="skinedge", prog_name="edge-detect")
 def cli(
     camera: bool,
@@ -349,6 +371,7 @@ def cli(
     serve: tuple[str, int] | None,
     token: str | None,
     record: Path | None,
+    trusted_key: Path | None,
 ) -> None:
     """Classify skin-lesion images on this device. Decision support only: not a diagnosis."""
     _configure_logging(log_level)
@@ -377,8 +400,8 @@ def cli(
     if serve is not None and segment_model is not None:
         raise click.UsageError("--segment works with --camera and --source, not yet with the --serve kiosk page")
 
-    classifier = _load_classifier(model, threads)
-    segmenter = _load_segmenter(segment_model, threads) if segment_model is not None else None
+    classifier = _load_classifier(model, threads, trusted_key)
+    segmenter = _load_segmenter(segment_model, threads, trusted_key) if segment_model is not None else None
     from edge.capture.sources import open_source
     from edge.run.pipeline import install_stop_handlers
 

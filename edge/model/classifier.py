@@ -151,8 +151,6 @@ class Classifier:
         if not model_path.is_file():
             raise FileNotFoundError(f"model file {model_path} does not exist")
         self.contract = contract or read_contract(model_path)
-        if contract is None and not self.contract.model_sha256:
-            log.warning("%s carries no digest (converted before 0.2): damage to it cannot be detected", model_path)
         if self.contract.task != "classify":
             raise ContractError(f"{model_path} is a {self.contract.task} model, not a classifier")
         self.model = TFLiteModel(model_path, threads=threads)

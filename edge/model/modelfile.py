@@ -86,18 +86,20 @@ def file_digest(buf: bytes) -> str:
 
 
 def read_contract(path: str | Path) -> ModelContract:
-    """The contract embedded in a ``.tflite`` file, checked against the file's digest when it has one.
+    """The contract embedded in a ``.tflite`` file, checked against the file's digest.
 
     Raises:
-        ContractError: the file is not a TFLite model, carries no (valid) contract, or its bytes do
-            not match the digest written at conversion.
+        ContractError: the file is not a TFLite model, carries no (valid) contract or no digest, or its
+            bytes do not match the digest written at conversion.
     """
     buf = _read(Path(path))
     meta = read_metadata(path, buf)
     if METADATA_NAME not in meta:
         raise ContractError(f"{path} carries no skinedge contract; convert it with `convert` or pass a contract file")
     contract = ModelContract.from_json(meta[METADATA_NAME])
-    if contract.model_sha256 and file_digest(buf) != contract.model_sha256:
+    if not contract.model_sha256:
+        raise ContractError(f"{path} carries no digest, so damage or an edit cannot be detected; convert it again")
+    if file_digest(buf) != contract.model_sha256:
         raise ContractError(
             f"{path} is damaged: its bytes no longer match the digest written when it was converted; "
             "copy the model file again"

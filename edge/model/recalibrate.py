@@ -192,7 +192,12 @@ def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple
     "--max-refused", type=click.FloatRange(0, 0.5), default=0.02,
     help="The 'not a skin lesion' gate's threshold is refitted to refuse at most this share of the site's images.",
 )
-def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str, max_refused: float) -> None:
+@click.option(
+    "--sign-key", type=click.Path(path_type=Path, dir_okay=False), metavar="KEY.pem",
+    help="Sign OUT with this Ed25519 private key (OUT.sig), for kiosks that require signed model files.",
+)
+def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str, max_refused: float,
+         sign_key: Path | None) -> None:  # fmt: skip
     """Refit MODEL's temperature and malignancy threshold on a clinic's own labelled images; write a copy to OUT.
 
     Prints the file's operating point on these images, and what to expect from the refitted one on
@@ -231,10 +236,18 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str, max_r
             "site_recalibrated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
+    from edge.model.signing import sign_file, signature_path
+
     try:
         write_atomic(out, embed_contract(model.read_bytes(), contract))
+        if sign_key is not None:
+            sign_file(out, sign_key)
+        else:
+            signature_path(out).unlink(missing_ok=True)  # a signature of an earlier file would not match
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
+    except ContractError as exc:
+        raise click.ClickException(f"cannot sign {out}: {exc}") from None
     b, a = report["before"], report["after_crossfit"]
     n_known, n_mal = int((site.y >= 0).sum()), int(site.malignant.sum())
     click.echo(f"{len(site.y)} images: {n_mal} malignant, {n_known} of the model's classes, {len(skipped)} unreadable")

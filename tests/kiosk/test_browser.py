@@ -150,3 +150,39 @@ def test_pi_touch_screen_shows_the_result_and_capture_above_the_fold(page, kiosk
     page.click("#clear")
     wait_js(page, "document.querySelectorAll('#recent li').length === 0", timeout=5)
     assert page.locator("#frozen .result").count() == 0
+
+
+@pytest.fixture(scope="module")
+def shipped_kiosk_url(tmp_path_factory):
+    from kiosk_support import write_video
+
+    video = write_video(tmp_path_factory.mktemp("browser-shipped") / "long.avi", frames=900)
+    port = free_port()
+    with kiosk_process(ROOT / "models" / "isic8_int8.tflite", video, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_a_photo_that_is_not_a_lesion_and_a_greyscale_one_are_refused_on_the_page(page, shipped_kiosk_url, tmp_path):
+    import cv2
+    import numpy as np
+
+    skimage_data = pytest.importorskip("skimage.data")
+    page.goto(shipped_kiosk_url + "/")
+    face = tmp_path / "face.jpg"  # the astronaut's portrait: not a skin lesion
+    face.write_bytes(cv2.imencode(".jpg", cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes())
+    page.set_input_files("#photo", str(face))
+    page.click("#upload button[type=submit]")
+    wait_js(page, "document.querySelector('#frozen .when')?.textContent.startsWith('Photo checked')")
+    frozen = page.locator("#frozen .result")
+    assert frozen.locator(".verdict").inner_text() == "Not a skin lesion"
+    assert "Not a diagnosis" in frozen.inner_text() and not frozen.locator(".confidence").is_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "kiosk-not-a-lesion.png"))
+
+    lesion = cv2.imdecode(np.frombuffer(jpeg_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)  # a monochrome camera
+    grey = tmp_path / "grey.png"
+    grey.write_bytes(cv2.imencode(".png", lesion)[1].tobytes())
+    page.set_input_files("#photo", str(grey))
+    page.click("#upload button[type=submit]")
+    wait_js(page, "document.querySelector('#frozen .verdict')?.textContent === 'Retake'")
+    assert "a colour photo is needed" in page.locator("#frozen .advice").inner_text()
