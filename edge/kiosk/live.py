@@ -3,8 +3,9 @@
 ``edge.kiosk.frameloop.FrameLoop`` (a thread) publishes the annotated JPEG, the latest
 :class:`~edge.model.classifier.Prediction` and the frame time into ``LiveState``; the web handlers
 (``edge.kiosk.web``) read it from their own threads. Captures and uploads are kept in memory only, in a
-bounded deque under unguessable ids, and forgotten after ``recent_ttl_s`` without a new one (or on the
-page's Clear button), so the next person at the kiosk does not see the last patient's photos.
+bounded deque under unguessable ids, each forgotten ``recent_ttl_s`` after it was made (or on the page's
+Clear button), whatever came after it, and shown only to the browser that asked for it, so the next person
+at the kiosk, or another client on the network, sees nothing of the last patient's photos.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class ResultRecord:
     time: float  # wall-clock seconds
     prediction: Prediction
     jpeg: bytes  # the frozen frame or a thumbnail of the photo
+    owner: str = ""  # the browser session that asked for it; only it sees the record
+    made: float = 0.0  # monotonic seconds: the record expires on its own clock
 
     def to_dict(self) -> dict[str, Any]:
         out = self.prediction.to_dict()
@@ -83,46 +86,45 @@ def top3(prediction: Prediction) -> list[dict[str, Any]]:
 
 
 class RecentResults:
-    """The captures and uploads a user asked for, newest first, all forgotten once none was added for
-    ``ttl_s`` (a kiosk left alone shows no earlier patient's result). Thread-safe."""
+    """The captures and uploads users asked for, newest first. Each is forgotten ``ttl_s`` after it was
+    made, on its own clock, and listed only to its ``owner`` (a browser session). Thread-safe."""
 
     def __init__(self, size: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._records: deque[ResultRecord] = deque(maxlen=size)
         self._ttl_s = ttl_s
         self._clock = clock
-        self._last_added = clock()
         self._lock = threading.Lock()
 
-    def add(self, kind: str, prediction: Prediction, jpeg: bytes) -> ResultRecord:
-        record = ResultRecord(secrets.token_urlsafe(16), kind, time.time(), prediction, jpeg)
+    def add(self, kind: str, prediction: Prediction, jpeg: bytes, owner: str = "") -> ResultRecord:
+        record = ResultRecord(secrets.token_urlsafe(16), kind, time.time(), prediction, jpeg, owner, self._clock())
         with self._lock:
-            self._forget_if_idle()
+            self._expire()
             self._records.appendleft(record)
-            self._last_added = self._clock()
         return record
 
-    def _forget_if_idle(self) -> None:  # with the lock held
-        if self._records and self._clock() - self._last_added > self._ttl_s:
-            self._records.clear()
+    def _expire(self) -> None:  # with the lock held
+        now = self._clock()
+        while self._records and now - self._records[-1].made > self._ttl_s:  # the oldest are at the right
+            self._records.pop()
 
-    def all(self) -> list[ResultRecord]:
+    def all(self, owner: str | None = None) -> list[ResultRecord]:
+        """The kept records, newest first: ``owner``'s only, or every one when None."""
         with self._lock:
-            self._forget_if_idle()
-            return list(self._records)
+            self._expire()
+            return [r for r in self._records if owner is None or (owner and secrets.compare_digest(r.owner, owner))]
 
-    def get(self, record_id: str) -> ResultRecord | None:
+    def get(self, record_id: str, owner: str | None = None) -> ResultRecord | None:
         if not record_id.isascii():
             return None
-        with self._lock:
-            self._forget_if_idle()
-            return next((r for r in self._records if secrets.compare_digest(r.id, record_id)), None)
+        return next((r for r in self.all(owner) if secrets.compare_digest(r.id, record_id)), None)
 
-    def clear(self) -> int:
-        """Forget every result now; returns how many there were."""
+    def clear(self, owner: str | None = None) -> int:
+        """Forget ``owner``'s results (every one when None) now; returns how many there were."""
         with self._lock:
-            count = len(self._records)
-            self._records.clear()
-        return count
+            gone = [r for r in self._records if owner is None or r.owner == owner]
+            for r in gone:
+                self._records.remove(r)
+        return len(gone)
 
 
 class LiveState:

@@ -25,6 +25,8 @@ import http.client
 import io
 import ipaddress
 import logging
+import secrets
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import numpy as np
-from flask import Flask, Response, jsonify, redirect, render_template, request
+from flask import Flask, Response, g, jsonify, redirect, render_template, request
 from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -49,6 +51,7 @@ __all__ = ["TOKEN_COOKIE", "KioskConfig", "create_app", "is_loopback", "serve"]
 log = logging.getLogger(__name__)
 
 TOKEN_COOKIE = "skinedge_token"
+SESSION_COOKIE = "skinedge_session"  # which browser asked for a result: only it sees it
 MIN_TOKEN_LENGTH = 16
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _CSP = (
@@ -71,9 +74,11 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1, an IPv4 client of a dual-stack socket
+    return (mapped or address).is_loopback
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ class KioskConfig:
     max_streams: int = 4  # concurrent live viewers (each holds a server thread)
     stale_after_s: float = 5.0  # /healthz turns 503 when the newest frame is older
     recent_size: int = 20  # captures and uploads kept in memory
-    recent_ttl_s: float = 120.0  # ... and forgotten once none was added for this long
+    recent_ttl_s: float = 120.0  # ... each forgotten this long after it was made
     upload_queue: int = 4  # uploads waiting for the one decoder; more get 503
     smooth: bool = True  # average probabilities over consecutive frames
     quality_gate: bool = True  # ask for a retake on poor frames
@@ -193,8 +198,8 @@ def _access_guard(config: KioskConfig) -> Callable[[], Any]:
                 response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict")
                 return response
             return None
-        auth = request.headers.get("Authorization", "")
-        supplied = auth[7:] if auth.startswith("Bearer ") else request.cookies.get(TOKEN_COOKIE, "")
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        supplied = credentials.strip() if scheme.lower() == "bearer" else request.cookies.get(TOKEN_COOKIE, "")
         if supplied and hmac.compare_digest(supplied.encode(), expected):
             return None
         response, status = _error(401, "This kiosk needs its access token: open it with ?token=... once.")
@@ -215,7 +220,8 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
     gate = DecodeGate(config.upload_queue)
     app = Flask(__name__)
     app.request_class = _MemoryRequest
-    app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes)
+    # a photo form has one file part (and a field or two); text fields keep the 500 KB default
+    app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes, MAX_FORM_PARTS=8)
     recorder = Recorder(config.record_dir) if config.record_dir else None
     placeholder = _placeholder_jpeg()
     stopped = _placeholder_jpeg("No live image: the camera stopped.")
@@ -224,16 +230,26 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
 
     app.before_request(_access_guard(config))
 
+    @app.before_request
+    def session() -> None:
+        g.session = request.cookies.get(SESSION_COOKIE, "")
+        if not (16 <= len(g.session) <= 64 and g.session.isascii()):
+            g.session, g.new_session = secrets.token_urlsafe(16), True
+
     @app.after_request
     def secure(response: Response) -> Response:
         for name, value in SECURITY_HEADERS:
             if name != "Cache-Control" or request.endpoint != "static":
                 response.headers[name] = value
+        if g.get("new_session"):
+            response.set_cookie(SESSION_COOKIE, g.session, httponly=True, samesite="Strict", secure=request.is_secure)
         return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc: RequestEntityTooLarge) -> Any:
         state.metrics.error("upload")
+        if (request.content_length or 0) <= config.max_upload_bytes:  # within the size: the form's parts
+            return _error(413, "That upload has too many parts or too long a text field; send one photo.")
         return _error(413, f"That photo is larger than {max_mb:g} MB; send a smaller one.")
 
     @app.errorhandler(HTTPException)
@@ -273,19 +289,19 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             status=health["status"],
             source_alive=health["source_alive"],
             fps=health["fps"],
-            recent=[record.to_dict() for record in state.results.all()],
+            recent=[record.to_dict() for record in state.results.all(g.session)],
         )
 
     @app.get("/results/<record_id>.jpg")
     def result_image(record_id: str) -> Any:
-        record = state.results.get(record_id)
+        record = state.results.get(record_id, g.session)
         if record is None:
             return _error(404, "That result is no longer kept (only the most recent are).")
         return Response(record.jpeg, mimetype="image/jpeg")
 
     @app.post("/results/clear")
     def clear_results() -> Any:
-        return jsonify(cleared=state.results.clear())
+        return jsonify(cleared=state.results.clear(g.session))
 
     @app.post("/capture")
     def capture() -> Any:
@@ -294,7 +310,7 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             return _error(409, "No camera frame yet: wait for the live view, then capture.")
         if live is None:
             return _error(503, "There is no live camera image to capture: the camera stopped or stalled.")
-        record = state.results.add("capture", live.prediction, live.jpeg)
+        record = state.results.add("capture", live.prediction, live.jpeg, g.session)
         state.metrics.inc("captures_total")
         if recorder is not None:
             recorder.save("capture", record.id, encode_jpeg(live.image, 95), "JPEG", record.to_dict())
@@ -320,7 +336,7 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             response, status = _error(503, str(exc))
             response.headers["Retry-After"] = "5"
             return response, status
-        record = state.results.add("upload", prediction, thumbnail)
+        record = state.results.add("upload", prediction, thumbnail, g.session)
         state.metrics.inc("uploads_total")
         if recorder is not None:
             recorder.save("upload", record.id, data, fmt, record.to_dict())
@@ -411,6 +427,20 @@ def _hardened_channels(server: Any, per_client: int) -> None:
     server.channel_class = accept
 
 
+def _dual_stack_socket(port: int) -> socket.socket:
+    """A listening socket on every IPv6 and IPv4 address (``--serve [::]:PORT``), not IPv6 alone."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _self_probe(host: str, port: int, timeout: float = 3.0) -> Callable[[], bool]:
     """True while the kiosk answers a ``/healthz`` request of its own (whatever its status)."""
     target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
@@ -486,11 +516,12 @@ def serve(
     body_limit = config.max_upload_bytes + 1024 * 1024  # the multipart envelope on top of the photo
     socket_map: dict[Any, Any] = {}
     try:
+        where = {"sockets": [_dual_stack_socket(config.port)]} if config.host in ("::", "[::]") else {
+            "host": config.host, "port": config.port}  # fmt: skip
         server = waitress.create_server(
             app,
             map=socket_map,
-            host=config.host,
-            port=config.port,
+            **where,
             threads=config.threads,
             ident="skinedge",
             # A Content-Length over the limit is refused before the body is read; a chunked body is

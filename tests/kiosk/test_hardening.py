@@ -234,6 +234,26 @@ def test_results_use_unguessable_ids_and_are_forgotten(tiny_tflite, clock):
     assert client.get("/results").json["recent"] == []
 
 
+def test_each_result_expires_on_its_own_clock_and_only_its_browser_sees_it(tiny_tflite, clock):
+    from edge.kiosk.live import LiveState
+    from edge.model.classifier import Classifier
+
+    state = LiveState(Classifier(tiny_tflite, threads=1), recent_size=20, recent_ttl_s=60.0, clock=clock)
+    app = create_app(state, KioskConfig())
+    kiosk, other = app.test_client(), app.test_client()
+    publish_frame(state)
+    first = kiosk.post("/capture").json["id"]
+    for _ in range(5):  # a busy kiosk: a result every 20 s never keeps the first one alive
+        clock.now += 20.0
+        publish_frame(state)
+        kiosk.post("/capture")
+    recent = [r["id"] for r in kiosk.get("/results").json["recent"]]
+    assert first not in recent and len(recent) == 4 and kiosk.get(f"/results/{first}.jpg").status_code == 404
+    assert other.get("/results").json["recent"] == []  # another client on the network sees none of them
+    assert other.get(f"/results/{recent[0]}.jpg").status_code == 404
+    assert other.post("/results/clear").json == {"cleared": 0} and len(kiosk.get("/results").json["recent"]) == 4
+
+
 def test_upload_answers_busy_when_the_queue_is_full(state, monkeypatch):
     import io
 

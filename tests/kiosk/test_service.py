@@ -188,3 +188,20 @@ def test_a_kiosk_without_a_camera_is_ready_and_says_why(notify_socket, monkeypat
     assert texts and texts[0].startswith("READY=1\nSTATUS="), texts
     failed = "STATUS=camera failed: no camera found at index 0; check the cable or pass --source; the page says so"
     assert failed in texts, texts
+
+
+def test_serve_on_every_ipv6_address_also_answers_ipv4(classifier, video):
+    from kiosk_support import http_get, wait_for
+
+    port, token = free_port(), "a-token-for-the-dual-stack-test"
+    stop = threading.Event()
+    runner = threading.Thread(target=serve, args=(classifier, open_source(str(video)), "::", port),
+                              kwargs={"token": token, "stop": stop}, daemon=True)  # fmt: skip
+    runner.start()
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz")
+        assert http_get(f"http://127.0.0.1:{port}/healthz")[0] in (200, 503)  # IPv4 clients reach it too
+        assert http_get(f"http://[::1]:{port}/healthz")[0] in (200, 503)
+    finally:
+        stop.set()
+        runner.join(5.0)

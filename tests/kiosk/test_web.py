@@ -237,6 +237,7 @@ def test_loopback_default_and_token_required_beyond_it(state):
     assert client.post("/capture").status_code == 401
     assert client.get("/", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
     assert client.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert client.get("/", headers={"Authorization": f"bearer  {token}"}).status_code == 200  # scheme: any case
     first = client.get(f"/?token={token}")
     assert first.status_code == 303 and first.headers["Location"] == "/"
     assert "HttpOnly" in first.headers["Set-Cookie"] and "SameSite=Strict" in first.headers["Set-Cookie"]
@@ -296,3 +297,14 @@ def test_state_without_model_reports_it(clock):
     client = create_app(LiveState(None, clock=clock)).test_client()
     body = client.get("/healthz").json
     assert body["model_loaded"] is False and body["healthy"] is False
+
+
+def test_a_form_of_many_parts_or_a_long_text_field_is_not_called_a_large_photo(state):
+    client = create_app(state, KioskConfig()).test_client()
+    parts = {f"field{i}": "x" for i in range(20)}
+    many = client.post("/classify", data={**parts, "image": (io.BytesIO(jpeg_bytes()), "a.jpg")},
+                       content_type="multipart/form-data")  # fmt: skip
+    long_text = client.post("/classify", data={"note": "x" * 700_000, "image": (io.BytesIO(jpeg_bytes()), "a.jpg")},
+                            content_type="multipart/form-data")  # fmt: skip
+    for answer in (many, long_text):
+        assert answer.status_code == 413 and "too many parts or too long a text field" in answer.json["error"]

@@ -100,7 +100,10 @@
     return Number.isNaN(when.getTime()) ? "" : when.toLocaleTimeString();
   }
 
+  let frozenId = "";
   function showFrozen(record) {
+    frozenId = record.id;
+    document.body.classList.add("asked");
     const slot = $("frozen");
     const img = document.createElement("img");
     img.src = record.image_url;
@@ -109,6 +112,7 @@
     when.className = "when";
     when.textContent = `${record.kind === "capture" ? "Captured" : "Photo checked"} at ${localTime(record.time)}`;
     slot.replaceChildren(when, img, renderResult(record));
+    $("frozen-panel").scrollIntoView({ block: "start" });
   }
 
   function showMessage(text, kind) {
@@ -158,11 +162,23 @@
     return p;
   }
 
+  // Nothing of a patient outlives their result: the frozen card, its image and the upload line all go.
   function clearFrozen() {
     const p = document.createElement("p");
     p.className = "placeholder";
     p.textContent = "Press Capture this frame, or check a photo.";
     $("frozen").replaceChildren(p);
+    $("upload-message").hidden = true;
+    $("upload-message").textContent = "";
+    document.body.classList.remove("asked");
+    frozenId = "";
+  }
+
+  let cameraLive = false;
+  function setCapture(enabled) {
+    const button = $("capture");
+    button.disabled = !enabled;
+    button.title = enabled ? "" : "No live camera image to capture";
   }
 
   let lastLive = "";
@@ -174,6 +190,8 @@
       if (!response.ok) throw new Error(String(response.status));
       const data = await response.json();
       setStatus(data.status, data.fps);
+      cameraLive = data.status === "ok";
+      setCapture(cameraLive);
       const liveKey = JSON.stringify(data.live);
       if (liveKey !== lastLive) {
         // no live result once the camera stalled, stopped or failed: never an old one as if current
@@ -183,11 +201,13 @@
       const recentKey = data.recent.map((r) => r.id).join(",");
       if (recentKey !== lastRecent) {
         renderRecent(data.recent);
-        if (!data.recent.length) clearFrozen(); // forgotten after a quiet spell, or cleared
+        if (frozenId && !data.recent.some((r) => r.id === frozenId)) clearFrozen(); // expired, or cleared
         lastRecent = recentKey;
       }
     } catch (err) {
       setStatus("offline", 0);
+      cameraLive = false;
+      setCapture(false);
     }
   }
 
@@ -214,7 +234,7 @@
     } catch (err) {
       showMessage("The kiosk is not responding; try again in a moment.", "error");
     } finally {
-      button.disabled = false;
+      setCapture(cameraLive);
     }
   });
 
