@@ -1,9 +1,11 @@
 """Uploaded photos: checked before decoding, decoded by content, and saved only when asked to.
 
 A 10 MB PNG can hold a billion pixels (a decompression bomb that would take a Pi's memory), so the
-format and the pixel count are read from the file header first, and decoding stays within a memory
-budget: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's reduced decoding) until it holds at most
-:data:`DECODE_PIXELS`, any other format must fit :data:`DECODE_PIXELS` as it is, and
+format and the claimed pixel count are read from the file header first: a JPEG is decoded at 1/2, 1/4
+or 1/8 scale (libjpeg's reduced decoding) until it holds at most :data:`DECODE_PIXELS`, any other format
+must fit :data:`DECODE_PIXELS` as it is. The header is only a hint: a file can claim one size and decode
+to another, and progressive JPEGs need far more memory than their output, so the kiosk decodes in a
+child process with a memory ceiling and a deadline (:class:`edge.kiosk.decoder.BoundedDecoder`), and
 :class:`DecodeGate` lets one upload decode at a time with a short queue, answering "busy" beyond it.
 The file name and the declared content type are never trusted.
 """
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge.image.preprocess import ImageError, decode_image
+from edge.kiosk.decoder import BoundedDecoder, DecodeRefused
 from edge.model.modelfile import write_atomic
 
 __all__ = [
@@ -174,12 +177,16 @@ def _reduction(fmt: str, width: int, height: int, budget: int) -> int:
 
 
 def read_upload(
-    data: bytes, max_pixels: int = MAX_PIXELS, decode_pixels: int = DECODE_PIXELS
+    data: bytes,
+    max_pixels: int = MAX_PIXELS,
+    decode_pixels: int = DECODE_PIXELS,
+    decoder: BoundedDecoder | None = None,
 ) -> tuple[str, np.ndarray]:
     """Check and decode an uploaded photo; returns (format, RGB uint8 HWC image).
 
     A large JPEG comes back at 1/2, 1/4 or 1/8 of its size (at most ``decode_pixels``): still several
-    times the model's input, which is all the kiosk keeps of it.
+    times the model's input, which is all the kiosk keeps of it. With a ``decoder`` the decoding runs in
+    its bounded child process (and comes back shrunk to its ``max_side``); without one, in this process.
 
     Raises:
         UploadError: empty, not one of :data:`FORMATS`, over ``max_pixels`` (over ``decode_pixels``
@@ -200,7 +207,9 @@ def read_upload(
             f"megapixels{'' if fmt == 'JPEG' else ' in a ' + fmt}. Send a smaller photo (or a JPEG)."
         )
     try:
-        image = decode_image(data, name="upload", reduce=factor)
+        image = decoder.decode(data, factor) if decoder else decode_image(data, name="upload", reduce=factor)
+    except DecodeRefused as exc:
+        raise UploadError(str(exc)) from None
     except ImageError:
         raise UploadError(f"That file looks like a {fmt} but does not decode; it may be damaged.") from None
     return fmt, image

@@ -39,6 +39,7 @@ from flask import Flask, Response, g, jsonify, redirect, render_template, reques
 from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from edge.kiosk.decoder import BoundedDecoder
 from edge.kiosk.frameloop import FrameLoop
 from edge.kiosk.live import LiveState, encode_jpeg, top3
 from edge.kiosk.service import Notifier, Supervisor, return_freed_memory
@@ -97,6 +98,8 @@ class KioskConfig:
     # --- uploads
     max_upload_bytes: int = 10 * 1024 * 1024
     max_upload_pixels: int = MAX_PIXELS
+    decode_memory_bytes: int = 160 * 1024 * 1024  # an upload's decoder (a child process) may take this much more
+    decode_timeout_s: float = 5.0  # ... for this long
     # --- live view
     max_fps: float = 10.0  # frames classified per second, at most
     stream_fps: float = 10.0  # frames per second sent to each viewer, at most
@@ -218,7 +221,10 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
     """
     config = config or KioskConfig()
     gate = DecodeGate(config.upload_queue)
+    decoder = BoundedDecoder(config.decode_memory_bytes, config.decode_timeout_s)
+    app_extensions = {"skinedge_decoder": decoder}
     app = Flask(__name__)
+    app.extensions.update(app_extensions)
     app.request_class = _MemoryRequest
     # a photo form has one file part (and a field or two); text fields keep the 500 KB default
     app.config.update(MAX_CONTENT_LENGTH=config.max_upload_bytes, MAX_FORM_PARTS=8)
@@ -324,7 +330,7 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
                 raise UploadError("No photo was sent: choose a photo file first.")
             data = upload.read()
             with gate.turn():  # one decode at a time keeps the memory bounded
-                fmt, image = read_upload(data, config.max_upload_pixels)
+                fmt, image = read_upload(data, config.max_upload_pixels, decoder=decoder)
                 prediction = state.assess_and_classify(image) if config.quality_gate else state.classify(image)
                 thumbnail = encode_jpeg(image, 85, max_width=640)
                 del image
@@ -513,6 +519,7 @@ def serve(
         stale_after_s=config.stale_after_s,
     )
     app = create_app(state, config)
+    app.extensions["skinedge_decoder"].start()  # the upload decoder's server process, before the first upload
     body_limit = config.max_upload_bytes + 1024 * 1024  # the multipart envelope on top of the photo
     socket_map: dict[Any, Any] = {}
     try:
