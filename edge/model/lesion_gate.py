@@ -5,10 +5,11 @@ sets its threshold so that at most ``max_refused`` of each collection's validati
 and stores it in the contract; the edge scores every image with it, ``recalibrate`` refits the threshold
 on a clinic's own images. No second network, nothing that imports TensorFlow.
 
-The score is the Mahalanobis distance of a feature vector under a probabilistic PCA model of the
-training features (``k`` principal directions with their own variances, one shared variance for the
-rest), divided by the feature dimension: about 1 for images like the training ones, far more for a
-face, a wall or a document, whose features lie off the directions dermoscopy spans.
+The score is the Mahalanobis distance of a feature vector, scaled to unit length (its direction, not
+how strongly the network fired), under a probabilistic PCA model of the training features (``k``
+principal directions with their own variances, one shared variance for the rest), divided by the
+feature dimension: about 1 for images like the training ones, far more for a face, a wall or a
+document, whose features point off the directions dermoscopy spans.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from typing import Any
 import numpy as np
 
 __all__ = ["LesionGate", "threshold_for"]
+
+
+def _unit(features: np.ndarray) -> np.ndarray:
+    """Feature vectors scaled to unit length (the gate reads their direction)."""
+    f = np.asarray(features, dtype=np.float32)
+    return f / (np.linalg.norm(f, axis=-1, keepdims=True) + 1e-6)
 
 
 def _pack(array: np.ndarray) -> str:
@@ -62,6 +69,8 @@ class LesionGate:
 
         ``k`` shrinks to what N and D allow (fewer than N - 1 and D directions)."""
         x = np.asarray(features, dtype=np.float64)
+        if x.ndim == 2:
+            x = _unit(x).astype(np.float64)
         if x.ndim != 2 or len(x) < 3 or x.shape[1] < 2:
             raise ValueError(f"need at least 3 feature vectors of 2 or more values, got shape {x.shape}")
         mean = x.mean(axis=0)
@@ -75,8 +84,7 @@ class LesionGate:
 
     def score(self, features: np.ndarray) -> np.ndarray | float:
         """Distance of one (D,) feature vector (a float) or of (N, D) vectors (an array); higher is stranger."""
-        f = np.asarray(features, dtype=np.float32)
-        centred = f - self.mean
+        centred = _unit(features) - self.mean
         proj = centred @ self.components
         along = (proj**2 / self.variances).sum(axis=-1)
         off = np.maximum((centred**2).sum(axis=-1) - (proj**2).sum(axis=-1), 0.0) / self.residual_variance
@@ -92,7 +100,7 @@ class LesionGate:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the arrays as base64 float16 (the contract carries it)."""
         return {
-            "method": "ppca_mahalanobis",
+            "method": "ppca_mahalanobis_unit",
             "dims": self.dims,
             "k": int(self.components.shape[1]),
             "threshold": round(float(self.threshold), 4),
@@ -106,7 +114,7 @@ class LesionGate:
     def from_dict(cls, data: dict[str, Any]) -> LesionGate:
         """Read back :meth:`to_dict`. Raises ValueError on a malformed entry."""
         try:
-            if data["method"] != "ppca_mahalanobis":
+            if data["method"] != "ppca_mahalanobis_unit":
                 raise ValueError(f"unknown lesion gate method {data['method']!r}")
             dims, k = int(data["dims"]), int(data["k"])
             gate = cls(
