@@ -5,7 +5,10 @@
 Starts ``edge-detect --source VIDEO --loop --serve 127.0.0.1:PORT`` on a generated 640x480 video (no
 camera here), waits for the page, reads ``/proc/PID/status`` (VmRSS, RssAnon, RssFile), then sends
 eight uploads from four loopback addresses at once: a 2800x2800 PNG (the largest PNG decoded) and a
-6000x6000 JPEG (read at 1/4 scale), each a few hundred KB on the wire; reports VmHWM. Loopback only.
+6000x6000 JPEG (read at 1/4 scale), each a few hundred KB on the wire; then eight 6320x6320 4:4:4
+progressive JPEGs at once (libjpeg keeps their full-size coefficients whatever the scale). The kiosk
+decodes uploads in child processes, so the peak is sampled every 20 ms over the whole process tree
+(the kiosk, its decoder server and each decoding child), and ``/healthz`` is timed meanwhile. Loopback only.
 """
 
 from __future__ import annotations
@@ -53,6 +56,57 @@ def _upload(port: int, photo: bytes, client: str) -> int:
         conn.close()
 
 
+def _tree_rss(pid: int) -> float:
+    """MB resident in ``pid`` and every process below it."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += _status(p)["VmRSS"]
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, AttributeError):
+            continue
+    return total
+
+
+class _Watch:
+    """Samples the tree's resident memory and ``/healthz``'s answer time in the background."""
+
+    def __init__(self, pid: int, port: int) -> None:
+        import threading
+
+        self.peak_mb, self.slowest_health_s, self._stop = 0.0, 0.0, threading.Event()
+        self._threads = [threading.Thread(target=self._memory, args=(pid,)),
+                         threading.Thread(target=self._health, args=(port,))]  # fmt: skip
+        for t in self._threads:
+            t.start()
+
+    def _memory(self, pid: int) -> None:
+        while not self._stop.wait(0.02):
+            self.peak_mb = max(self.peak_mb, _tree_rss(pid))
+
+    def _health(self, port: int) -> None:
+        import urllib.error
+        import urllib.request
+
+        while not self._stop.wait(0.2):
+            start = time.monotonic()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read()
+            except urllib.error.HTTPError:
+                pass  # 503 is an answer too
+            except OSError:
+                self.slowest_health_s = float("inf")
+                continue
+            self.slowest_health_s = max(self.slowest_health_s, time.monotonic() - start)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "isic8_int8.tflite")
@@ -60,28 +114,49 @@ def main() -> None:
     video = write_video(Path("/tmp") / "skinedge-bench-640.avi", frames=60, size=(640, 480))
     png = cv2.imencode(".png", np.full((2800, 2800, 3), 200, np.uint8))[1].tobytes()
     jpeg = cv2.imencode(".jpg", np.full((6000, 6000, 3), 180, np.uint8))[1].tobytes()
+    noise = cv2.resize(np.random.default_rng(0).integers(0, 256, (500, 500, 3), dtype=np.uint8), (6320, 6320),
+                       interpolation=cv2.INTER_NEAREST)  # fmt: skip
+    progressive = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_QUALITY, 30,
+                                               cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                               cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])[1].tobytes()  # fmt: skip
+    del noise
     port = free_port()
     with kiosk_process(args.model, video, port, "--loop") as proc:
         time.sleep(5)  # frames flowing for a while
         started = _status(proc.pid)
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        started_tree = _tree_rss(proc.pid)
+        watch = _Watch(proc.pid, port)
+        with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(lambda n: _upload(port, [png, jpeg][n % 2], f"127.0.0.{30 + n % 4}"), range(8)))
+            progressive_statuses = list(pool.map(lambda n: _upload(port, progressive, f"127.0.0.{40 + n % 4}"),
+                                                 range(8)))  # fmt: skip
+        watch.stop()
         after = _status(proc.pid)
         alive = proc.poll() is None
     figures = {
         "model": args.model.name,
         "after_start_mb": {k: round(v, 1) for k, v in started.items() if k != "VmHWM"},
+        "after_start_tree_mb": round(started_tree, 1),
         "bomb_statuses": statuses,
+        "progressive_statuses": progressive_statuses,
         "peak_mb": round(after["VmHWM"], 1),
+        "peak_tree_mb": round(watch.peak_mb, 1),
+        "slowest_healthz_s": round(watch.slowest_health_s, 3),
         "alive": alive,
     }
     print(json.dumps(figures, indent=2))
     rss = figures["after_start_mb"].get("VmRSS")
     rows = [
-        {"measure": f"resident memory after start, 640x480 video at 10 fps, {args.model.name}", "value": f"{rss} MB",
+        {"measure": f"resident memory after start, 640x480 video at 10 fps, {args.model.name}",
+         "value": f"{rss} MB (with the upload decoder's server process: {figures['after_start_tree_mb']} MB)",
          "goal": "<= 100 MB"},
-        {"measure": "peak resident memory, eight concurrent photo bombs from four clients",
-         "value": f"{figures['peak_mb']} MB; answers {sorted(set(statuses))}; alive: {alive}", "goal": "<= 300 MB"},
+        {"measure": "peak resident memory, eight concurrent photo bombs from four clients, then eight 6320x6320 "
+                    "progressive JPEGs",
+         "value": f"kiosk {figures['peak_mb']} MB, with its decoders {figures['peak_tree_mb']} MB; answers "
+                  f"{sorted(set(statuses))} and {sorted(set(progressive_statuses))}; alive: {alive}",
+         "goal": "<= 300 MB"},
+        {"measure": "slowest /healthz meanwhile (every 0.2 s)", "value": f"{figures['slowest_healthz_s']} s",
+         "goal": "<= 1 s"},
     ]  # fmt: skip
     save("kiosk_memory", "python bench/kiosk_memory.py", rows=rows, **figures)
 

@@ -1,10 +1,13 @@
 """Real photographs that are not skin lesions, made offline, for the lesion gate's benchmark and tests.
 
-The sample photographs scikit-image and scikit-learn ship (a face, a cat, coffee, a rocket, a street, a
-flower, a galaxy field, a stained tissue slide, a retina, a colour wheel, a logo), each whole and as five
-crops; their greyscale photographs (a camera man, coins, the moon, a page of text, ...); and made-up
-frames (flat colours including skin tones, gradients, printed text, noise). Nothing here trains or sets a
-threshold: the lesion gate is fitted and thresholded on dermoscopy alone.
+Design photos (the gate's form was chosen looking at these): the sample photographs scikit-image and
+scikit-learn ship (a face, a cat, coffee, a rocket, a street, a flower, a galaxy field, a stained tissue
+slide, a retina, a colour wheel, a logo), each whole and as five crops; their greyscale photographs (a
+camera man, coins, the moon, a page of text, ...); and made-up frames (flat colours including skin
+tones, gradients, printed text, noise). Held-out photos (never looked at before the gate was chosen):
+matplotlib's sample portrait, gift box and logo, scikit-image's motorcycle and colour chessboard, and
+frames of its small animated GIF. Nothing here trains the gate or sets its threshold: it is fitted and
+thresholded on dermoscopy alone.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["colour_photos", "grey_photos", "made_up_frames", "non_lesion_images"]
+__all__ = ["colour_photos", "grey_photos", "held_out_photos", "made_up_frames", "non_lesion_images"]
 
 COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
           "colorwheel", "logo")  # fmt: skip
@@ -82,7 +85,30 @@ def made_up_frames(size: int = 320) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def held_out_photos() -> list[tuple[str, np.ndarray]]:
+    """(name, RGB uint8) of photographs kept apart from the gate's design: matplotlib's and scikit-image's."""
+    import os
+
+    import imageio.v3 as iio
+    import matplotlib.cbook
+    import skimage
+
+    skimage_data = os.path.join(os.path.dirname(skimage.__file__), "data")
+    out = []
+    for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png"):
+        image = _rgb(iio.imread(matplotlib.cbook.get_sample_data(name, asfileobj=False)))
+        out += _with_crops(name, image) if min(image.shape[:2]) >= 300 else [(name, image)]
+    for name in ("motorcycle_left.png", "chessboard_RGB.png"):
+        image = _rgb(iio.imread(os.path.join(skimage_data, name)))
+        out += _with_crops(name, image) if min(image.shape[:2]) >= 300 else [(name, image)]
+    frames = iio.imread(os.path.join(skimage_data, "no_time_for_that_tiny.gif"), index=None)
+    out += [(f"gif frame {i}", _rgb(frames[i])) for i in (0, 8, 16)]
+    return out
+
+
 def non_lesion_images() -> list[tuple[str, str, np.ndarray]]:
-    """(kind, name, RGB uint8): every colour photo and crop, greyscale photo and made-up frame."""
+    """(kind, name, RGB uint8): every design colour photo and crop, greyscale photo, made-up frame and
+    held-out photo."""
     return ([("colour photo", n, im) for n, im in colour_photos()] + [("greyscale photo", n, im) for n, im in
-            grey_photos()] + [("made-up frame", n, im) for n, im in made_up_frames()])  # fmt: skip
+            grey_photos()] + [("made-up frame", n, im) for n, im in made_up_frames()]
+            + [("held-out photo", n, im) for n, im in held_out_photos()])  # fmt: skip

@@ -9,10 +9,12 @@ cleanly on SIGTERM/SIGINT. Endpoints: ``/`` (the page), ``/stream.mjpg`` (annota
 ``POST /classify`` (photo upload), ``POST /results/clear``, ``/healthz`` and ``/metrics`` (Prometheus text).
 
 Security: loopback by default; any other address needs a token (``Authorization: Bearer``, or
-``?token=`` once, which sets a cookie) from every client but this machine itself (the kiosk's own
-screen, systemd's health check, a local Prometheus). Nothing is written to disk unless ``record_dir``
-is set: request bodies stay in memory and are refused beyond the upload limit before they are read.
-One client holds at most ``max_client_connections`` connections, and idle ones are closed.
+``?token=`` once, which sets a cookie) from every client, this machine's own too (a proxy or port
+forwarder on the device would pass LAN clients on as local), except ``/healthz`` from loopback. Wrong
+tokens are rate-limited per address, and refusals are logged as one summary a minute per address.
+Nothing is written to disk unless ``record_dir`` is set: request bodies stay in memory and are refused
+beyond the upload limit before they are read; uploads decode in a bounded child process. One client
+holds at most ``max_client_connections`` connections, and idle ones are closed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,39 +178,91 @@ def _operating_point(contract: ModelContract | None) -> str:
     )
 
 
-def _access_guard(config: KioskConfig) -> Callable[[], Any]:
-    """The check before every request: POSTs from this page only; loopback clients, or the token."""
+class RefusalLog:
+    """Counts refusals per client address and logs the first, then one summary a minute per address, so a
+    flood of refused requests or connections is one journal line, not thousands on an SD card. Thread-safe.
+
+    It also rate-limits token guessing: an address with ``max_failures`` wrong tokens within ``window_s``
+    is refused without a comparison until the window has passed.
+    """
+
+    def __init__(self, window_s: float = 60.0, max_failures: int = 10, clock: Callable[[], float] = time.monotonic):
+        self.window_s, self.max_failures, self._clock = window_s, max_failures, clock
+        self._lock = threading.Lock()
+        self._pending: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._last_logged: dict[tuple[str, str], float] = {}
+        self._failures: dict[str, collections.deque[float]] = {}
+
+    def note(self, client: str, why: str) -> None:
+        key, now = (client, why), self._clock()
+        with self._lock:
+            self._pending[key] += 1
+            if now - self._last_logged.get(key, -self.window_s) < self.window_s:
+                return
+            count, self._pending[key], self._last_logged[key] = self._pending[key], 0, now
+            if len(self._last_logged) > 4096:  # many addresses: forget the quiet ones
+                self._last_logged = {k: t for k, t in self._last_logged.items() if now - t < self.window_s}
+        log.warning("refused %d request%s from %s in the last %g s: %s", count, "s"[: count != 1], client,
+                    self.window_s, why)  # fmt: skip
+
+    def failed_token(self, client: str) -> None:
+        with self._lock:
+            self._failures.setdefault(client, collections.deque(maxlen=self.max_failures)).append(self._clock())
+            if len(self._failures) > 4096:
+                self._failures.pop(next(iter(self._failures)))
+
+    def locked_out(self, client: str) -> bool:
+        with self._lock:
+            recent = self._failures.get(client)
+            return bool(recent and len(recent) == self.max_failures and self._clock() - recent[0] < self.window_s)
+
+
+def _access_guard(config: KioskConfig, refusals: RefusalLog) -> Callable[[], Any]:
+    """The check before every request: POSTs from this page only; then, without a token configured, loopback
+    clients under a loopback host name; with one, the token from every client, this machine's too (a proxy
+    or port forwarder on the device would otherwise pass any LAN client on as local), except for ``/healthz``
+    from loopback (systemd's and the kiosk's own health checks). Wrong tokens are rate-limited per address."""
+
+    def refuse(status: int, message: str, why: str) -> tuple[Response, int]:
+        refusals.note(request.remote_addr or "?", why)
+        response, status = _error(status, message)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="skinedge"'
+        return response, status
 
     def guard() -> Any:
+        client = request.remote_addr or ""
         if request.method == "POST":
             origin = request.headers.get("Origin")
             if origin and urlsplit(origin).netloc != request.host:
-                return _error(403, "Requests from other sites are refused.")
-        local_name = _request_host() in _LOOPBACK_NAMES | {config.host}
-        if not config.token or is_loopback(request.remote_addr or ""):
-            # Refuse other Host names, so a web page cannot reach us by DNS rebinding; this machine's
-            # own clients (the kiosk screen, health checks) need no token.
-            if not local_name and not config.token:
-                return _error(403, "Unknown host name; open the kiosk at http://127.0.0.1 instead.")
-            if local_name:
-                return None
+                return refuse(403, "Requests from other sites are refused.", "cross-site request")
+        if not config.token:
+            # Refuse other Host names, so a web page cannot reach us by DNS rebinding.
+            if _request_host() not in _LOOPBACK_NAMES | {config.host}:
+                return refuse(403, "Unknown host name; open the kiosk at http://127.0.0.1 instead.", "unknown host")
+            return None
+        if request.path == "/healthz" and is_loopback(client):
+            return None
+        if refusals.locked_out(client):
+            return refuse(429, "Too many wrong access tokens from this address; wait a minute.", "locked out")
         expected = config.token.encode()
         query = request.args.get("token", "")
-        if query and hmac.compare_digest(query.encode(), expected):
-            if request.method == "GET":  # drop the token from the address bar, keep it in a cookie
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+        supplied = query or bearer or request.cookies.get(TOKEN_COOKIE, "")
+        if supplied and hmac.compare_digest(supplied.encode(), expected):
+            if query and request.method == "GET":  # drop the token from the address bar, keep it in a cookie
                 args = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "token"])
                 path = "/" + request.path.lstrip("/")  # never "//host": that would leave the kiosk
                 response = redirect(path + (f"?{args}" if args else ""), code=303)
-                response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict")
+                response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict",
+                                    secure=request.is_secure)  # fmt: skip
                 return response
             return None
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        supplied = credentials.strip() if scheme.lower() == "bearer" else request.cookies.get(TOKEN_COOKIE, "")
-        if supplied and hmac.compare_digest(supplied.encode(), expected):
-            return None
-        response, status = _error(401, "This kiosk needs its access token: open it with ?token=... once.")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="skinedge"'
-        return response, status
+        if supplied:
+            refusals.failed_token(client)
+        return refuse(401, "This kiosk needs its access token: open it with ?token=... once.",
+                      "wrong access token" if supplied else "no access token")  # fmt: skip
 
     return guard
 
@@ -234,7 +289,9 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
     contract = state.classifier.contract if state.classifier else None
     max_mb = config.max_upload_bytes / (1024 * 1024)
 
-    app.before_request(_access_guard(config))
+    refusals = RefusalLog()
+    app.extensions["skinedge_refusals"] = refusals
+    app.before_request(_access_guard(config, refusals))
 
     @app.before_request
     def session() -> None:
@@ -389,7 +446,7 @@ def _gauges(state: LiveState) -> dict[str, tuple[float, str]]:
     }
 
 
-def _hardened_channels(server: Any, per_client: int) -> None:
+def _hardened_channels(server: Any, per_client: int, refusals: RefusalLog) -> None:
     """Give waitress's own error answers (413, 400, ...) the page's security headers, answer an
     oversized ``Expect: 100-continue`` upload with 413 instead of "100 Continue" (waitress would invite
     the body), and close a client's connections beyond ``per_client`` as soon as they are accepted."""
@@ -422,7 +479,7 @@ def _hardened_channels(server: Any, per_client: int) -> None:
     def accept(srv: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> Channel | None:
         client = addr[0] if isinstance(addr, tuple) else str(addr)
         if open_count[client] >= per_client:
-            log.warning("closed a connection from %s: it already holds %d", client, per_client)
+            refusals.note(client, f"a connection over its {per_client}")
             sock.close()
             return None
         channel = Channel(srv, sock, addr, adj, map=map)
@@ -544,7 +601,7 @@ def serve(
         )
     except OSError as exc:
         raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
-    _hardened_channels(server, config.max_client_connections)
+    _hardened_channels(server, config.max_client_connections, app.extensions["skinedge_refusals"])
     notifier = notifier or Notifier()
     loop = FrameLoop(
         state,

@@ -44,3 +44,17 @@ def test_shipped_int8_model_runs_in_one_xnnpack_partition(model):
 
     ops = {op["op_name"] for op in Interpreter(str(ROOT / "models" / model))._get_ops_details()}
     assert "HARD_SWISH" not in ops and {"MUL", "ADD", "CONV_2D"} <= ops
+
+
+def test_shipped_classifier_refuses_photos_that_are_not_lesions_and_keeps_dermoscopy():
+    """The lesion gate on real photographs (a face, a cat, a street, a logo, ...) and on real dermoscopy."""
+    pytest.importorskip("skimage")
+    from bench.nonlesion import colour_photos, held_out_photos
+
+    clf = Classifier(ROOT / "models" / "isic8_int8.tflite", threads=1)
+    held_out = [clf.classify(im).not_lesion for _, im in held_out_photos()]
+    design = [clf.classify(im).not_lesion for _, im in colour_photos()]
+    assert np.mean(held_out) >= 0.85 and np.mean(design) >= 0.9, (np.mean(held_out), np.mean(design))
+    files = sorted(shared_data("isic9", "train").rglob("*.jpg"))[::20]
+    refused = [clf.classify(load_image(f)).not_lesion for f in files]
+    assert np.mean(refused) <= 0.05, np.mean(refused)

@@ -224,10 +224,12 @@ def test_loopback_default_and_token_required_beyond_it(state):
         KioskConfig(host="0.0.0.0", token="short")
     token = "s3cret-token-for-tests"
     app = create_app(state, KioskConfig(host="0.0.0.0", token=token))
-    local = app.test_client()  # from 127.0.0.1: the kiosk's own screen, systemd, a local Prometheus
-    assert local.get("/", headers={"Host": "127.0.0.1:8080"}).status_code == 200
-    assert local.get("/healthz", headers={"Host": "localhost:8080"}).status_code == 503  # no frame yet
+    local = app.test_client()  # from 127.0.0.1: the kiosk's own screen, or a proxy on the device passing on a LAN client
+    assert local.get("/", headers={"Host": "127.0.0.1:8080"}).status_code == 401  # a token set: local is no pass
+    assert local.get("/metrics", headers={"Host": "127.0.0.1:8080"}).status_code == 401
+    assert local.get("/healthz", headers={"Host": "localhost:8080"}).status_code == 503  # health checks: no frame yet
     assert local.get("/", headers={"Host": "evil.example:8080"}).status_code == 401  # DNS rebinding
+    assert local.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = "192.0.2.20"  # a computer on the clinic network
     for path in ("/", "/healthz", "/metrics", "/results", "/stream.mjpg", "/static/kiosk.js"):
@@ -308,3 +310,23 @@ def test_a_form_of_many_parts_or_a_long_text_field_is_not_called_a_large_photo(s
                             content_type="multipart/form-data")  # fmt: skip
     for answer in (many, long_text):
         assert answer.status_code == 413 and "too many parts or too long a text field" in answer.json["error"]
+
+
+def test_wrong_tokens_are_rate_limited_and_refusals_summarised_in_the_log(state, caplog):
+    import logging
+
+    token = "s3cret-token-for-tests"
+    app = create_app(state, KioskConfig(host="0.0.0.0", token=token))
+    guesser = app.test_client()
+    guesser.environ_base["REMOTE_ADDR"] = "192.0.2.66"
+    with caplog.at_level(logging.WARNING, logger="edge.kiosk.web"):
+        answers = [guesser.get("/", headers={"Authorization": f"Bearer guess-{n:04d}-guess-guess"}).status_code
+                   for n in range(30)]  # fmt: skip
+        assert answers[:10] == [401] * 10 and set(answers[10:]) == {429}
+        # once locked out, even the right token waits: guessing gains nothing
+        assert guesser.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 429
+    lines = [r.getMessage() for r in caplog.records if "192.0.2.66" in r.getMessage()]
+    assert len(lines) == 2, lines  # the first wrong token and the first lock-out, not 31 lines
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "192.0.2.67"
+    assert other.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 200  # per address
