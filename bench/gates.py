@@ -10,6 +10,8 @@ included) on the guide box, then the file (its lesion gate included). Reported:
   of training images) that the colour gate and the lesion gate set aside, and the older quality gates;
 - greyscale and 1-bit copies of every malignant test image: the share answered retake, "not a skin
   lesion", uncertain or flagged (anything but a confident benign reading), with and without the new gates;
+  on the colour images, the flag's sensitivity (the gates do not change the risk, and every path still
+  shows a raised flag) and the share of malignant and of benign images the new gates set aside;
 - non-lesion photographs and made-up frames (bench/nonlesion.py): the share refused;
 - selective prediction: malignancy AUC and the flag's sensitivity / specificity on the images kept when
   0, 5, 10 and 20 % are set aside by each rule (lowest top-1 confidence, smallest top-1 margin, largest
@@ -143,10 +145,13 @@ def main() -> None:
         logging.info("%s: %d images", s.name, len(s.images))
         raw = [load_image(path) for path in s.paths]  # as the camera gives them: the gates see raw pixels
         a = answers(clf, raw)
+        new_refusal = a["colourless"] | a["not_lesion"]
+        kept_flag = a["flagged"] & ~new_refusal
         entry = {"refused": refused(a), "selective": selective(a, s.bad, threshold),
                  "colour_sensitivity": {"flag": float(a["flagged"][s.bad].mean()),
-                                        "flag_and_not_refused": float((a["flagged"] & ~a["colourless"] &
-                                                                       ~a["not_lesion"])[s.bad].mean())}}  # fmt: skip
+                                        "malignant_refused": float(new_refusal[s.bad].mean()),
+                                        "benign_refused": float(new_refusal[~s.bad].mean()),
+                                        "flag_and_not_refused": float(kept_flag[s.bad].mean())}}  # fmt: skip
         if s.y is not None:  # a test part: its malignant images in greyscale and 1-bit
             malignant = [im for im, bad in zip(raw, s.bad) if bad]
             for name, one_bit in (("greyscale", False), ("1-bit", True)):

@@ -224,7 +224,7 @@ def test_loopback_default_and_token_required_beyond_it(state):
         KioskConfig(host="0.0.0.0", token="short")
     token = "s3cret-token-for-tests"
     app = create_app(state, KioskConfig(host="0.0.0.0", token=token))
-    local = app.test_client()  # from 127.0.0.1: the kiosk's own screen, or a proxy on the device passing on a LAN client
+    local = app.test_client()  # from 127.0.0.1: the kiosk screen, or a proxy on the device passing on a LAN client
     assert local.get("/", headers={"Host": "127.0.0.1:8080"}).status_code == 401  # a token set: local is no pass
     assert local.get("/metrics", headers={"Host": "127.0.0.1:8080"}).status_code == 401
     assert local.get("/healthz", headers={"Host": "localhost:8080"}).status_code == 503  # health checks: no frame yet

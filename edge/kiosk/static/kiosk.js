@@ -32,7 +32,8 @@
     if (p.not_lesion) {
       return {
         text: "Not a skin lesion",
-        advice: "This does not look like a skin lesion: centre the lesion in the box and take it again.",
+        advice: "This does not look like a skin lesion: centre the lesion in the box and take it again. " +
+          "If it is a lesion, show it to a clinician.",
         uncertain: true,
       };
     }
@@ -89,8 +90,8 @@
       node.querySelector(".riskbar .tick").style.left = pct(riskThreshold);
     }
     node.querySelector(".flag").hidden = !p.flagged;
-    if (p.not_lesion) {  // no lesion reading for what is not a lesion: only the headline and its advice
-      for (const sel of [".confidence", ".top3", ".risk", ".flag"]) node.querySelector(sel).hidden = true;
+    if (p.not_lesion) {  // no class reading for what is not a lesion; the risk and any flag stay: never hidden
+      for (const sel of [".confidence", ".top3"]) node.querySelector(sel).hidden = true;
     }
     return node;
   }
