@@ -381,12 +381,14 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
 
     @app.post("/classify")
     def classify() -> Any:
-        upload = request.files.get("image") or next(iter(request.files.values()), None)
         try:
-            if upload is None:
-                raise UploadError("No photo was sent: choose a photo file first.")
-            data = upload.read()
-            with gate.turn():  # one decode at a time keeps the memory bounded
+            # One upload at a time is parsed, decoded and classified: the others wait with their bodies unparsed
+            # (or are refused as busy), so the kiosk holds one parsed copy of a photo, not one per client.
+            with gate.turn():
+                upload = request.files.get("image") or next(iter(request.files.values()), None)
+                if upload is None:
+                    raise UploadError("No photo was sent: choose a photo file first.")
+                data = upload.read()
                 fmt, image = read_upload(data, config.max_upload_pixels, decoder=decoder)
                 prediction = state.assess_and_classify(image) if config.quality_gate else state.classify(image)
                 thumbnail = encode_jpeg(image, 85, max_width=640)
