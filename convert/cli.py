@@ -240,7 +240,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     lite_logits = np.stack(candidate_outputs(converted, cdata.validation))
     report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
     report.update(
-        mode=mode, size_bytes=len(converted), source=str(model_path), data=str(data),
+        mode=mode, size_bytes=len(converted), source=_portable(model_path), data=_portable(data),
         representative_samples=len(cdata.representative),
     )  # fmt: skip
     if qat_epochs:
@@ -286,13 +286,24 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
             )
         log.warning("%s; writing anyway (--force)", message)
     try:
-        write_atomic(out, embed_contract(converted, contract))
+        final = embed_contract(converted, contract)
+        report["size_bytes"] = len(final)  # with its contract (and lesion gate)
+        write_atomic(out, final)
         write_atomic(report_path, json.dumps(report, indent=2).encode())
         write_atomic(out.with_suffix(".contract.json"), contract.to_json().encode())
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     _sign(out, sign_key)
     click.echo(str(out))
+
+
+def _portable(path: Path) -> str:
+    """``path`` relative to where convert ran (e.g. ``../shared/data/isic9/train``), never one machine's
+    absolute path; an absolute one only when no relative path exists."""
+    try:
+        return os.path.relpath(Path(path).resolve())
+    except ValueError:  # another drive
+        return str(path)
 
 
 def _sign(out: Path, key: Path | None) -> None:
