@@ -202,8 +202,9 @@ def gates(r: dict[str, Any]) -> list[str]:
     out += table(["test part", "malignant", "greyscale: before", "greyscale: now", "1-bit: before", "1-bit: now"],
                  rows)  # fmt: skip
     out += ["", "**Colour images**: the gates leave the risk and the flag untouched, so the flag's sensitivity is the "
-            "same with or without them, and every path still shows a raised flag, on a \"not a skin lesion\" answer "
-            "too (which also says: if it is a lesion, show it to a clinician). The share they set aside:",
+            "same with or without them, and a raised flag is never dropped: a \"not a skin lesion\" answer always says "
+            "\"if it is a lesion, show it to a clinician\", adds that the risk is high when the flag is raised, and "
+            "keeps it in the JSON and the command line's reading. The share they set aside:",
             ""]  # fmt: skip
     rows = [[name, pct(e["colour_sensitivity"]["flag"]), pct(e["colour_sensitivity"].get("malignant_refused")),
              pct(e["colour_sensitivity"].get("benign_refused")), pct(e["colour_sensitivity"]["flag_and_not_refused"])]

@@ -146,6 +146,10 @@ def test_pi_touch_screen_shows_the_result_and_capture_above_the_fold(page, kiosk
 
     page.click("#capture")  # a patient's capture, then the Clear button for the next person
     page.locator("#frozen .result").wait_for(timeout=10_000)
+    asked, live = (page.locator(f"{slot} .verdict").bounding_box() for slot in ("#frozen", "#live-result"))
+    assert asked["y"] < live["y"], "the live result leads, not the one just asked for"
+    assert 0 <= asked["y"] and asked["y"] + asked["height"] <= 480, asked  # on screen, not below the fold
+    page.screenshot(path=str(ARTIFACTS / "kiosk-800x480-captured.png"))
     wait_js(page, "document.querySelectorAll('#recent li').length >= 1", timeout=5)
     page.click("#clear")
     wait_js(page, "document.querySelectorAll('#recent li').length === 0", timeout=5)
@@ -176,6 +180,8 @@ def test_a_photo_that_is_not_a_lesion_and_a_greyscale_one_are_refused_on_the_pag
     frozen = page.locator("#frozen .result")
     assert frozen.locator(".verdict").inner_text() == "Not a skin lesion"
     assert "Not a diagnosis" in frozen.inner_text() and not frozen.locator(".confidence").is_visible()
+    assert not frozen.locator(".top3").is_visible() and not frozen.locator(".risk").is_visible()
+    assert "If it is a lesion, show it to a clinician." in frozen.locator(".advice").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "kiosk-not-a-lesion.png"))
 
@@ -186,3 +192,20 @@ def test_a_photo_that_is_not_a_lesion_and_a_greyscale_one_are_refused_on_the_pag
     page.click("#upload button[type=submit]")
     wait_js(page, "document.querySelector('#frozen .verdict')?.textContent === 'Retake'")
     assert "a colour photo is needed" in page.locator("#frozen .advice").inner_text()
+
+
+def test_capture_is_disabled_once_the_camera_has_ended(tiny_tflite, tmp_path):
+    from kiosk_support import write_video
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    video = write_video(tmp_path / "short.avi", frames=20)  # two seconds, then the source ends
+    port = free_port()
+    with kiosk_process(tiny_tflite, video, port), sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            wait_js(page, "document.getElementById('status').textContent === 'Camera stopped'", timeout=15)
+            wait_js(page, "document.getElementById('capture').disabled === true", timeout=3)
+        finally:
+            browser.close()

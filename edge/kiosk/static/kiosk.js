@@ -29,11 +29,12 @@
       const issues = (p.quality.issues || []).join(", ");
       return { text: "Retake", advice: `Please take the image again: ${issues || "it is not usable"}.`, uncertain: true };
     }
-    if (p.not_lesion) {
+    if (p.not_lesion) {  // the flag is never dropped: it moves into the advice, which holds for a lesion or not
+      const flag = p.flagged ? " The model's malignancy risk for it is high." : "";
       return {
         text: "Not a skin lesion",
         advice: "This does not look like a skin lesion: centre the lesion in the box and take it again. " +
-          "If it is a lesion, show it to a clinician.",
+          `If it is a lesion, show it to a clinician.${flag}`,
         uncertain: true,
       };
     }
@@ -90,8 +91,8 @@
       node.querySelector(".riskbar .tick").style.left = pct(riskThreshold);
     }
     node.querySelector(".flag").hidden = !p.flagged;
-    if (p.not_lesion) {  // no class reading for what is not a lesion; the risk and any flag stay: never hidden
-      for (const sel of [".confidence", ".top3"]) node.querySelector(sel).hidden = true;
+    if (p.not_lesion) {  // no lesion reading for what is not a lesion: the headline and its advice say it all
+      for (const sel of [".confidence", ".top3", ".risk", ".flag"]) node.querySelector(sel).hidden = true;
     }
     return node;
   }
