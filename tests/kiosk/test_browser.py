@@ -148,7 +148,7 @@ def test_pi_touch_screen_shows_the_result_and_capture_above_the_fold(page, kiosk
     page.locator("#frozen .result").wait_for(timeout=10_000)
     asked, live = (page.locator(f"{slot} .verdict").bounding_box() for slot in ("#frozen", "#live-result"))
     assert asked["y"] < live["y"], "the live result leads, not the one just asked for"
-    assert 0 <= asked["y"] and asked["y"] + asked["height"] <= 480, asked  # on screen, not below the fold
+    assert asked["y"] >= 0 and asked["y"] + asked["height"] <= 480, asked  # on screen, not below the fold
     page.screenshot(path=str(ARTIFACTS / "kiosk-800x480-captured.png"))
     wait_js(page, "document.querySelectorAll('#recent li').length >= 1", timeout=5)
     page.click("#clear")
