@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, recall_score
 
-from edge.model.classifier import calibrated_probabilities
+from edge.model.classifier import calibrated_probabilities, is_uncertain
 from edge.model.contract import ModelContract
 from edge.model.runtime import TFLiteModel
 
@@ -69,9 +69,8 @@ def measure_latency(paths: dict[str, Path], image: np.ndarray, runs: int = 50, t
 
 
 def shows_label(probs: np.ndarray, contract: ModelContract) -> np.ndarray:
-    """Where a person sees a label: the top class confident and clear enough; elsewhere the page reads "uncertain"."""
-    top2 = np.sort(probs, axis=1)[:, -2:]
-    return (top2[:, 1] >= contract.uncertain_below) & (top2[:, 1] - top2[:, 0] >= contract.uncertain_margin)
+    """Where a person sees a label: wherever the edge's one "uncertain" rule does not apply."""
+    return ~np.asarray(is_uncertain(probs, contract), dtype=bool).reshape(len(probs))
 
 
 def fidelity_report(

@@ -28,6 +28,7 @@ __all__ = [
     "Inference",
     "Prediction",
     "calibrated_probabilities",
+    "is_uncertain",
     "malignancy_risk",
     "risk_percentages",
 ]
@@ -44,6 +45,14 @@ def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def is_uncertain(probabilities: np.ndarray, contract: ModelContract) -> np.ndarray | bool:
+    """The one "uncertain" rule: the top class below the contract's ``uncertain_below``, or less than
+    ``uncertain_margin`` ahead of the runner-up. One probability vector gives a bool, (N, C) an array."""
+    top2 = np.sort(np.asarray(probabilities, dtype=np.float64), axis=-1)[..., -2:]
+    out = (top2[..., 1] < contract.uncertain_below) | (top2[..., 1] - top2[..., 0] < contract.uncertain_margin)
+    return bool(out) if np.ndim(out) == 0 else out
 
 
 def malignancy_risk(probabilities: np.ndarray, contract: ModelContract) -> float | None:
@@ -208,7 +217,6 @@ class Classifier:
     ) -> Prediction:
         c = self.contract
         best = int(np.argmax(probs))
-        runner_up = float(np.partition(probs, -2)[-2]) if len(probs) > 1 else 0.0
         risk = malignancy_risk(probs, c)
         return Prediction(
             label=c.labels[best],
@@ -216,7 +224,7 @@ class Classifier:
             probabilities={name: float(p) for name, p in zip(c.labels, probs)},
             risk=risk,
             flagged=risk is not None and risk >= c.risk_threshold,
-            uncertain=float(probs[best]) < c.uncertain_below or float(probs[best]) - runner_up < c.uncertain_margin,
+            uncertain=is_uncertain(probs, c),
             invoke_ms=invoke_ms,
             total_ms=(time.perf_counter() - start) * 1000.0,
             quality=quality or {},
