@@ -115,3 +115,33 @@ def test_shipped_model_on_another_collection_gets_its_sensitivity_back(tmp_path)
     # and the 95 % interval of the refitted sensitivity spans about 0.66-0.93
     assert 0 <= shipped <= 1 and refitted >= 0.8 and refitted > shipped
     assert read_contract(out).risk_threshold != read_contract(model).risk_threshold
+
+
+def test_the_lesion_gate_threshold_is_refitted_on_the_site_images(tiny_tflite, tmp_path):
+    """A file with a lesion gate: its threshold is refitted to refuse at most --max-refused of the clinic's images."""
+    from convert.features import expose_features
+    from convert.gate import fit_lesion_gate
+    from edge.image.preprocess import load_image, preprocess
+    from edge.model.classifier import Classifier
+    from edge.model.lesion_gate import LesionGate
+    from tests.conftest import synthetic_lesion
+
+    rng = np.random.default_rng(0)
+    lesions = np.stack([synthetic_lesion(rng, k % 3, size=64) for k in range(60)])
+    converted = expose_features(tiny_tflite.read_bytes())
+    contract, _ = fit_lesion_gate(read_contract(tiny_tflite), converted, lesions[:40], lesions[40:],
+                                  np.zeros(20, int), ("synthetic",), max_refused=0.0)  # fmt: skip
+    model = tmp_path / "gated.tflite"
+    model.write_bytes(embed_contract(converted, contract))
+    data = make_folder_dataset(tmp_path / "site", classes=("nevus", "melanoma", "keratosis"), per_class=12, seed=5)
+    out = tmp_path / "clinic.tflite"
+    result = CliRunner().invoke(main, [str(model), "--data", str(data), "--out", str(out), "--max-refused", "0.25"])
+    assert result.exit_code == 0, result.output
+    assert "'not a skin lesion' gate: threshold" in result.output
+    clf = Classifier(model)
+    scores = np.array([clf.run(preprocess(load_image(f), clf.contract)).lesion_score
+                       for f in sorted(data.rglob("*.jpg"))])  # fmt: skip
+    refitted = LesionGate.from_dict(read_contract(out).lesion_gate)
+    assert refitted.threshold != clf.gate.threshold
+    refused = (scores > refitted.threshold).mean()
+    assert 0.1 < refused <= 0.25, refused  # refitted to the site: a quarter at most, not the file's own share
