@@ -152,7 +152,6 @@ class LiveState:
         self._clock = clock
         self._started = clock()
         self._lock = threading.Lock()
-        self._new_frame = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._live: LiveFrame | None = None
         self._seq = 0
@@ -161,7 +160,6 @@ class LiveState:
         self._source_state = "starting"  # starting -> live -> ended | failed
         self._source_error = ""
         self.results = RecentResults(recent_size, recent_ttl_s, clock)
-        self._streams = 0
 
     # --- the model -------------------------------------------------------------------------------
     @property
@@ -200,27 +198,25 @@ class LiveState:
 
     def source_ended(self, error: str = "") -> None:
         """The source ran out (``error`` empty) or failed with ``error``; health turns 503."""
-        with self._new_frame:
+        with self._lock:
             self._source_state = "failed" if error else "ended"
             self._source_error = error
-            self._new_frame.notify_all()
         if error:
             self.metrics.error("source")
 
     def publish(self, image: np.ndarray, prediction: Prediction, jpeg: bytes, origin: str) -> LiveFrame:
-        """Make a classified frame the newest one and wake every stream waiting for it."""
+        """Make a classified frame the newest one (what ``/frame.jpg`` and ``/results`` serve)."""
         now = self._clock()
-        with self._new_frame:
+        with self._lock:
             self._seq += 1
             self._live = LiveFrame(self._seq, image, prediction, jpeg, origin, now)
             self._frame_times.append(now)
-            self._new_frame.notify_all()
             live = self._live
         self.metrics.inc("frames_total")
         return live
 
     def latest(self) -> LiveFrame | None:
-        """The newest frame, however old (the stream's last picture)."""
+        """The newest frame, however old."""
         with self._lock:
             return self._live
 
@@ -231,20 +227,6 @@ class LiveState:
         if live is None or state != "live" or self._clock() - live.monotonic > self.stale_after_s:
             return None
         return live
-
-    def wait_frame(self, after_seq: int, timeout: float) -> LiveFrame | None:
-        """The newest frame once its ``seq`` passes ``after_seq``, or after ``timeout`` s whatever is
-        newest (None before the first frame); returns at once when stopping."""
-        deadline = self._clock() + timeout
-        with self._new_frame:
-            while not self._stop.is_set():
-                if self._live is not None and self._live.seq > after_seq:
-                    break
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    break
-                self._new_frame.wait(remaining)
-            return self._live
 
     def fps(self) -> float:
         with self._lock:
@@ -283,23 +265,7 @@ class LiveState:
             "uptime_s": round(now - self._started, 1),
         }
 
-    # --- streams and stopping --------------------------------------------------------------------
-    def open_stream(self, limit: int) -> bool:
-        """Claim one of ``limit`` live-stream slots; False when all are taken."""
-        with self._lock:
-            if self._streams >= limit:
-                return False
-            self._streams += 1
-            return True
-
-    def close_stream(self) -> None:
-        with self._lock:
-            self._streams -= 1
-
-    def stream_count(self) -> int:
-        with self._lock:
-            return self._streams
-
+    # --- stopping ---------------------------------------------------------------------------------
     @property
     def stop_event(self) -> threading.Event:
         return self._stop
@@ -313,7 +279,5 @@ class LiveState:
         return self._stop.wait(timeout)
 
     def stop(self) -> None:
-        """Ask the frame loop and every stream to end (thread-safe; not from a signal handler)."""
+        """Ask the frame loop to end (thread-safe; not from a signal handler)."""
         self._stop.set()
-        with self._new_frame:
-            self._new_frame.notify_all()

@@ -4,7 +4,8 @@
 
 ``create_app(state, config)`` builds the Flask app over a :class:`edge.kiosk.live.LiveState`; ``serve`` wires
 a classifier and a source into it, runs the frame loop and waitress, talks to systemd and stops
-cleanly on SIGTERM/SIGINT. Endpoints: ``/`` (the page), ``/stream.mjpg`` (annotated live view),
+cleanly on SIGTERM/SIGINT. Endpoints: ``/`` (the page), ``/frame.jpg`` (the newest annotated frame, which
+the page fetches up to ``stream_fps`` times a second: no request holds a server thread for longer),
 ``/results`` (the live result, recent captures and uploads; memory only), ``POST /capture``,
 ``POST /classify`` (photo upload), ``POST /results/clear``, ``/healthz`` and ``/metrics`` (Prometheus text).
 
@@ -31,7 +32,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,7 @@ class KioskConfig:
     decode_timeout_s: float = 5.0  # ... for this long
     # --- live view
     max_fps: float = 10.0  # frames classified per second, at most
-    stream_fps: float = 10.0  # frames per second sent to each viewer, at most
-    max_streams: int = 4  # concurrent live viewers (each holds a server thread)
+    stream_fps: float = 10.0  # frames per second the page fetches, at most
     stale_after_s: float = 5.0  # /healthz turns 503 when the newest frame is older
     recent_size: int = 20  # captures and uploads kept in memory
     recent_ttl_s: float = 120.0  # ... each forgotten this long after it was made
@@ -114,8 +114,10 @@ class KioskConfig:
     smooth: bool = True  # average probabilities over consecutive frames
     quality_gate: bool = True  # ask for a retake on poor frames
     # --- server
-    threads: int = 8  # waitress worker threads (streams + requests)
+    threads: int = 8  # waitress worker threads (uploads waiting for the decoder hold one each)
     max_client_connections: int = 16  # per client address; more are closed at once
+    max_connections: int = 200  # from all other clients together; the device's own (127.0.0.1, ::1) have
+    device_connections: int = 50  # ... these on top, so its screen and health check always get in
     idle_timeout_s: float = 10.0  # a connection that sends nothing (no request running) for this long is closed
     title: str = "Skin lesion check"
 
@@ -132,8 +134,8 @@ class KioskConfig:
             )
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be within 0..65535, got {self.port}")
-        if self.threads < self.max_streams + 2:
-            raise ValueError(f"threads ({self.threads}) must exceed max_streams ({self.max_streams}) by 2")
+        if self.threads < self.upload_queue + 3:
+            raise ValueError(f"threads ({self.threads}) must exceed upload_queue + 1 ({self.upload_queue + 1}) by 2")
         if self.max_upload_bytes < 1024 or self.stream_fps <= 0 or self.stale_after_s <= 0:
             raise ValueError("max_upload_bytes, stream_fps and stale_after_s must be positive")
 
@@ -332,15 +334,15 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
             operating_point=_operating_point(contract),
             recent_minutes=f"{config.recent_ttl_s / 60:g}",
             uncertain_margin=contract.uncertain_margin if contract else 0.1,
+            stream_fps=config.stream_fps,
         )
 
-    @app.get("/stream.mjpg")
-    def stream() -> Any:
-        if not state.open_stream(config.max_streams):
-            return _error(503, f"Too many live viewers (at most {config.max_streams}); close another page.")
-        frames = _mjpeg(state, 1.0 / config.stream_fps, placeholder, stopped)
-        response = Response(frames, mimetype="multipart/x-mixed-replace; boundary=frame")
-        response.call_on_close(state.close_stream)
+    @app.get("/frame.jpg")
+    def frame() -> Response:
+        live = state.live()  # None once the camera stalled, stopped or failed: never an old frame as if current
+        jpeg = live.jpeg if live is not None else (stopped if state.latest() is not None else placeholder)
+        response = Response(jpeg, mimetype="image/jpeg")
+        response.headers["X-Frame-Seq"] = str(live.seq if live is not None else 0)
         return response
 
     @app.get("/results")
@@ -421,20 +423,6 @@ def create_app(state: LiveState, config: KioskConfig | None = None) -> Flask:
     return app
 
 
-def _mjpeg(state: LiveState, gap: float, placeholder: bytes, stopped: bytes) -> Iterator[bytes]:
-    """The live view as multipart JPEG parts, the last frame again each second, until the kiosk stops."""
-    seq = 0
-    while not state.stopping:
-        newest = state.wait_frame(seq, timeout=1.0)
-        live = state.live()  # None once the camera stalled, stopped or failed
-        jpeg = (stopped if newest is not None else placeholder) if live is None else live.jpeg
-        seq = 0 if newest is None else newest.seq
-        yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-        yield jpeg + b"\r\n"
-        if state.wait_stop(gap):
-            return
-
-
 def _gauges(state: LiveState) -> dict[str, tuple[float, str]]:
     health = state.health()
     age = health["last_frame_age_s"]
@@ -443,12 +431,14 @@ def _gauges(state: LiveState) -> dict[str, tuple[float, str]]:
         "source_alive": (int(health["source_alive"]), "1 while the camera or video delivers fresh frames."),
         "last_frame_age_seconds": (float("nan") if age is None else age, "Age of the newest frame."),
         "fps": (health["fps"], "Frames classified per second, recently."),
-        "live_viewers": (state.stream_count(), "Open live streams."),
         "uptime_seconds": (health["uptime_s"], "Seconds since the kiosk started."),
     }
 
 
-def _hardened_channels(server: Any, per_client: int, refusals: RefusalLog) -> None:
+DEVICE_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})  # the kiosk's own screen and checks
+
+
+def _hardened_channels(server: Any, per_client: int, refusals: RefusalLog, others_limit: int = 200) -> None:
     """Give waitress's own error answers (413, 400, ...) the page's security headers, answer an
     oversized ``Expect: 100-continue`` upload with 413 instead of "100 Continue" (waitress would invite
     the body), and close a client's connections beyond ``per_client`` as soon as they are accepted."""
@@ -480,8 +470,9 @@ def _hardened_channels(server: Any, per_client: int, refusals: RefusalLog) -> No
 
     def accept(srv: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> Channel | None:
         client = addr[0] if isinstance(addr, tuple) else str(addr)
-        if open_count[client] >= per_client:
-            refusals.note(client, f"a connection over its {per_client}")
+        others = sum(n for c, n in open_count.items() if c not in DEVICE_ADDRESSES)
+        if open_count[client] >= per_client or (client not in DEVICE_ADDRESSES and others >= others_limit):
+            refusals.note(client, f"a connection over its {per_client}, or over {others_limit} from all clients")
             sock.close()
             return None
         channel = Channel(srv, sock, addr, adj, map=map)
@@ -599,11 +590,12 @@ def serve(
             outbuf_overflow=4 * 1024 * 1024,  # above the watermark: output never spills to disk either
             channel_timeout=config.idle_timeout_s,
             cleanup_interval=max(1, int(config.idle_timeout_s // 2)),
-            connection_limit=200,
+            connection_limit=config.max_connections + config.device_connections,
         )
     except OSError as exc:
         raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
-    _hardened_channels(server, config.max_client_connections, app.extensions["skinedge_refusals"])
+    _hardened_channels(server, config.max_client_connections, app.extensions["skinedge_refusals"],
+                       config.max_connections)  # fmt: skip
     notifier = notifier or Notifier()
     loop = FrameLoop(
         state,
@@ -636,7 +628,7 @@ def serve(
             supervisor.tick()
     finally:
         notifier.stopping("stopping")
-        loop.stop()  # ends the streams too
+        loop.stop()
         server.task_dispatcher.shutdown(timeout=0.5)  # running requests finish while the loop still sends
         log.debug("request threads done")
         with contextlib.suppress(OSError):  # the server loop may have closed its sockets already

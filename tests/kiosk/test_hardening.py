@@ -262,3 +262,28 @@ def test_upload_answers_busy_when_the_queue_is_full(state, monkeypatch):
     data = {"image": (io.BytesIO(jpeg_bytes()), "lesion.jpg")}
     busy = client.post("/classify", data=data, content_type="multipart/form-data")
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "5" and "busy" in busy.json["error"]
+
+
+def test_the_devices_own_screen_and_health_check_answer_whatever_other_clients_do(live_kiosk):
+    """13 addresses x 16 half-open connections (more than the 200 all other clients may hold together) and four
+    clients that ask for live frames and never read: the device's own page and /healthz still answer in 1 s."""
+    port, _ = live_kiosk
+    held = []
+    try:
+        for n in range(13):
+            for _ in range(16):
+                conn = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(f"127.0.0.{20 + n}", 0))
+                conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers that never end
+                held.append(conn)
+        for n in range(4):  # viewers that never read what they asked for
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(f"127.0.0.{40 + n}", 0))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.sendall(b"GET /frame.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 50)
+            held.append(conn)
+        for path in ("/healthz", "/", "/frame.jpg", "/results"):
+            started = time.monotonic()
+            status, _ = http_get(f"http://127.0.0.1:{port}{path}", timeout=5)
+            assert status == 200 and time.monotonic() - started < 1.0, (path, status, time.monotonic() - started)
+    finally:
+        for conn in held:
+            conn.close()

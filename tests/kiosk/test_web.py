@@ -32,7 +32,7 @@ def test_page_is_self_contained_and_says_not_a_diagnosis(client):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "Not a diagnosis" in html
-    assert 'src="stream.mjpg"' in html and 'enctype="multipart/form-data"' in html
+    assert 'src="frame.jpg"' in html and 'enctype="multipart/form-data"' in html
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY"
     for asset in ("/static/kiosk.js", "/static/kiosk.css"):
@@ -193,19 +193,17 @@ def test_oversized_upload_is_413_json(state):
     assert "larger than" in response.json["error"]
 
 
-def test_stream_is_mjpeg_and_viewers_are_limited(state):
+def test_the_live_view_is_the_newest_frame_and_never_an_old_one_as_if_current(state, clock):
+    client = create_app(state, KioskConfig()).test_client()
+    waiting = client.get("/frame.jpg")
+    assert waiting.status_code == 200 and waiting.mimetype == "image/jpeg" and waiting.headers["X-Frame-Seq"] == "0"
     publish_frame(state)
-    client = create_app(state, KioskConfig(max_streams=1, threads=3)).test_client()
-    response = client.get("/stream.mjpg", buffered=False)
-    assert response.status_code == 200
-    assert response.mimetype == "multipart/x-mixed-replace"
-    chunks = iter(response.response)
-    head = next(chunks)
-    assert head.startswith(b"--frame\r\nContent-Type: image/jpeg\r\n")
-    assert next(chunks)[:3] == b"\xff\xd8\xff"
-    assert client.get("/stream.mjpg").status_code == 503  # the one viewer slot is taken
-    response.close()
-    assert state.stream_count() == 0
+    live = client.get("/frame.jpg")
+    assert live.data[:3] == b"\xff\xd8\xff" and live.headers["X-Frame-Seq"] == "1" and live.data != waiting.data
+    assert "no-store" in live.headers["Cache-Control"]
+    clock.now += 60.0  # the camera stalled: the placeholder that says so, not the last frame
+    stalled = client.get("/frame.jpg")
+    assert stalled.headers["X-Frame-Seq"] == "0" and stalled.data not in (live.data, waiting.data)
 
 
 def test_dns_rebinding_and_cross_site_posts_are_refused(client, state):
@@ -232,7 +230,7 @@ def test_loopback_default_and_token_required_beyond_it(state):
     assert local.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = "192.0.2.20"  # a computer on the clinic network
-    for path in ("/", "/healthz", "/metrics", "/results", "/stream.mjpg", "/static/kiosk.js"):
+    for path in ("/", "/healthz", "/metrics", "/results", "/frame.jpg", "/static/kiosk.js"):
         denied = client.get(path, headers={"Host": "192.0.2.10:8080"})
         assert denied.status_code == 401, path
         assert "access token" in denied.json["error"]

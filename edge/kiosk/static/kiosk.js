@@ -289,11 +289,29 @@
     poll();
   });
 
-  // The live view reconnects on its own after a restart or when a viewer slot frees up.
+  // The live view: the newest annotated frame, fetched up to stream-fps times a second. Each fetch is a
+  // short request, so no viewer (or client that never reads) holds a server thread for long.
   const stream = $("stream");
-  stream.addEventListener("error", () => {
-    setTimeout(() => { stream.src = `stream.mjpg?t=${Date.now()}`; }, 3000);
-  });
+  const frameGap = 1000 / Math.max(Number(body.dataset.streamFps) || 10, 0.5);
+  let shown = "";
+  async function nextFrame() {
+    const started = performance.now();
+    let wait = document.hidden ? 1000 : 0;
+    if (!document.hidden) {
+      try {
+        const response = await fetch("frame.jpg", { cache: "no-store" });
+        if (!response.ok) throw new Error(String(response.status));
+        const url = URL.createObjectURL(await response.blob());
+        await new Promise((resolve) => { stream.onload = resolve; stream.onerror = resolve; stream.src = url; });
+        if (shown) URL.revokeObjectURL(shown);
+        shown = url;
+      } catch (err) {
+        wait = 2000; // the kiosk restarts or refuses: the status line says so; try again shortly
+      }
+    }
+    setTimeout(nextFrame, Math.max(wait, frameGap - (performance.now() - started), 10));
+  }
+  nextFrame();
 
   poll();
   setInterval(poll, 1000);
