@@ -106,43 +106,33 @@ def _check_signature(model: Path, trusted_key: Path | None) -> None:
     log.info("%s is signed by the trusted key %s", model.name, trusted_key)
 
 
-def _load_classifier(model: Path, threads: int | None, trusted_key: Path | None = None) -> Any:
+_MODEL_KINDS = {  # kind: (what a person calls it, how to make one)
+    "classifier": ("model", "train and convert one, or pass --model"),
+    "segmenter": ("segmentation model", "train and convert one (train DATA --task segment)"),
+}
+
+
+def _load_model(kind: str, model: Path, threads: int | None, trusted_key: Path | None = None) -> Any:
+    """The one loader of contract-checked model files: present, signed when a key is trusted, its contract
+    right for ``kind``; every failure is one sentence."""
     from edge.model.classifier import Classifier
-
-    if not model.is_file():
-        hint = "train and convert one, or pass --model" if model == DEFAULT_MODEL else "check the path"
-        raise Fail(f"no model at {model}; {hint}", 2)
-    _check_signature(model, trusted_key)
-    try:
-        classifier = Classifier(model, threads=threads)
-    except ContractError as exc:
-        raise Fail(f"unusable model: {_first_line(exc)}", 2) from exc
-    except RuntimeMissingError as exc:
-        raise Fail(_first_line(exc), 1) from exc
-    log.info(
-        "model %s (%s, %d labels, %dpx) on %s",
-        model.name,
-        classifier.contract.arch,
-        len(classifier.contract.labels),
-        classifier.contract.image_size,
-        classifier.runtime,
-    )
-    return classifier
-
-
-def _load_segmenter(model: Path, threads: int | None, trusted_key: Path | None = None) -> Any:
     from edge.model.segment import Segmenter
 
+    name, hint = _MODEL_KINDS[kind]
+    default = DEFAULT_MODEL if kind == "classifier" else DEFAULT_SEGMENTER  # read now: tests and callers may move it
     if not model.is_file():
-        hint = "train and convert one (train DATA --task segment)" if model == DEFAULT_SEGMENTER else "check the path"
-        raise Fail(f"no segmentation model at {model}; {hint}", 2)
+        raise Fail(f"no {name} at {model}; {hint if model == default else 'check the path'}", 2)
     _check_signature(model, trusted_key)
     try:
-        segmenter = Segmenter(model, threads=threads)
+        loaded = (Classifier if kind == "classifier" else Segmenter)(model, threads=threads)
     except ContractError as exc:
-        raise Fail(f"unusable segmentation model: {_first_line(exc)}", 2) from exc
-    log.info("segmenter %s (%dpx) finds the lesion before classifying", model.name, segmenter.contract.image_size)
-    return segmenter
+        raise Fail(f"unusable {name}: {_first_line(exc)}", 2) from exc
+    except RuntimeMissingError as exc:
+        raise Fail(_first_line(exc), 1) from exc
+    c = loaded.contract
+    log.info("%s %s (%s, %d labels, %dpx) on %s", kind, model.name, c.arch, len(c.labels), c.image_size,
+             loaded.model.runtime)  # fmt: skip
+    return loaded
 
 
 def _camera_present(index: int) -> bool:
@@ -386,7 +376,7 @@ def cli(
         return
     if demo and not camera and source is None:
         if not model.is_file():
-            _load_classifier(model, threads)  # the one-sentence "no model at ..." before anything else
+            _load_model("classifier", model, threads)  # the one-sentence "no model at ..." before anything else
         source = _demo_source(camera_index)
         camera = source is None
     if camera and source is not None:
@@ -400,8 +390,8 @@ def cli(
     if serve is not None and segment_model is not None:
         raise click.UsageError("--segment works with --camera and --source, not yet with the --serve kiosk page")
 
-    classifier = _load_classifier(model, threads, trusted_key)
-    segmenter = _load_segmenter(segment_model, threads, trusted_key) if segment_model is not None else None
+    classifier = _load_model("classifier", model, threads, trusted_key)
+    segmenter = _load_model("segmenter", segment_model, threads, trusted_key) if segment_model is not None else None
     from edge.capture.sources import open_source
     from edge.run.pipeline import install_stop_handlers
 
