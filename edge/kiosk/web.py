@@ -219,52 +219,80 @@ class RefusalLog:
             return bool(recent and len(recent) == self.max_failures and self._clock() - recent[0] < self.window_s)
 
 
-def _access_guard(config: KioskConfig, refusals: RefusalLog) -> Callable[[], Any]:
-    """The check before every request: POSTs from this page only; then, without a token configured, loopback
-    clients under a loopback host name; with one, the token from every client, this machine's too (a proxy
-    or port forwarder on the device would otherwise pass any LAN client on as local), except for ``/healthz``
-    from loopback (systemd's and the kiosk's own health checks). Wrong tokens are rate-limited per address."""
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    message: str  # for people
+    why: str  # for the log summary
 
-    def refuse(status: int, message: str, why: str) -> tuple[Response, int]:
-        refusals.note(request.remote_addr or "?", why)
-        response, status = _error(status, message)
-        if status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="skinedge"'
-        return response, status
+
+@dataclass(frozen=True)
+class Asked:
+    """What the access rule reads of a request: its head only, so it can be judged before any body is read."""
+
+    method: str
+    path: str
+    host: str  # the Host header's name, without the port
+    authority: str  # the Host header as sent (compared with Origin)
+    client: str  # the peer address
+    origin: str = ""
+    authorization: str = ""
+    cookie_token: str = ""
+    query_token: str = ""
+
+
+def access_refusal(asked: Asked, config: KioskConfig, refusals: RefusalLog) -> Refusal | None:
+    """The access rule, on a request's head: POSTs from this page only; then, without a token configured,
+    a loopback host name (no DNS rebinding); with one, the token from every client, this machine's too (a
+    proxy or port forwarder on the device would otherwise pass any LAN client on as local), except for
+    ``/healthz`` from loopback (systemd's and the kiosk's own health checks). Wrong tokens are rate-limited
+    per address. Judged twice: by the server when the head has arrived (so a refused request's body is
+    never read) and by the app."""
+    if asked.method == "POST" and asked.origin and urlsplit(asked.origin).netloc != asked.authority:
+        return Refusal(403, "Requests from other sites are refused.", "cross-site request")
+    if not config.token:
+        if asked.host not in _LOOPBACK_NAMES | {config.host}:
+            return Refusal(403, "Unknown host name; open the kiosk at http://127.0.0.1 instead.", "unknown host")
+        return None
+    if asked.path == "/healthz" and is_loopback(asked.client):
+        return None
+    if refusals.locked_out(asked.client):
+        return Refusal(429, "Too many wrong access tokens from this address; wait a minute.", "locked out")
+    scheme, _, credentials = asked.authorization.partition(" ")
+    bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+    supplied = asked.query_token or bearer or asked.cookie_token
+    if supplied and hmac.compare_digest(supplied.encode(), config.token.encode()):
+        return None
+    if supplied:
+        refusals.failed_token(asked.client)
+    return Refusal(401, "This kiosk needs its access token: open it with ?token=... once.",
+                   "wrong access token" if supplied else "no access token")  # fmt: skip
+
+
+def _access_guard(config: KioskConfig, refusals: RefusalLog) -> Callable[[], Any]:
+    """:func:`access_refusal` before every request the app sees; a token in the address bar becomes a cookie."""
 
     def guard() -> Any:
-        client = request.remote_addr or ""
-        if request.method == "POST":
-            origin = request.headers.get("Origin")
-            if origin and urlsplit(origin).netloc != request.host:
-                return refuse(403, "Requests from other sites are refused.", "cross-site request")
-        if not config.token:
-            # Refuse other Host names, so a web page cannot reach us by DNS rebinding.
-            if _request_host() not in _LOOPBACK_NAMES | {config.host}:
-                return refuse(403, "Unknown host name; open the kiosk at http://127.0.0.1 instead.", "unknown host")
-            return None
-        if request.path == "/healthz" and is_loopback(client):
-            return None
-        if refusals.locked_out(client):
-            return refuse(429, "Too many wrong access tokens from this address; wait a minute.", "locked out")
-        expected = config.token.encode()
-        query = request.args.get("token", "")
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        bearer = credentials.strip() if scheme.lower() == "bearer" else ""
-        supplied = query or bearer or request.cookies.get(TOKEN_COOKIE, "")
-        if supplied and hmac.compare_digest(supplied.encode(), expected):
-            if query and request.method == "GET":  # drop the token from the address bar, keep it in a cookie
-                args = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "token"])
-                path = "/" + request.path.lstrip("/")  # never "//host": that would leave the kiosk
-                response = redirect(path + (f"?{args}" if args else ""), code=303)
-                response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict",
-                                    secure=request.is_secure)  # fmt: skip
-                return response
-            return None
-        if supplied:
-            refusals.failed_token(client)
-        return refuse(401, "This kiosk needs its access token: open it with ?token=... once.",
-                      "wrong access token" if supplied else "no access token")  # fmt: skip
+        asked = Asked(
+            request.method, request.path, _request_host(), request.host, request.remote_addr or "",
+            request.headers.get("Origin", ""), request.headers.get("Authorization", ""),
+            request.cookies.get(TOKEN_COOKIE, ""), request.args.get("token", ""),
+        )  # fmt: skip
+        refusal = access_refusal(asked, config, refusals)
+        if refusal is not None:
+            refusals.note(asked.client or "?", refusal.why)
+            response, status = _error(refusal.status, refusal.message)
+            if status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="skinedge"'
+            return response, status
+        valid_query = bool(config.token) and hmac.compare_digest(asked.query_token.encode(), config.token.encode())
+        if valid_query and request.method == "GET":  # a token in the address bar: into a cookie
+            args = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "token"])
+            path = "/" + request.path.lstrip("/")  # never "//host": that would leave the kiosk
+            response = redirect(path + (f"?{args}" if args else ""), code=303)
+            response.set_cookie(TOKEN_COOKIE, config.token, httponly=True, samesite="Strict", secure=request.is_secure)
+            return response
+        return None
 
     return guard
 

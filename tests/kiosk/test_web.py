@@ -228,6 +228,8 @@ def test_loopback_default_and_token_required_beyond_it(state):
     assert local.get("/healthz", headers={"Host": "localhost:8080"}).status_code == 503  # health checks: no frame yet
     assert local.get("/", headers={"Host": "evil.example:8080"}).status_code == 401  # DNS rebinding
     assert local.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    guess = local.get("/healthz?token=a-wrong-guess-of-the-token")  # exempt from the token, so never a cookie
+    assert guess.status_code == 503 and "skinedge_token" not in guess.headers.get("Set-Cookie", "")
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = "192.0.2.20"  # a computer on the clinic network
     for path in ("/", "/healthz", "/metrics", "/results", "/frame.jpg", "/static/kiosk.js"):
