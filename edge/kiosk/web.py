@@ -12,7 +12,9 @@ the page fetches up to ``stream_fps`` times a second: no request holds a server 
 Security: loopback by default; any other address needs a token (``Authorization: Bearer``, or
 ``?token=`` once, which sets a cookie) from every client, this machine's own too (a proxy or port
 forwarder on the device would pass LAN clients on as local), except ``/healthz`` from loopback. Wrong
-tokens are rate-limited per address, and refusals are logged as one summary a minute per address.
+tokens are rate-limited per address, and refusals are logged as one summary a minute per address. The rule
+is applied by the server as soon as a request's head is in (a refused body is never buffered), and slow
+heads and bodies are closed.
 Nothing is written to disk unless ``record_dir`` is set: request bodies stay in memory and are refused
 beyond the upload limit before they are read; uploads decode in a bounded child process. One client
 holds at most ``max_client_connections`` connections, and idle ones are closed.
@@ -36,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import numpy as np
 from flask import Flask, Response, g, jsonify, redirect, render_template, request
@@ -119,6 +121,8 @@ class KioskConfig:
     max_connections: int = 200  # from all other clients together; the device's own (127.0.0.1, ::1) have
     device_connections: int = 50  # ... these on top, so its screen and health check always get in
     idle_timeout_s: float = 10.0  # a connection that sends nothing (no request running) for this long is closed
+    header_timeout_s: float = 10.0  # a request's head must arrive within this, ...
+    min_upload_bytes_per_s: float = 20_000.0  # ... and its body at least this fast after it
     title: str = "Skin lesion check"
 
     def __post_init__(self) -> None:
@@ -466,23 +470,61 @@ def _gauges(state: LiveState) -> dict[str, tuple[float, str]]:
 DEVICE_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})  # the kiosk's own screen and checks
 
 
-def _hardened_channels(server: Any, per_client: int, refusals: RefusalLog, others_limit: int = 200) -> None:
-    """Give waitress's own error answers (413, 400, ...) the page's security headers, answer an
-    oversized ``Expect: 100-continue`` upload with 413 instead of "100 Continue" (waitress would invite
-    the body), and close a client's connections beyond ``per_client`` as soon as they are accepted."""
+def _hardened_channels(server: Any, config: KioskConfig, refusals: RefusalLog) -> None:
+    """Harden waitress's connections (its channel and parser classes are the hooks it offers):
+
+    - the access rule (:func:`access_refusal`) is applied as soon as a request's head has arrived, so a
+      refused request's body is discarded as it comes, never buffered (64 slow unauthenticated uploads
+      cost nothing);
+    - a head not complete within ``header_timeout_s``, or a body arriving slower than
+      ``min_upload_bytes_per_s``, closes the connection (a byte every few seconds cannot hold it);
+    - waitress's own error answers (413, 400, ...) carry the page's security headers, and an oversized
+      ``Expect: 100-continue`` upload gets 413 instead of "100 Continue";
+    - a client's connections beyond ``max_client_connections`` are closed as soon as they are accepted, and
+      all clients but the device's own together hold at most ``max_connections``.
+    """
     from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser
     from waitress.task import ErrorTask
+    from waitress.utilities import Error
+    from werkzeug.http import parse_cookie
 
     class SecureErrorTask(ErrorTask):
         def execute(self) -> None:
             self.response_headers.extend(SECURITY_HEADERS)
+            if self.request.error.code == 401:
+                self.response_headers.append(("WWW-Authenticate", 'Bearer realm="skinedge"'))
             super().execute()
+
+    class Refused(Error):
+        def __init__(self, refusal: Refusal) -> None:
+            super().__init__(refusal.message)
+            self.code, self.reason = refusal.status, http.client.responses.get(refusal.status, "Refused")
 
     open_count: collections.Counter[str] = collections.Counter()  # touched by the server loop thread only
 
     class Channel(HTTPChannel):
         error_task_class = SecureErrorTask
         client = ""
+        refused = False  # a request was refused on its head: what follows is discarded until the answer is sent
+
+        def parser_class(self, adj: Any) -> HTTPRequestParser:  # waitress calls self.parser_class(self.adj)
+            return GuardedParser(adj, self)
+
+        def received(self, data: bytes) -> bool:
+            if self.refused:
+                return True  # the refused body: read off the socket and dropped, never kept
+            request = self.request
+            if request is not None and not request.completed:
+                took = time.monotonic() - request.started
+                allowed = config.header_timeout_s
+                if request.headers_finished:
+                    allowed += request.content_length / config.min_upload_bytes_per_s
+                if took > allowed:
+                    refusals.note(self.client, "a request too slow to arrive")
+                    self.will_close = True  # closed on the next turn of the server loop
+                    return False
+            return super().received(data)
 
         def send_continue(self) -> None:
             if self.request is not None and self.request.error is not None:  # e.g. Content-Length too large:
@@ -496,9 +538,29 @@ def _hardened_channels(server: Any, per_client: int, refusals: RefusalLog, other
                 self.client = ""
             super().del_channel(map)
 
+    class GuardedParser(HTTPRequestParser):
+        def __init__(self, adj: Any, channel: Channel) -> None:
+            super().__init__(adj)
+            self.channel, self.started = channel, time.monotonic()
+
+        def parse_header(self, header_plus: bytes) -> None:
+            super().parse_header(header_plus)
+            head = self.headers
+            authority = head.get("HOST", "")
+            host = authority[1:].split("]")[0] if authority.startswith("[") else authority.rsplit(":", 1)[0]
+            query = parse_qs(self.query or "").get("token", [""])[0]
+            asked = Asked(self.command, self.path, host, authority, self.channel.client, head.get("ORIGIN", ""),
+                          head.get("AUTHORIZATION", ""), parse_cookie(head.get("COOKIE", "")).get(TOKEN_COOKIE, ""),
+                          query)  # fmt: skip
+            refusal = access_refusal(asked, config, refusals)
+            if refusal is not None:
+                refusals.note(self.channel.client or "?", refusal.why)
+                self.error, self.completed, self.channel.refused = Refused(refusal), True, True
+
     def accept(srv: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> Channel | None:
         client = addr[0] if isinstance(addr, tuple) else str(addr)
         others = sum(n for c, n in open_count.items() if c not in DEVICE_ADDRESSES)
+        per_client, others_limit = config.max_client_connections, config.max_connections
         if open_count[client] >= per_client or (client not in DEVICE_ADDRESSES and others >= others_limit):
             refusals.note(client, f"a connection over its {per_client}, or over {others_limit} from all clients")
             sock.close()
@@ -622,8 +684,7 @@ def serve(
         )
     except OSError as exc:
         raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
-    _hardened_channels(server, config.max_client_connections, app.extensions["skinedge_refusals"],
-                       config.max_connections)  # fmt: skip
+    _hardened_channels(server, config, app.extensions["skinedge_refusals"])
     notifier = notifier or Notifier()
     loop = FrameLoop(
         state,

@@ -287,3 +287,61 @@ def test_the_devices_own_screen_and_health_check_answer_whatever_other_clients_d
     finally:
         for conn in held:
             conn.close()
+
+
+@pytest.fixture
+def token_kiosk(classifier, video):
+    """An in-process kiosk that wants a token, with short deadlines for slow requests."""
+    from edge.capture.sources import open_source
+
+    port, stop, token = free_port(), threading.Event(), "a-token-for-the-hardening-tests"
+    config = KioskConfig(header_timeout_s=1.5, min_upload_bytes_per_s=4000.0, idle_timeout_s=5.0)
+    runner = threading.Thread(target=serve, args=(classifier, open_source(str(video), loop=True), "127.0.0.1", port),
+                              kwargs={"config": config, "stop": stop, "token": token}, daemon=True)  # fmt: skip
+    runner.start()
+    wait_for(f"http://127.0.0.1:{port}/healthz", status=200)
+    yield port, token
+    stop.set()
+    runner.join(5.0)
+
+
+def test_an_unauthenticated_upload_is_refused_on_its_head_before_its_body(token_kiosk):
+    port, _ = token_kiosk
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.5", 0)) as conn:
+        conn.sendall(b"POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000\r\n"
+                     b"Content-Type: multipart/form-data; boundary=x\r\n\r\n" + b"x" * 1000)  # fmt: skip
+        answer = conn.recv(4096)  # answered with the head alone: the ten megabytes were never sent
+    assert answer.startswith(b"HTTP/1.1 401") and b"www-authenticate: bearer" in answer.lower(), answer[:400]
+    assert b"X-Content-Type-Options: nosniff" in answer and b"access token" in answer
+
+
+def _trickle(conn: socket.socket, data: bytes, gap: float) -> float | None:
+    """Send ``data`` a byte every ``gap`` s; the seconds until the kiosk closed the connection, or None."""
+    started = time.monotonic()
+    for byte in data:
+        try:
+            conn.sendall(bytes([byte]))
+        except OSError:
+            return time.monotonic() - started
+        time.sleep(gap)
+        if select.select([conn], [], [], 0)[0]:
+            try:
+                if conn.recv(1) == b"":
+                    return time.monotonic() - started
+            except OSError:
+                return time.monotonic() - started
+    return None
+
+
+def test_slow_heads_and_slow_bodies_are_closed(token_kiosk):
+    port, token = token_kiosk
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.6", 0)) as conn:
+        closed_after = _trickle(conn, b"GET /results HTTP/1.1\r\nHost: 127.0.0.1\r\n", 0.4)  # never a whole head
+    assert closed_after is not None and closed_after < 3.5, closed_after  # 1.5 s allowed, checked as bytes come
+    head = (f"POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Length: 4000\r\n"
+            "Content-Type: multipart/form-data; boundary=x\r\n\r\n").encode()  # fmt: skip
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.7", 0)) as conn:
+        conn.sendall(head)
+        closed_after = _trickle(conn, b"x" * 40, 0.3)  # 4,000 bytes get 1.5 + 1 s; at this pace, 20 minutes
+    assert closed_after is not None and closed_after < 5.0, closed_after
+    assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
