@@ -178,6 +178,21 @@ def cpu_overhead(model: Path, frames: int) -> dict[str, float]:
     }
 
 
+BUDGET_MS = 10.0  # the classify step (preprocess + every invoke + postprocess), one thread, this x86 CPU
+BUDGET_MB = 12.0  # the model files the edge loads, in all
+
+
+def budget_rows(classify_ms: float, files: list[Path]) -> list[tuple[str, str, str, bool]]:
+    """The edge budget beside the measured figures: (measure, value, budget, within it)."""
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    names = ", ".join(f.name for f in files)
+    return [
+        ("classify step a 640x480 frame (preprocess, gates, invoke, postprocess), 1 thread", f"{classify_ms:.2f} ms",
+         f"<= {BUDGET_MS:g} ms", classify_ms <= BUDGET_MS),
+        (f"model files the edge loads ({names})", f"{mb:.2f} MB", f"<= {BUDGET_MB:g} MB", mb <= BUDGET_MB),
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="the .tflite classifier to measure")
@@ -227,6 +242,9 @@ def main() -> None:
     rows.append((f"CPU time beyond invoke(), serial, 1 thread: {pure['path_ms']:.2f} ms vs invoke "
                  f"{pure['invoke_ms']:.2f} ms", f"{pure['overhead']:.0%}", "<= 25%"))  # fmt: skip
     rows.append(("FPS, 640x480 video with --json", f"{fps:.1f}", "-"))
+    files = sorted(args.model.parent.glob("*.tflite")) if args.model.parent.name == "models" else [args.model]
+    for measure, value, budget, ok in budget_rows(pure["path_ms"], files):
+        rows.append((measure, value + ("" if ok else " (over budget)"), budget))
     for label, b in (("pipelined", piped), ("--serial", serial)):
         q = b["frame_ms"]
         rows.append((f"{label} frame latency p50 / p90 / p99", f"{q['p50']:.2f} / {q['p90']:.2f} / {q['p99']:.2f} ms",
