@@ -193,7 +193,11 @@ def test_a_kiosk_without_a_camera_is_ready_and_says_why(notify_socket, monkeypat
 def test_serve_on_every_ipv6_address_also_answers_ipv4(classifier, video):
     from kiosk_support import http_get, wait_for
 
-    port, token = free_port(), "a-token-for-the-dual-stack-test"
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:  # a port free on IPv6 and IPv4 alike
+        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        probe.bind(("::", 0))
+        port = probe.getsockname()[1]
+    token = "a-token-for-the-dual-stack-test"
     stop = threading.Event()
     runner = threading.Thread(target=serve, args=(classifier, open_source(str(video)), "::", port),
                               kwargs={"token": token, "stop": stop}, daemon=True)  # fmt: skip
