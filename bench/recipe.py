@@ -23,6 +23,7 @@ import numpy as np
 from results import save
 
 from convert.fidelity import measure_latency, shows_label
+from convert.representative import collection_name
 from edge.model.classifier import Classifier, calibrated_probabilities
 from edge.model.contract import load_contract
 from training.datasets import load_dataset, to_binary
@@ -80,7 +81,7 @@ def run_config(run: Path) -> TrainConfig:
 
 def collection_names(config: TrainConfig) -> list[str]:
     """A short name for each collection of a run, in order: isic9, ham10000, isic2019."""
-    return [Path(p).name if Path(p).name != "train" else Path(p).parent.name for p in (config.data, *config.more_data)]
+    return [collection_name(p) for p in (config.data, *config.more_data)]
 
 
 def scored_sets(run: Path, contract) -> list[ScoredSet]:

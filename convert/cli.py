@@ -309,15 +309,14 @@ def _portable(path: Path) -> str:
 def _sign(out: Path, key: Path | None) -> None:
     """Write OUT.sig with ``key`` (nothing without one); a stale signature of an earlier file goes."""
     from edge.model.contract import ContractError
-    from edge.model.signing import sign_file, signature_path
+    from edge.model.signing import sign_or_clear
 
-    if key is None:
-        signature_path(out).unlink(missing_ok=True)  # it would not match the new file
-        return
     try:
-        click.echo(f"signed: {sign_file(out, key)}", err=True)
+        signed = sign_or_clear(out, key)
     except (ContractError, OSError) as exc:
         raise click.ClickException(f"cannot sign {out}: {exc}") from None
+    if signed is not None:
+        click.echo(f"signed: {signed}", err=True)
 
 
 def _file_metrics(

@@ -20,6 +20,7 @@ from training.splits import duplicate_groups, load_images, split_indices
 __all__ = [
     "ConvertData",
     "RepresentativeError",
+    "collection_name",
     "collection_names",
     "load_convert_data",
     "more_collections",
@@ -161,12 +162,12 @@ def load_convert_data(
 
 def collection_names(data: str | Path, run_dir: Path | None) -> tuple[str, ...]:
     """The names of the run's collections, in the order of ``ConvertData.validation_collection``."""
-    return tuple(_collection_name(Path(p)) for p in (data, *more_collections(run_dir, data)))
+    return tuple(collection_name(p) for p in (data, *more_collections(run_dir, data)))
 
 
-def _collection_name(path: Path) -> str:
+def collection_name(path: str | Path) -> str:
     """A collection's short name: its folder, or the folder above a ``train`` folder (isic9/train: isic9)."""
-    path = path.resolve()
+    path = Path(path).resolve()
     folder = path if path.is_dir() else path.parent
     return folder.parent.name if folder.name in ("train", "images") else folder.name
 

@@ -182,6 +182,10 @@ class Classifier:
     def runtime(self) -> str:
         return self.model.runtime
 
+    def not_a_lesion(self, lesion_score: float | None) -> bool:
+        """Whether the lesion gate refuses an image with this distance (never without a gate or a score)."""
+        return lesion_score is not None and self.gate is not None and self.gate.refuses(lesion_score)
+
     def run(self, model_input: np.ndarray) -> Inference:
         """Raw output, inference ms and lesion-gate distance for one preprocessed image (``image_size``
         square, RGB uint8)."""
@@ -230,5 +234,5 @@ class Classifier:
             quality=quality or {},
             risk_threshold=None if risk is None else c.risk_threshold,
             lesion_score=lesion_score,
-            not_lesion=lesion_score is not None and self.gate is not None and self.gate.refuses(lesion_score),
+            not_lesion=self.not_a_lesion(lesion_score),
         )

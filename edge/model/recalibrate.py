@@ -221,7 +221,7 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str, max_r
     except (FileNotFoundError, ContractError, DatasetError, SiteDataError) as exc:
         raise click.ClickException(str(exc)) from None
     gate = None
-    if clf.gate is not None and site.lesion_scores is not None and len(site.lesion_scores):
+    if site.lesion_scores is not None and len(site.lesion_scores):  # scores exist only with a gate
         gate = gate_report(site.lesion_scores, clf.gate, max_refused)
     contract = clf.contract.replace(
         temperature=round(temperature, 4),
@@ -236,14 +236,11 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str, max_r
             "site_recalibrated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
-    from edge.model.signing import sign_file, signature_path
+    from edge.model.signing import sign_or_clear
 
     try:
         write_atomic(out, embed_contract(model.read_bytes(), contract))
-        if sign_key is not None:
-            sign_file(out, sign_key)
-        else:
-            signature_path(out).unlink(missing_ok=True)  # a signature of an earlier file would not match
+        sign_or_clear(out, sign_key)
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     except ContractError as exc:

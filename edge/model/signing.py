@@ -16,7 +16,7 @@ from pathlib import Path
 from edge.model.contract import ContractError
 from edge.model.modelfile import write_atomic
 
-__all__ = ["SIGNATURE_SUFFIX", "sign_file", "signature_path", "verify_file"]
+__all__ = ["SIGNATURE_SUFFIX", "sign_file", "sign_or_clear", "signature_path", "verify_file"]
 
 SIGNATURE_SUFFIX = ".sig"
 
@@ -49,6 +49,15 @@ def sign_file(model: str | Path, private_key: str | Path) -> Path:
     """Write ``MODEL.sig``: the Ed25519 signature of the file's bytes. Returns its path."""
     key = _load_key(private_key, private=True)
     return write_atomic(signature_path(model), key.sign(Path(model).read_bytes()))
+
+
+def sign_or_clear(model: str | Path, private_key: str | Path | None) -> Path | None:
+    """After (re)writing ``model``: sign it with ``private_key``, or, without one, remove a signature of an
+    earlier file (it would not match). Returns the signature's path, or None."""
+    if private_key is None:
+        signature_path(model).unlink(missing_ok=True)
+        return None
+    return sign_file(model, private_key)
 
 
 def verify_file(model: str | Path, public_key: str | Path) -> None:

@@ -161,9 +161,7 @@ def classify_frames(
     for frame, model_input, quality, start, lesion in items:
         out = classifier.run(model_input)
         probs = calibrated_probabilities(out.logits, classifier.contract.temperature)
-        not_lesion = classifier.gate is not None and out.lesion_score is not None and classifier.gate.refuses(
-            out.lesion_score
-        )
+        not_lesion = classifier.not_a_lesion(out.lesion_score)
         smoothed = False
         if smoother is not None:
             if quality.get("retake") or not_lesion:
