@@ -43,30 +43,6 @@ def suite(r: dict[str, Any]) -> list[str]:
                                                             x["result"]] for x in r["rows"]])  # fmt: skip
 
 
-def generalisation(r: dict[str, Any]) -> list[str]:
-    rows = []
-    for x in r["rows"]:
-        t = x["test"]
-        rows.append(
-            [x["arch"], x["size"], x["condition"], x["n_train"]]
-            + [t[c]["malignant_auc"] for c in (*COLLECTIONS, *EXTERNAL)]
-            + [t[c]["balanced_accuracy"] for c in COLLECTIONS]
-            + [x["mean_malignant_auc"], x["mean_balanced_accuracy"]]
-        )
-    columns = ["backbone", "px", "trained on", "train images"]
-    columns += [f"AUC {c}" for c in (*COLLECTIONS, "benign/malignant", "PH2")]
-    columns += [f"bal. acc. {c}" for c in COLLECTIONS] + ["**mean AUC**", "mean bal. acc."]
-    split = r["split"]
-    left = r["external_left_out"]
-    return [
-        f"Split: {split['train']} train / {split['validation']} validation / {split['test']} test images over the "
-        f"three collections; left out of the never-trained-on sets as copies of training collections: "
-        f"{left['benign_malignant']} benign/malignant images, {left['ph2']} PH2 images.",
-        "",
-        *table(columns, rows),
-    ]
-
-
 def mean_of(run: dict[str, Any], figure: str, names: tuple[str, ...], key: str = "int8") -> float:
     values = [run[key][n][figure] for n in names if n in run[key]]
     return sum(values) / len(values)
@@ -115,50 +91,6 @@ def recipe(r: dict[str, Any]) -> list[str]:
                  [[run["seed"], run["latency"]["float32_ms"], run["latency"]["int8_ms"], run["latency"]["speedup"],
                    run["int8_mb"], run["train_minutes"]] for run in r["runs"]])  # fmt: skip
     return out
-
-
-def resolution(r: dict[str, Any]) -> list[str]:
-    rows, gains = [], []
-    for run in r["runs"]:
-        sets = {n: v for n, v in run.items() if n != "run"}
-        as_is, small = (headline({"int8": {n: v[k] for n, v in sets.items()}}) for k in ("as_is", "shrunk"))
-        gains.append(small[0] - as_is[0])
-        rows.append([run["run"], "**mean (the rule's figures)**", as_is[0], small[0], gains[-1], as_is[1], small[1]])
-        for name in (*COLLECTIONS, *EXTERNAL):
-            a, b = run[name]["as_is"], run[name]["shrunk"]
-            auc = [a["malignant_auc"], b["malignant_auc"], b["malignant_auc"] - a["malignant_auc"]]
-            rows.append(["", name, *auc, a.get("balanced_accuracy"), b.get("balanced_accuracy")])
-    columns = ["run", "set", "AUC as is", f"AUC shrunk to {r['thumbnail_px']} px", "gain", "bal. acc. as is"]
-    out = table([*columns, "bal. acc. shrunk"], rows)
-    return out + ["", f"Mean gain in mean malignancy AUC: {sum(gains) / len(gains):+.3f}."]
-
-
-def threshold(r: dict[str, Any]) -> list[str]:
-    rows = [[Path(x["run"]).name, x["thresholds"]["all"], x["thresholds"]["sharp"], x["sharp_sets_sensitivity_all"],
-             x["sharp_sets_sensitivity_sharp"], x["sharp_sets_specificity_all"], x["sharp_sets_specificity_sharp"],
-             "yes" if x["closer_to_target"] else "no"] for x in r["runs"]]  # fmt: skip
-    out = table(["run", "threshold (all)", "threshold (sharp)", "sensitivity (all)", "sensitivity (sharp)",
-                 "specificity (all)", "specificity (sharp)", "closer to 0.90"], rows)  # fmt: skip
-    rows = [[Path(x["run"]).name, name, f"{v['all']['sensitivity']:.2f} / {v['all']['specificity']:.2f}",
-             f"{v['sharp']['sensitivity']:.2f} / {v['sharp']['specificity']:.2f}", v["malignant"], v["benign"]]
-            for x in r["runs"] for name, v in x["sets"].items()]  # fmt: skip
-    out += ["", "Each set, sensitivity / specificity at each threshold:", ""]
-    return out + table(["run", "set", "all validation", "sharp validation", "malignant", "benign"], rows)
-
-
-def int8_floor(r: dict[str, Any]) -> list[str]:
-    keys = ("top1_agreement", "rounding_ceiling", "within_one_step", "mean_logit_error_steps", "flag_agreement")
-    rows = [[Path(x["run"]).name, name, *(v[k] for k in keys),
-             f"{v['disagreements_within_1']} / {v['disagreements_within_4']} / {v['disagreements']}"]
-            for x in r["runs"] for name, v in x["sets"].items()]  # fmt: skip
-    cells = [v for x in r["runs"] for v in x["sets"].values()]
-    below = sum(v["rounding_ceiling"] < 0.99 for v in cells)
-    return table(["run", "set", "top-1 agreement", "rounding ceiling", "Keras margin < 1 step",
-                  "mean logit error (steps)", "flag agreement", "disagreements within 1 / 4 steps / all"], rows) + [
-        "", f"The rounding ceiling is below 0.99 on {below} of {len(cells)} sets (range "
-        f"{min(v['rounding_ceiling'] for v in cells):.3f}-{max(v['rounding_ceiling'] for v in cells):.3f}); "
-        f"output steps {min(x['output_step'] for x in r['runs']):.3f}-{max(x['output_step'] for x in r['runs']):.3f} "
-        "logits."]  # fmt: skip
 
 
 def rows_table(columns: dict[str, str]) -> Callable[[dict[str, Any]], list[str]]:
@@ -257,57 +189,9 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "the near-duplicate match finds: 780 of the benign/malignant set's 2,421 now, 1,868 with the 84 px copies, so "
      "that set is not the same as before). The malignancy flag's threshold is set for 90 % sensitivity on the sharp "
      "validation images (isic9, HAM10000) by the int8 file's own calibration. PH2's 30 melanomas give its AUC an "
-     "interval about 0.2 wide. The five seeds of the recipe on the earlier data, against which the levers below "
-     "were judged, are in the git history and the closing notes (five-set mean AUC 0.815-0.856, seed 0 0.849; "
+     "interval about 0.2 wide. The five seeds of the recipe on the earlier data, against which the levers in \"What we "
+     "tried\" were judged, are in the git history and the closing notes (five-set mean AUC 0.815-0.856, seed 0 0.849; "
      "today's seed 0: see the first table). Its training shared the two cores with other work.", recipe),
-    ("recipe224", "A second stage at 224 px (measured, not kept)",
-     "Each seed of the recipe above continued at 224 px from its trained backbone on exactly its split (`train "
-     "--weights RUN --img-size 224 --head-epochs 1 --epochs 2`, the best epoch chosen on validation), converted "
-     "the same way (`convert --int8 --qat-epochs 1`) and scored on the same sets. Rule written before seeds 0-2: "
-     "mean malignancy AUC over the five sets up, paired by seed, on at least two seeds of three and on average. It"
-     " is, on all three (+0.001, +0.015, +0.001), but by a third of the 128 px seeds' spread (0.019). Seen after "
-     "the fact, without PH2 the gain was +0.004, +0.007, +0.007, so seeds 3 and 4 were run as a confirmation under"
-     " a rule written before them: the mean AUC over the four sets of ≥ 400 images up on both, by more than the "
-     "128 px recipe's spread of that figure (0.018) on average. Up on both (+0.026, +0.005), by +0.015 on average "
-     "(against the 128 px files converted again since: +0.022, +0.002): not kept, at three times the latency "
-     "(1.1-1.3 ms a frame against 0.4). Over all five seeds the four-set AUC rose on every one (+0.004 to +0.026, "
-     "mean +0.010) and the 224 px runs sit closer together (0.872-0.879) than the 128 px ones (0.854-0.872): a "
-     "small, steady gain, which a larger input trained longer on a GPU might turn into one that counts.", recipe),
-    ("threshold", "The flag's threshold set on the sharp validation images (screen, kept)", "The flag's "
-     "threshold is set for 90 % sensitivity on validation, three quarters of which are ISIC 2019's 84 px "
-     "thumbnails. Screened on the recipe's five int8 files before they were converted again: the threshold for "
-     "90 % computed the same way on every validation image and on the isic9 and HAM10000 ones only, and the flag "
-     "scored at each on every set; sensitivity and specificity below are means over the four sharp sets (isic9 and "
-     "HAM10000 test parts, benign/malignant, PH2). Rule written before the numbers: kept if the sharp threshold "
-     "brings that sensitivity closer to 0.90 on every seed. It does on all five, for 7 to 17 points of "
-     "specificity; the recipe now sets it so (`convert --threshold-on`). The recipe section above shows the files "
-     "converted that way (and with dropout off in int8-aware fine-tuning): mean sensitivity over the four sharp "
-     "sets 0.83-0.85 (0.71-0.78 before), specificity 0.59-0.69 (0.75-0.81). The AUC does not move.", threshold),
-    ("int8_floor", "Where int8 and Keras disagree", "The recipe's five int8 files against their Keras models "
-     "on the same sets. The rounding ceiling is the top-1 agreement a file would have if it computed the Keras "
-     "logits exactly and only rounded them to its int8 output tensor (its own scale and zero point): no int8 file "
-     "of this model can pass it. Because 2-8 % of images have their two best classes within one output step, it "
-     "sits at 0.983-0.994, below a 99 % target on most sets; the files' error is mostly inside the network (2-4 "
-     "output steps per logit on average, 5-7 before int8-aware fine-tuning ran with dropout off), and 72-100 % of "
-     "their disagreements are within four steps of a tie. The flag is read through the int8 file's contract "
-     "(temperature, threshold) for both models.",
-     int8_floor),
-    ("resolution", "Sharp images shrunk to 84 px (screen, not kept)", "The shipped recipe's three int8 files, "
-     "each set scored as it is and with every sharp image shrunk to ISIC 2019's 84 px and enlarged back to 128 px "
-     "(ISIC 2019's own images are 84 px already). Rule written beforehand, as for the 224 px stage: mean "
-     "malignancy AUC over the five sets up on every seed, by more than seeds 0-2's spread (0.019) on average. It rises "
-     "on every seed (+0.004 to +0.013), mostly on the two never-trained-on sets, but by less than the spread, and "
-     "HAM10000's balanced accuracy falls on every seed (1 to 2 points). Not kept.", resolution),
-    ("ensemble", "Seeds averaged (screen, not kept)", "The shipped recipe's int8 files (same split), their "
-     "calibrated probabilities averaged, against the mean of the members on the rule's figures. Not kept: the gain "
-     "in mean malignancy AUC is below seeds 0-2's spread (0.019), at two or three times the inference.",
-     rows_table({"members": "members", "mean_auc": "mean AUC", "members_mean_auc": "members' mean AUC",
-                 "auc_gain": "gain", "mean_balanced_accuracy": "mean bal. acc.",
-                 "members_mean_balanced_accuracy": "members' mean bal. acc."})),
-    ("generalisation", "Which levers carry over (screen)", "Frozen ImageNet features and a logistic-regression head "
-     "per cell: a cheap ranking of backbone, input size and training data on the same fixed test parts (one split, "
-     "made once and matched by path; fine-tuning lifts every cell). Rule fixed beforehand: highest mean malignancy "
-     "AUC over the five sets, then mean balanced accuracy, then the cheaper model.", generalisation),
     ("gates", "What the kiosk refuses: colour, not a lesion, abstaining", "The shipped file as a kiosk reads a "
      "photo: the quality gates on the guide box (now with the colour gate), then the model with its lesion gate, "
      "on raw image files. The colour gate asks for a colour photo when the chromaticity barely varies (greyscale, "
