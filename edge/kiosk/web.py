@@ -155,9 +155,9 @@ def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify(error=message, status=status), status
 
 
-def _request_host() -> str:
-    host = request.host
-    return host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+def _host_name(authority: str) -> str:
+    """The name in a Host header, without its port (``[::1]:8080`` -> ``::1``)."""
+    return authority[1:].split("]")[0] if authority.startswith("[") else authority.rsplit(":", 1)[0]
 
 
 def _placeholder_jpeg(text: str = "Waiting for the camera...") -> bytes:
@@ -278,7 +278,7 @@ def _access_guard(config: KioskConfig, refusals: RefusalLog) -> Callable[[], Any
 
     def guard() -> Any:
         asked = Asked(
-            request.method, request.path, _request_host(), request.host, request.remote_addr or "",
+            request.method, request.path, _host_name(request.host), request.host, request.remote_addr or "",
             request.headers.get("Origin", ""), request.headers.get("Authorization", ""),
             request.cookies.get(TOKEN_COOKIE, ""), request.args.get("token", ""),
         )  # fmt: skip
@@ -547,7 +547,7 @@ def _hardened_channels(server: Any, config: KioskConfig, refusals: RefusalLog) -
             super().parse_header(header_plus)
             head = self.headers
             authority = head.get("HOST", "")
-            host = authority[1:].split("]")[0] if authority.startswith("[") else authority.rsplit(":", 1)[0]
+            host = _host_name(authority)
             query = parse_qs(self.query or "").get("token", [""])[0]
             asked = Asked(self.command, self.path, host, authority, self.channel.client, head.get("ORIGIN", ""),
                           head.get("AUTHORIZATION", ""), parse_cookie(head.get("COOKIE", "")).get(TOKEN_COOKIE, ""),
