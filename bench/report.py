@@ -129,8 +129,16 @@ def gates(r: dict[str, Any]) -> list[str]:
     for name, e in sets.items():
         if "greyscale" in e:
             g, b = e["greyscale"], e["1-bit"]
-            rows.append([name, g["n"], pct(g["answered_before"]), pct(g["answered"]), pct(b["answered_before"]),
-                         pct(b["answered"])])
+            rows.append(
+                [
+                    name,
+                    g["n"],
+                    pct(g["answered_before"]),
+                    pct(g["answered"]),
+                    pct(b["answered_before"]),
+                    pct(b["answered"]),
+                ]
+            )
     out += table(["test part", "malignant", "greyscale: before", "greyscale: now", "1-bit: before", "1-bit: now"],
                  rows)  # fmt: skip
     out += ["", "**Colour images**: the gates leave the risk and the flag untouched, so the flag's sensitivity is the "
@@ -153,6 +161,7 @@ def gates(r: dict[str, Any]) -> list[str]:
             f"criterion fixed before the figures): **{r['abstain_rule_kept']}**, the rule the kiosk's \"uncertain\" "
             "already applies (with a confidence floor), so it stays as it is; the lesion gate sets aside images no "
             "harder to read than the rest, so it refuses, it does not abstain.", ""]  # fmt: skip
+
     def point(p: dict[str, float]) -> str:
         return f"{p['auc']:.3f} ({p['sensitivity']:.2f} / {p['specificity']:.2f})"
 

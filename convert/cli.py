@@ -210,7 +210,13 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         )
     try:
         cdata = load_convert_data(
-            data, contract, run_dir, samples, seed, with_training=qat_epochs > 0, threshold_on=threshold_on,
+            data,
+            contract,
+            run_dir,
+            samples,
+            seed,
+            with_training=qat_epochs > 0,
+            threshold_on=threshold_on,
             gate_samples=5000 if max_refused else 0,
         )
     except RepresentativeError as exc:

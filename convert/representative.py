@@ -140,9 +140,13 @@ def load_convert_data(
     training = load_images(train_samples, contract).images if with_training else None
     gate = None
     if gate_samples:
-        gate = training if training is not None else load_images(
-            [train_samples[i] for i in stratified_pick(y_train, gate_samples, seed + 1)], contract
-        ).images
+        gate = (
+            training
+            if training is not None
+            else load_images(
+                [train_samples[i] for i in stratified_pick(y_train, gate_samples, seed + 1)], contract
+            ).images
+        )
     val_labels = _labels_of(val.samples, contract, str(data))
     roots = _roots((data, *more))
     collection = np.array(

@@ -330,6 +330,20 @@ def _display_wanted(display: bool | None, camera: bool) -> bool:
     help="With --serve: save captures and uploads (image + JSON) in this folder.",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="EDGE_DETECT_TLS_CERT",
+    metavar="CERT.pem",
+    help="With --serve and --tls-key: serve the page over HTTPS with this certificate (chain).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="EDGE_DETECT_TLS_KEY",
+    metavar="KEY.pem",
+    help="The private key of --tls-cert.",
+)
+@click.option(
     "--trusted-key",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="EDGE_DETECT_TRUSTED_KEY",
@@ -361,6 +375,8 @@ def cli(
     serve: tuple[str, int] | None,
     token: str | None,
     record: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     trusted_key: Path | None,
 ) -> None:
     """Classify skin-lesion images on this device. Decision support only: not a diagnosis."""
@@ -387,6 +403,8 @@ def cli(
         raise click.UsageError("--loop plays a video --source over and over: give a video file")
     if serve is None and record is not None:
         raise click.UsageError("--record saves kiosk captures and uploads: it needs --serve HOST:PORT")
+    if serve is None and (tls_cert or tls_key):
+        raise click.UsageError("--tls-cert and --tls-key serve the kiosk page over HTTPS: they need --serve HOST:PORT")
     if serve is not None and segment_model is not None:
         raise click.UsageError("--segment works with --camera and --source, not yet with the --serve kiosk page")
 
@@ -410,7 +428,7 @@ def cli(
         )
 
     if serve is not None:
-        _serve(classifier, make_source(), serve, token, record, smooth, quality_gate)
+        _serve(classifier, make_source(), serve, token, record, smooth, quality_gate, (tls_cert, tls_key))
         return
     show = _display_wanted(display, camera)
     restore = install_stop_handlers(stop) if threading.current_thread() is threading.main_thread() else None
@@ -441,6 +459,7 @@ def _serve(
     record: Path | None = None,
     smooth: bool = True,
     quality_gate: bool = True,
+    tls: tuple[Path | None, Path | None] = (None, None),
 ) -> None:
     """Hand over to the kiosk web page (``edge.kiosk.web.serve``), when this install has it."""
     try:
@@ -460,8 +479,9 @@ def _serve(
             record_dir=record,
             smooth=smooth,
             quality_gate=quality_gate,
+            config=web.KioskConfig(tls_cert=tls[0], tls_key=tls[1]),
         )
-    except ValueError as exc:  # e.g. a public address without an access token
+    except ValueError as exc:  # e.g. a public address without an access token, an unusable certificate
         raise Fail(_first_line(exc), 2) from exc
     except OSError as exc:  # the address cannot be bound
         raise Fail(_first_line(exc), 1) from exc

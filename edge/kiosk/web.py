@@ -26,7 +26,6 @@ import collections
 import contextlib
 import dataclasses
 import hmac
-import http.client
 import io
 import ipaddress
 import logging
@@ -36,8 +35,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import numpy as np
@@ -52,6 +52,9 @@ from edge.kiosk.service import Notifier, Supervisor, return_freed_memory
 from edge.kiosk.uploads import MAX_PIXELS, DecodeGate, KioskBusy, Recorder, UploadError, read_upload
 from edge.model.classifier import DISCLAIMER, Classifier
 from edge.model.contract import ModelContract
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["TOKEN_COOKIE", "KioskConfig", "create_app", "is_loopback", "serve"]
 
@@ -101,6 +104,8 @@ class KioskConfig:
     port: int = 8080
     token: str | None = None  # required for any non-loopback host
     record_dir: Path | None = None  # captures and uploads are saved here; None: memory only
+    tls_cert: Path | None = None  # with tls_key: serve HTTPS (edge.kiosk.tls says how to make them)
+    tls_key: Path | None = None
     # --- uploads
     max_upload_bytes: int = 10 * 1024 * 1024
     max_upload_pixels: int = MAX_PIXELS
@@ -140,6 +145,8 @@ class KioskConfig:
             raise ValueError(f"port must be within 0..65535, got {self.port}")
         if self.threads < self.upload_queue + 3:
             raise ValueError(f"threads ({self.threads}) must exceed upload_queue + 1 ({self.upload_queue + 1}) by 2")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("HTTPS needs both a certificate and its key (--tls-cert and --tls-key)")
         if self.max_upload_bytes < 1024 or self.stream_fps <= 0 or self.stale_after_s <= 0:
             raise ValueError("max_upload_bytes, stream_fps and stale_after_s must be positive")
 
@@ -470,7 +477,9 @@ def _gauges(state: LiveState) -> dict[str, tuple[float, str]]:
 DEVICE_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})  # the kiosk's own screen and checks
 
 
-def _hardened_channels(server: Any, config: KioskConfig, refusals: RefusalLog) -> None:
+def _hardened_channels(
+    server: Any, config: KioskConfig, refusals: RefusalLog, tls_context: ssl.SSLContext | None = None
+) -> None:
     """Harden waitress's connections (its channel and parser classes are the hooks it offers):
 
     - the access rule (:func:`access_refusal`) is applied as soon as a request's head has arrived, so a
@@ -481,7 +490,9 @@ def _hardened_channels(server: Any, config: KioskConfig, refusals: RefusalLog) -
     - waitress's own error answers (413, 400, ...) carry the page's security headers, and an oversized
       ``Expect: 100-continue`` upload gets 413 instead of "100 Continue";
     - a client's connections beyond ``max_client_connections`` are closed as soon as they are accepted, and
-      all clients but the device's own together hold at most ``max_connections``.
+      all clients but the device's own together hold at most ``max_connections``;
+    - with ``tls_context``, each connection speaks TLS (:class:`edge.kiosk.tls.TLSSession`) under the rules
+      above; a handshake not done within ``header_timeout_s`` closes it.
     """
     from waitress.channel import HTTPChannel
     from waitress.parser import HTTPRequestParser
@@ -499,7 +510,7 @@ def _hardened_channels(server: Any, config: KioskConfig, refusals: RefusalLog) -
     class Refused(Error):
         def __init__(self, refusal: Refusal) -> None:
             super().__init__(refusal.message)
-            self.code, self.reason = refusal.status, http.client.responses.get(refusal.status, "Refused")
+            self.code, self.reason = refusal.status, HTTPStatus(refusal.status).phrase
 
     open_count: collections.Counter[str] = collections.Counter()  # touched by the server loop thread only
 
@@ -557,6 +568,83 @@ def _hardened_channels(server: Any, config: KioskConfig, refusals: RefusalLog) -
                 refusals.note(self.channel.client or "?", refusal.why)
                 self.error, self.completed, self.channel.refused = Refused(refusal), True, True
 
+    if tls_context is not None:  # ssl is loaded only for a kiosk that serves HTTPS
+        import ssl
+
+        from edge.kiosk.tls import TLSSession
+
+        class TLSChannel(Channel):
+            """A channel whose bytes on the wire are TLS; the plain channel's rules apply to what they carry."""
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.tls, self.wire = TLSSession(tls_context), bytearray()  # wire: ciphertext not yet sent
+                self.opened, self.broken, self.close_asked = time.monotonic(), False, 0.0
+
+            def handle_read(self) -> None:
+                try:
+                    data = self.socket.recv(self.adj.recv_bytes)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    data = b""
+                if not data:
+                    self.broken = True
+                    self.handle_close()
+                    return
+                self.last_activity = time.time()
+                try:
+                    plain = self.tls.receive(data)
+                except ssl.SSLError:
+                    refusals.note(self.client, "a failed TLS handshake")
+                    self.broken = True
+                    self.handle_close()
+                    return
+                self.flush_wire()
+                if plain:
+                    self.received(plain)
+                    return
+                late = time.monotonic() - self.opened > config.header_timeout_s
+                if self.tls.closed or (late and not self.tls.ready):
+                    self.will_close = True
+
+            def flush_wire(self) -> int:
+                """Send what TLS has made; returns the bytes still waiting for the socket."""
+                self.wire += self.tls.ciphertext()
+                if self.wire and not self.broken:
+                    try:
+                        del self.wire[: self.socket.send(self.wire)]
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        self.broken = True
+                return 0 if self.broken else len(self.wire)
+
+            def send(self, data: bytes, do_close: bool = True) -> int:  # waitress's outbufs come through here
+                if self.flush_wire():
+                    return 0  # the socket is full: take nothing more until it drains
+                taken = self.tls.send(data)
+                self.flush_wire()
+                return taken
+
+            def writable(self) -> bool:
+                return bool(self.wire) or super().writable()
+
+            def handle_write(self) -> None:
+                if self.flush_wire():
+                    return
+                super().handle_write()
+
+            def handle_close(self) -> None:
+                # a response ending in a close is still on its way: close once it is out (or the client
+                # has stopped reading for idle_timeout_s)
+                now = time.monotonic()
+                self.close_asked = self.close_asked or now
+                if self.flush_wire() and now - self.close_asked < config.idle_timeout_s:
+                    self.will_close = True
+                    return
+                super().handle_close()
+
     def accept(srv: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> Channel | None:
         client = addr[0] if isinstance(addr, tuple) else str(addr)
         others = sum(n for c, n in open_count.items() if c not in DEVICE_ADDRESSES)
@@ -565,7 +653,7 @@ def _hardened_channels(server: Any, config: KioskConfig, refusals: RefusalLog) -
             refusals.note(client, f"a connection over its {per_client}, or over {others_limit} from all clients")
             sock.close()
             return None
-        channel = Channel(srv, sock, addr, adj, map=map)
+        channel = (Channel if tls_context is None else TLSChannel)(srv, sock, addr, adj, map=map)
         channel.client = client
         open_count[client] += 1
         return channel
@@ -587,20 +675,29 @@ def _dual_stack_socket(port: int) -> socket.socket:
     return sock
 
 
-def _self_probe(host: str, port: int, timeout: float = 3.0) -> Callable[[], bool]:
+def _self_probe(host: str, port: int, tls: bool = False, timeout: float = 3.0) -> Callable[[], bool]:
     """True while the kiosk answers a ``/healthz`` request of its own (whatever its status)."""
     target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    context = None
+    if tls:  # its own certificate, over loopback: encryption without a name to check
+        import ssl
+
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
 
     def probe() -> bool:
-        conn = http.client.HTTPConnection(target, port, timeout=timeout)
+        conn = None
         try:
-            conn.request("GET", "/healthz", headers={"Host": "127.0.0.1"})
-            conn.getresponse().read()
-            return True
-        except (OSError, http.client.HTTPException):
+            conn = socket.create_connection((target, port), timeout=timeout)
+            conn = context.wrap_socket(conn) if context else conn
+            conn.sendall(request)
+            return conn.recv(16).startswith(b"HTTP/1.1 ")
+        except OSError:
             return False
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     return probe
 
@@ -658,6 +755,11 @@ def serve(
         recent_ttl_s=config.recent_ttl_s,
         stale_after_s=config.stale_after_s,
     )
+    tls_context = None
+    if config.tls_cert is not None:
+        from edge.kiosk.tls import server_context
+
+        tls_context = server_context(config.tls_cert, config.tls_key)
     app = create_app(state, config)
     app.extensions["skinedge_decoder"].start()  # the upload decoder's server process, before the first upload
     body_limit = config.max_upload_bytes + 1024 * 1024  # the multipart envelope on top of the photo
@@ -671,6 +773,7 @@ def serve(
             **where,
             threads=config.threads,
             ident="skinedge",
+            url_scheme="https" if tls_context else "http",  # the cookies are Secure over HTTPS
             # A Content-Length over the limit is refused before the body is read; a chunked body is
             # refused once it passes the limit, which lies below the point where waitress would spill
             # the request into a temporary file: nothing of an upload touches the disk.
@@ -684,7 +787,7 @@ def serve(
         )
     except OSError as exc:
         raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
-    _hardened_channels(server, config, app.extensions["skinedge_refusals"])
+    _hardened_channels(server, config, app.extensions["skinedge_refusals"], tls_context)
     notifier = notifier or Notifier()
     loop = FrameLoop(
         state,
@@ -699,13 +802,14 @@ def serve(
     restore = install_stop_handlers(stop) if in_main else None
     server_thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     bound = server.effective_host, server.effective_port
-    log.info("kiosk page at http://%s:%s/ (%s)", *bound, "token required" if config.token else "loopback only")
+    scheme = "https" if tls_context else "http"
+    log.info("kiosk page at %s://%s:%s/ (%s)", scheme, *bound, "token required" if config.token else "loopback only")
 
     def last() -> str:
         live = state.live()
         return f"{live.prediction.verdict} {live.prediction.confidence:.0%}" if live else ""
 
-    supervisor = Supervisor(state.health, notifier, _self_probe(*bound), last=last)
+    supervisor = Supervisor(state.health, notifier, _self_probe(*bound, tls=tls_context is not None), last=last)
     loop.start()
     server_thread.start()
     supervisor.ready()  # the page is up (it says so when there is no camera)

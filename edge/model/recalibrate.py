@@ -189,11 +189,15 @@ def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple
     help="Layout of --data (detected when auto).",
 )  # fmt: skip
 @click.option(
-    "--max-refused", type=click.FloatRange(0, 0.5), default=0.02,
+    "--max-refused",
+    type=click.FloatRange(0, 0.5),
+    default=0.02,
     help="The 'not a skin lesion' gate's threshold is refitted to refuse at most this share of the site's images.",
 )
 @click.option(
-    "--sign-key", type=click.Path(path_type=Path, dir_okay=False), metavar="KEY.pem",
+    "--sign-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="KEY.pem",
     help="Sign OUT with this Ed25519 private key (OUT.sig), for kiosks that require signed model files.",
 )
 def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str, max_refused: float,
