@@ -14,7 +14,7 @@ Measured, each through the installed ``edge-detect`` command in a fresh process:
   thread, frames pre-decoded), robust to other processes on a shared machine;
 - FPS: results per second over a whole 640x480 video run with ``--json`` (decode, gate, classify, JSON).
 
-Targets (docs/BENCHMARKS.md): peak RSS <= 150 MB, start <= 1.5 s, overhead <= 25% of invoke.
+Targets (docs/BENCHMARKS.md): peak RSS <= 100 MB, start <= 1.5 s, overhead <= 25% of invoke.
 Not a test: it takes about a minute and its numbers depend on the machine.
 """
 
@@ -233,7 +233,7 @@ def main() -> None:
     threads = args.threads or "runtime default"
     rows = [
         (f"start: launch to first result (median of {args.runs})", f"{start_median:.2f} s", "<= 1.5 s"),
-        (f"peak RSS, 640x480 video ({n} frames)", f"{peak_mb:.0f} MB", "<= 150 MB"),
+        (f"peak RSS, 640x480 video ({n} frames)", f"{peak_mb:.0f} MB", "<= 100 MB"),
     ]
     for label, b in (("pipelined (default)", piped), ("--serial", serial)):
         inv, per = b["invoke_ms"]["p50"], b["period_ms"]["p50"]

@@ -9,17 +9,23 @@ from pathlib import Path
 
 import click
 
+from training.config import SegmentConfig, TrainConfig
 from training.datasets import FORMATS
 from training.distribute import STRATEGIES, import_tensorflow_quietly
 
 __all__ = ["main"]
 
 
+def _segment_default(field: str) -> str:
+    """The help's note of a default the segmenter has of its own."""
+    return f" (--task segment: {getattr(SegmentConfig, field)})"
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("data", type=click.Path(path_type=str), nargs=-1)
 @click.option("--out", default="runs/latest", help="Run folder to write (model, contract, metrics, plots, card).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto",
+    "--format", "fmt", type=click.Choice(["auto", *FORMATS]), default=TrainConfig.format,
     help="Dataset layout: a folder per class, HAM10000 metadata CSV + images, an ISIC ground-truth CSV, or a CSV "
     "naming each image and its label (image_id,diagnosis) + images.",
 )  # fmt: skip
@@ -30,23 +36,29 @@ __all__ = ["main"]
     "<id>_segmentation.png).",
 )  # fmt: skip
 @click.option(
-    "--arch", type=click.Choice(["small", "large-minimalistic", "large"]), default=None,
-    help="MobileNetV3 variant [default: large-minimalistic (ReLU, no squeeze-excite: int8 keeps its answers) for "
-    "classifiers, small for the segmenter].",
+    "--arch", type=click.Choice(["small", "large-minimalistic", "large"]), default=TrainConfig.arch,
+    help="MobileNetV3 variant (large-minimalistic: ReLU, no squeeze-excite, so int8 keeps its answers)"
+    + _segment_default("arch") + ".",
 )  # fmt: skip
 @click.option(
-    "--weights", default="imagenet",
+    "--weights", default=TrainConfig.weights,
     help="imagenet (the offline files in ../shared/weights, else a download), none, a backbone .weights.h5 PATH, "
     "or a train RUN folder: its trained backbone, e.g. a second stage at a larger --img-size.",
 )  # fmt: skip
-@click.option("--img-size", type=click.IntRange(32, 512), default=128, help="Square input size in pixels.")
-@click.option("--epochs", type=click.IntRange(0), default=6, help="Fine-tuning epochs (upper bound).")
-@click.option("--head-epochs", type=click.IntRange(0), default=1, help="Epochs training the head on a frozen backbone.")
-@click.option("--batch-size", type=click.IntRange(1), default=32)
-@click.option("--lr", type=float, default=3e-4, help="Peak fine-tuning learning rate (cosine decay).")
-@click.option("--val-fraction", type=click.FloatRange(0.05, 0.45), default=0.2, help="Validation share.")
+@click.option("--img-size", type=click.IntRange(32, 512), default=TrainConfig.image_size,
+              help="Square input size in pixels" + _segment_default("image_size") + ".")  # fmt: skip
+@click.option("--epochs", type=click.IntRange(0), default=TrainConfig.epochs,
+              help="Fine-tuning epochs (upper bound)" + _segment_default("epochs") + ".")  # fmt: skip
+@click.option("--head-epochs", type=click.IntRange(0), default=TrainConfig.head_epochs,
+              help="Epochs training the head on a frozen backbone" + _segment_default("head_epochs") + ".")  # fmt: skip
+@click.option("--batch-size", type=click.IntRange(1), default=TrainConfig.batch_size,
+              help="Images a step" + _segment_default("batch_size") + ".")  # fmt: skip
+@click.option("--lr", type=float, default=TrainConfig.learning_rate,
+              help="Peak learning rate, cosine decay" + _segment_default("learning_rate") + ".")  # fmt: skip
+@click.option("--val-fraction", type=click.FloatRange(0.05, 0.45), default=TrainConfig.val_fraction,
+              help="Validation share.")  # fmt: skip
 @click.option(
-    "--test-fraction", type=click.FloatRange(0.0, 0.4), default=0.0,
+    "--test-fraction", type=click.FloatRange(0.0, 0.4), default=TrainConfig.test_fraction,
     help="A fixed, lesion-grouped test part of every collection (the same for every --seed), scored once at the "
     "end and per collection in metrics.json; nothing is chosen or calibrated on it (0 = none).",
 )  # fmt: skip
@@ -56,28 +68,32 @@ __all__ = ["main"]
     "still span every collection: e.g. a second stage at a larger --img-size on the sharp collections.",
 )  # fmt: skip
 @click.option(
-    "--seed", type=int, default=0, help="Seed for initialisation, shuffling and augmentation (the split is fixed)."
-)
-@click.option(
-    "--patience", type=click.IntRange(1), default=4,
-    help="Early stopping: epochs without gain, counted once half the fine-tuning epochs are done.",
+    "--seed", type=int, default=TrainConfig.seed,
+    help="Seed for initialisation, shuffling and augmentation (the split is fixed).",
 )  # fmt: skip
 @click.option(
-    "--balance", type=click.Choice(["weights", "sampling", "none"]), default="weights",
+    "--patience", type=click.IntRange(1), default=TrainConfig.patience,
+    help="Early stopping: epochs without gain, counted once half the fine-tuning epochs are done"
+    + _segment_default("patience") + ".",
+)  # fmt: skip
+@click.option(
+    "--balance", type=click.Choice(["weights", "sampling", "none"]), default=TrainConfig.balance,
     help="Class imbalance handling: a class-weighted loss, batches drawing every class equally often, or nothing.",
 )  # fmt: skip
 @click.option(
-    "--color-constancy", type=click.Choice(["none", "shades-of-gray"]), default="shades-of-gray",
+    "--color-constancy", type=click.Choice(["none", "shades-of-gray"]),
+    default=TrainConfig.color_constancy.replace("_", "-"),
     help="Colour normalisation before the model (part of the preprocessing the contract carries to the edge).",
 )  # fmt: skip
 @click.option(
-    "--white-balance", type=click.FloatRange(0.0, 1.0), default=0.0,
+    "--white-balance", type=click.FloatRange(0.0, 1.0), default=TrainConfig.white_balance,
     help="Augmentation: scale each RGB channel of every training image by a random factor within x/÷ (1 + this), "
     "as another lamp or camera white balance would (0 = off).",
 )  # fmt: skip
-@click.option("--max-images", type=click.IntRange(0), default=0, help="Use a random subset (0 = all).")
+@click.option("--max-images", type=click.IntRange(0), default=TrainConfig.max_images,
+              help="Use a random subset (0 = all).")  # fmt: skip
 @click.option(
-    "--strategy", type=click.Choice(STRATEGIES), default="auto",
+    "--strategy", type=click.Choice(STRATEGIES), default=TrainConfig.strategy,
     help="tf.distribute: auto (every local GPU, else one device), one, mirrored (every local GPU), multi-worker "
     "(the machines TF_CONFIG lists). The global batch and learning rate grow with the number of replicas.",
 )  # fmt: skip
@@ -88,9 +104,10 @@ __all__ = ["main"]
 )  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @click.option("--verbose", is_flag=True, help="Also show TensorFlow's own start-up and device messages.")
-def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str | None, weights: str, img_size: int,
-         epochs: int, head_epochs: int, batch_size: int, lr: float, val_fraction: float, test_fraction: float,
-         train_on: tuple[str, ...], seed: int, patience: int, balance: str, color_constancy: str,
+@click.pass_context
+def main(ctx: click.Context, data: tuple[str, ...], out: str, fmt: str, task: str, arch: str, weights: str,
+         img_size: int, epochs: int, head_epochs: int, batch_size: int, lr: float, val_fraction: float,
+         test_fraction: float, train_on: tuple[str, ...], seed: int, patience: int, balance: str, color_constancy: str,
          white_balance: float, max_images: int, strategy: str, mixed_precision: bool, resume_run: str | None,
          log_level: str, verbose: bool) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA (one collection or several) and write a run folder.
@@ -114,7 +131,7 @@ def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str | None,
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # cuInit, oneDNN and CPU-feature notices
         import_tensorflow_quietly()
         logging.getLogger("tensorflow").setLevel(logging.WARNING)  # per-step collective notices
-    from training.train import TrainConfig, resume, train
+    from training.train import resume, train
 
     if resume_run is not None:
         if data:
@@ -131,24 +148,30 @@ def main(data: tuple[str, ...], out: str, fmt: str, task: str, arch: str | None,
     strays = [c for c, r in zip(train_on, chosen) if r not in resolved]
     if strays:
         raise click.UsageError(f"--train-on {strays[0]} is not one of the DATA collections")
+    given = _given(ctx)
     if task == "segment":
         if len(data) > 1:
             raise click.UsageError("--task segment trains on one collection")
-        _segment(data[0], out, arch or "small", weights, img_size, epochs, head_epochs, batch_size, lr,
-                 val_fraction, seed, patience, max_images)  # fmt: skip
+        _segment(data[0], out, given)
         return
-
-    config = TrainConfig(
-        data=resolved[0], more_data=tuple(resolved[1:]), out=out,
-        train_on=chosen,
-        format=fmt, task=task, arch=arch or "large-minimalistic", weights=weights, image_size=img_size,
-        head_epochs=head_epochs, epochs=epochs, batch_size=batch_size, learning_rate=lr,
-        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, patience=patience, balance=balance,
-        max_images=max_images,
-        color_constancy=color_constancy.replace("-", "_"), white_balance=white_balance, strategy=strategy,
-        mixed_precision=mixed_precision,
-    )  # fmt: skip
+    given = {k: v for k, v in given.items() if k != "train_on"}
+    if "color_constancy" in given:
+        given["color_constancy"] = given["color_constancy"].replace("-", "_")
+    config = TrainConfig(data=resolved[0], more_data=tuple(resolved[1:]), out=out, train_on=chosen, task=task,
+                         **given)  # fmt: skip
     _run(lambda: train(config), out, val_fraction)
+
+
+_FIELDS = {"fmt": "format", "img_size": "image_size", "lr": "learning_rate"}  # option name -> config field
+_NOT_CONFIG = {"data", "out", "task", "resume_run", "log_level", "verbose"}
+
+
+def _given(ctx: click.Context) -> dict[str, object]:
+    """The config fields set on the command line (or by environment): the rest keep the config's defaults."""
+    from click.core import ParameterSource
+
+    return {_FIELDS.get(name, name): value for name, value in ctx.params.items()
+            if name not in _NOT_CONFIG and ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}  # fmt: skip
 
 
 def _run(job, out: str, val_fraction: float) -> None:
@@ -171,35 +194,24 @@ def _run(job, out: str, val_fraction: float) -> None:
     click.echo(str(run))
 
 
-def _segment(
-    data: str,
-    out: str,
-    arch: str,
-    weights: str,
-    img_size: int,
-    epochs: int,
-    head_epochs: int,
-    batch_size: int,
-    lr: float,
-    val_fraction: float,
-    seed: int,
-    patience: int,
-    max_images: int,
-) -> None:
+def _segment(data: str, out: str, given: dict[str, object]) -> None:
     """`train DATA --task segment`: the lesion segmenter (training/segmentation.py)."""
-    from training.datasets import DatasetError
-    from training.segmentation import SegmentConfig, train_segmenter
+    import dataclasses
 
-    if arch != "small":
+    from training.datasets import DatasetError
+    from training.segmentation import train_segmenter
+
+    fields = {f.name for f in dataclasses.fields(SegmentConfig)}
+    options = {_FIELDS.get(p.name, p.name): p.opts[0] for p in main.params}
+    for field in given:
+        if field not in fields:
+            raise click.UsageError(f"{options[field]} applies to classifiers, not to --task segment")
+    config = SegmentConfig(data=data, out=out, **given)
+    if config.arch != "small":
         raise click.BadParameter("segmentation supports MobileNetV3-Small only", param_hint="--arch")
-    if img_size % 32 or img_size < 64:
-        message = f"segmentation needs a multiple of 32, 64 or more; got {img_size}"
+    if config.image_size % 32 or config.image_size < 64:
+        message = f"segmentation needs a multiple of 32, 64 or more; got {config.image_size}"
         raise click.BadParameter(message, param_hint="--img-size")
-    config = SegmentConfig(
-        data=data, out=out, arch=arch, weights=weights, image_size=img_size, head_epochs=head_epochs, epochs=epochs,
-        batch_size=batch_size, learning_rate=lr, val_fraction=val_fraction, seed=seed, patience=patience,
-        max_images=max_images,
-    )  # fmt: skip
     try:
         run = train_segmenter(config)
     except (DatasetError, FileNotFoundError) as exc:

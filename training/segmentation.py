@@ -10,7 +10,6 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,32 +19,16 @@ import numpy as np
 from edge.model.contract import ModelContract, save_contract
 from edge.model.segment import mask_from_logits
 from training.best_epoch import BestEpoch
+from training.config import SegmentConfig
 from training.datasets import DatasetError
 from training.segdata import SegmentationData, find_mask_pairs, load_segmentation_data, split_pairs
 from training.segmetrics import segmentation_metrics
 
-__all__ = ["SEGMENT_LABELS", "SegmentConfig", "predict_masks", "train_segmenter"]
+__all__ = ["SEGMENT_LABELS", "predict_masks", "train_segmenter"]
 
 log = logging.getLogger(__name__)
 
 SEGMENT_LABELS = ("background", "lesion")
-
-
-@dataclass(frozen=True)
-class SegmentConfig:
-    data: str
-    out: str
-    arch: str = "small"
-    weights: str = "imagenet"
-    image_size: int = 224
-    head_epochs: int = 3  # decoder only, encoder frozen
-    epochs: int = 30  # then everything
-    batch_size: int = 8
-    learning_rate: float = 1e-3
-    val_fraction: float = 0.2
-    seed: int = 0
-    patience: int = 8
-    max_images: int = 0  # 0 = all
 
 
 def _augmenter(seed: int):

@@ -27,6 +27,7 @@ from edge.model.calibration import (
 from edge.model.classifier import calibrated_probabilities
 from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract, save_contract
 from training.best_epoch import BestEpoch
+from training.config import TrainConfig, config_from
 from training.datasets import ISIC2019_CLASSES, DatasetError, Sample, load_dataset, map_labels
 from training.distribute import StrategyError, place
 from training.pipeline import ImageRows, cache_dir, image_dataset
@@ -38,34 +39,6 @@ __all__ = ["TrainConfig", "TrainingInterrupted", "resume", "train"]
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 20  # a progress line within an epoch this often
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    data: str
-    out: str
-    format: str = "auto"
-    task: str = "multiclass"  # or "binary"
-    arch: str = "small"
-    weights: str = "imagenet"
-    image_size: int = 224
-    head_epochs: int = 3
-    epochs: int = 15
-    batch_size: int = 32
-    learning_rate: float = 3e-4
-    val_fraction: float = 0.2
-    seed: int = 0
-    patience: int = 4
-    balance: str = "weights"  # "weights" (class-weighted loss), "sampling" (classes drawn equally often) or "none"
-    max_images: int = 0  # 0 = all; for quick runs and tests
-    sensitivity: float = 0.9  # the malignant sensitivity the risk threshold is chosen for
-    color_constancy: str = "none"  # or "shades_of_gray": part of the preprocessing, stored in the contract
-    white_balance: float = 0.0  # augmentation: each RGB channel scaled by up to x/÷ (1 + this), a lamp or camera change
-    more_data: tuple[str, ...] = ()  # more collections, trained, validated and tested on like DATA
-    train_on: tuple[str, ...] = ()  # train only on these collections' training parts (default: all)
-    test_fraction: float = 0.0  # a fixed, lesion-grouped test part of every collection, never selected on
-    strategy: str = "auto"  # tf.distribute: auto, one, mirrored or multi-worker (training/distribute.py)
-    mixed_precision: bool = False  # float16 compute on GPUs
 
 
 RESAMPLED_SHARE = 0.5  # of training images rotated and zoomed; the rest keep the sharpness they have at the edge
@@ -151,9 +124,7 @@ def resume(run: str | Path) -> Path:
     if state is None:
         done = (Path(run) / "model.keras").is_file()
         raise DatasetError(f"{run} {'finished already' if done else 'holds no checkpoint'}: nothing to resume")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state.config.items() if k in fields}
-    return train(TrainConfig(**(saved | {"out": str(run)})), state)
+    return train(config_from(TrainConfig, state.config, out=str(run)), state)
 
 
 def train(config: TrainConfig, state: RunState | None = None) -> Path:
