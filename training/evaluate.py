@@ -62,18 +62,30 @@ def logits_function(source: Path):
     return lambda images: predict_logits(model, images)
 
 
+def top1(probs: np.ndarray) -> np.ndarray:
+    """Each row's top class, or -1 where classes tie for it: scored as wrong, as the ISIC challenges'
+    scoring does (an int8 file's outputs lie on a grid, so its top two can tie; the edge calls such an
+    answer uncertain)."""
+    pred = probs.argmax(1)
+    tied = (probs == probs.max(1, keepdims=True)).sum(1) > 1
+    return np.where(tied, -1, pred)
+
+
 def classification_metrics(
     y: np.ndarray, probs: np.ndarray, contract: ModelContract, risk_threshold: float | None = None
 ) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, per-class precision/recall/F1, AUC, ECE and malignancy scores."""
+    """Accuracy, balanced accuracy, per-class precision/recall/F1, AUC, ECE and malignancy scores.
+
+    Top-1 figures count a tie for the top class as wrong (:func:`top1`); ``top1_ties`` says how many."""
     labels = list(contract.labels)
     n = len(labels)
-    pred = probs.argmax(1)
+    pred = top1(probs)
     p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=range(n), zero_division=0)
     out: dict[str, Any] = {
         "n": int(len(y)),
         "accuracy": float(skm.accuracy_score(y, pred)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)),
+        "balanced_accuracy": float(np.mean([np.mean(pred[y == k] == k) for k in np.unique(y)])),
+        "top1_ties": int((pred < 0).sum()),
         "per_class": {
             labels[i]: {
                 "precision": float(p[i]),
