@@ -22,7 +22,7 @@ from report import headline
 from results import save
 
 from edge.model.classifier import Classifier
-from edge.model.contract import load_contract
+from training.runfolder import RunFolder
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    sets = scored_sets(args.runs[0], load_contract(args.runs[0] / "contract.json"))
+    sets = scored_sets(args.runs[0], RunFolder(args.runs[0]).contract())
     models = [Classifier(run / "int8.tflite", threads=2) for run in args.runs]
     probs = [[int8_probabilities(m, s.images) for s in sets] for m in models]
 

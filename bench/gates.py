@@ -36,7 +36,7 @@ from results import save
 from edge.image.preprocess import load_image
 from edge.image.quality import ISSUES, assess_quality, colour_spread, guide_box
 from edge.model.classifier import Classifier
-from edge.model.contract import load_contract
+from training.runfolder import RunFolder
 
 FRACTIONS = (0.0, 0.05, 0.1, 0.2)
 COLOUR_ISSUE = ISSUES[4]
@@ -138,7 +138,7 @@ def main() -> None:
     clf = Classifier(args.model, threads=1)
     if clf.gate is None:
         raise SystemExit(f"{args.model} has no lesion gate: convert it again")
-    sets: list[ScoredSet] = scored_sets(args.run, load_contract(args.run / "contract.json"))
+    sets: list[ScoredSet] = scored_sets(args.run, RunFolder(args.run).contract())
     threshold = clf.contract.risk_threshold
     out: dict = {"model": str(args.model), "lesion_gate_threshold": clf.gate.threshold, "sets": {}}
     for s in sets:

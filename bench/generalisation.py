@@ -34,10 +34,10 @@ from edge.model.calibration import fit_temperature, risk_threshold_for_sensitivi
 from edge.model.classifier import calibrated_probabilities
 from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract
 from training.datasets import ISIC2019_CLASSES, load_dataset, to_binary
-from training.evaluate import classification_metrics
+from training.evaluate import classification_metrics, summary
 from training.pipeline import cache_dir
 from training.splits import duplicate_groups, leaks_into, load_images
-from training.train import TrainConfig, _read_collections, _split, _summary
+from training.train import TrainConfig, read_collections, split_parts
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLLECTIONS = {"isic9": "isic9/train", "ham10000": "ham10000", "isic2019": "isic2019"}
@@ -88,12 +88,12 @@ def main() -> None:
     paths = {name: str(DATA / rel) for name, rel in COLLECTIONS.items()}
     config = TrainConfig(data=paths["isic9"], more_data=(paths["ham10000"], paths["isic2019"]), out="-",
                          val_fraction=0.2, test_fraction=0.2)  # fmt: skip
-    samples, labels, origins, _ = _read_collections(config)
+    samples, labels, origins, _ = read_collections(config)
     assert labels == ISIC2019_CLASSES, labels
     first = load_images(samples, contract_for(96, labels), cache=cache_dir())
     y = np.array([labels.index(s.label) for s in first.samples])
     origin = np.array([origins[s.path] for s in first.samples])
-    train, val, test = _split(y, origin, duplicate_groups(first), config)
+    train, val, test = split_parts(y, origin, duplicate_groups(first), config)
     part_of = {s.path: p for p, idx in (("train", train), ("val", val), ("test", test)) for s in
                (first.samples[i] for i in idx)}  # fmt: skip
     external = {}
@@ -137,7 +137,7 @@ def main() -> None:
                 row = {"arch": arch, "size": size, "condition": condition, "n_train": int(tr.sum()), "test": {}}
                 for c, name in enumerate(COLLECTIONS):
                     te = parts["test"] & (origin == c)
-                    row["test"][name] = _summary(classification_metrics(y[te], probs(f_all[te]), scored))
+                    row["test"][name] = summary(classification_metrics(y[te], probs(f_all[te]), scored))
                 for name, e in ext_loaded.items():
                     bad = np.array([to_binary(s.label) == "malignant" for s in e.samples])
                     risk = probs(f_ext[name])[:, mal].sum(1)

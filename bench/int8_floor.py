@@ -20,9 +20,9 @@ from recipe import scored_sets
 from results import screen_runs
 
 from edge.model.classifier import Classifier, calibrated_probabilities
-from edge.model.contract import load_contract
 from edge.model.runtime import TFLiteModel
 from training.evaluate import predict_logits
+from training.runfolder import RunFolder
 
 
 def rounded_to_output(logits: np.ndarray, scale: float, zero: int) -> np.ndarray:
@@ -39,10 +39,10 @@ def flags(logits: np.ndarray, contract) -> np.ndarray:
 def floor_run(run: Path) -> dict:
     import keras
 
-    contract = load_contract(run / "contract.json")
+    contract = RunFolder(run).contract()
     int8 = Classifier(run / "int8.tflite", threads=2)
     scale, zero = TFLiteModel(run / "int8.tflite").output["quantization"]
-    model = keras.saving.load_model(run / "model.keras", compile=False)
+    model = keras.saving.load_model(RunFolder(run).model_file, compile=False)
     out: dict = {"run": str(run), "output_step": float(scale), "sets": {}}
     for s in scored_sets(run, contract):
         kl = predict_logits(model, s.images)

@@ -17,7 +17,7 @@ from recipe import int8_probabilities, scored_sets, validation_part
 from results import screen_runs
 
 from edge.model.classifier import Classifier
-from edge.model.contract import load_contract
+from training.runfolder import RunFolder
 
 GRID = np.round(np.arange(-2.0, 2.01, 0.1), 2)
 
@@ -54,7 +54,7 @@ def screen_run(run: Path) -> dict:
     validation = [balanced_accuracy(y, (log_p + b).argmax(1), classes) for b in (0, offsets)]
     out: dict = {"run": str(run), "offsets": dict(zip(int8.contract.labels, offsets.tolist())),
                  "validation": validation, "sets": {}}  # fmt: skip
-    for s in scored_sets(run, load_contract(run / "contract.json")):
+    for s in scored_sets(run, RunFolder(run).contract()):
         if s.y is None:
             continue
         test_log_p = np.log(int8_probabilities(int8, s.images))

@@ -25,15 +25,15 @@ from results import save
 from convert.fidelity import measure_latency, shows_label
 from convert.representative import collection_name
 from edge.model.classifier import Classifier, calibrated_probabilities
-from edge.model.contract import load_contract
+from training.config import TrainConfig
 from training.datasets import load_dataset, to_binary
-from training.evaluate import auc_interval, classification_metrics, predict_logits
+from training.evaluate import auc_interval, classification_metrics, predict_logits, summary
 from training.pipeline import cache_dir
+from training.runfolder import RunFolder
 from training.splits import leaks_into, load_images
-from training.train import TrainConfig, _read_collections, _summary
+from training.train import read_collections
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FIELDS = TrainConfig.__dataclass_fields__  # a run made before an option was removed still reads
 EXTERNAL = {"benign_malignant": "malignant-vs-benign/train", "ph2": "ph2"}
 
 
@@ -71,14 +71,6 @@ class ScoredSet:
     paths: list[Path] | None = None  # the image files, as a camera would give them (before preprocessing)
 
 
-def run_config(run: Path) -> TrainConfig:
-    """The configuration ``run`` was trained with."""
-    metrics = json.loads((run / "metrics.json").read_text())
-    return TrainConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in metrics["config"].items() if k in FIELDS}
-    )
-
-
 def collection_names(config: TrainConfig) -> list[str]:
     """A short name for each collection of a run, in order: isic9, ham10000, isic2019."""
     return [collection_name(p) for p in (config.data, *config.more_data)]
@@ -86,12 +78,12 @@ def collection_names(config: TrainConfig) -> list[str]:
 
 def scored_sets(run: Path, contract) -> list[ScoredSet]:
     """Every collection's test part of ``run`` (one fixed split for every seed), then the two unseen sets."""
-    config = run_config(run)
-    samples, labels, origins, _ = _read_collections(config)
+    config = RunFolder(run).config()
+    samples, labels, origins, _ = read_collections(config)
     if list(labels) != list(contract.labels):
         raise SystemExit(f"{run} and the model disagree on the classes: {labels} vs {list(contract.labels)}")
     by_path = {str(s.path.resolve()): s for s in samples}
-    loaded = load_images([by_path[p] for p in json.loads((run / "split.json").read_text())["test"]], contract)
+    loaded = load_images([by_path[p] for p in RunFolder(run).split()["test"]], contract)
     y = np.array([labels.index(s.label) for s in loaded.samples])
     origin = np.array([origins[s.path] for s in loaded.samples])
     bad = np.isin(y, list(contract.malignant_indices))
@@ -111,10 +103,10 @@ def scored_sets(run: Path, contract) -> list[ScoredSet]:
 
 def validation_part(run: Path, contract) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, class indices, collection names) of every validation image of ``run``."""
-    config = run_config(run)
-    samples, labels, origins, _ = _read_collections(config)
+    config = RunFolder(run).config()
+    samples, labels, origins, _ = read_collections(config)
     by_path = {str(s.path.resolve()): s for s in samples}
-    loaded = load_images([by_path[p] for p in json.loads((run / "split.json").read_text())["validation"]], contract)
+    loaded = load_images([by_path[p] for p in RunFolder(run).split()["validation"]], contract)
     names = collection_names(config)
     y = np.array([labels.index(s.label) for s in loaded.samples])
     return loaded.images, y, np.array([names[origins[s.path]] for s in loaded.samples])
@@ -122,7 +114,7 @@ def validation_part(run: Path, contract) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def scores(s: ScoredSet, probs: np.ndarray, contract) -> dict:
     if s.y is not None:
-        return _summary(classification_metrics(s.y, probs, contract))
+        return summary(classification_metrics(s.y, probs, contract))
     return binary_scores(probs[:, list(contract.malignant_indices)].sum(1), s.bad, contract.risk_threshold)
 
 
@@ -134,9 +126,9 @@ def score_run(run: Path) -> dict:
     """The Keras model and its int8 file on every set, their agreement, and both files timed."""
     import keras
 
-    contract = load_contract(run / "contract.json")
+    contract = RunFolder(run).contract()
     int8 = Classifier(run / "int8.tflite", threads=2)
-    model = keras.saving.load_model(run / "model.keras", compile=False)
+    model = keras.saving.load_model(RunFolder(run).model_file, compile=False)
     out: dict = {"keras": {}, "int8": {}, "fidelity": {}}
     sets = scored_sets(run, contract)
     for s in sets:
@@ -150,7 +142,7 @@ def score_run(run: Path) -> dict:
     out["latency"] = {
         "float32_ms": latency["float32"], "int8_ms": latency["int8"], "speedup": latency["float32"] / latency["int8"],
     }  # fmt: skip
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = RunFolder(run).metrics()
     out["int8_mb"] = (run / "int8.tflite").stat().st_size / 1e6
     out["train_minutes"] = metrics["train_seconds"] / 60
     out["seed"] = metrics["config"]["seed"]

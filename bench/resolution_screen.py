@@ -18,7 +18,7 @@ from results import screen_runs
 
 from edge.image.preprocess import area_resize, linear_resize
 from edge.model.classifier import Classifier
-from edge.model.contract import load_contract
+from training.runfolder import RunFolder
 
 THUMBNAIL = 84  # ISIC 2019's images in ../shared/data
 AT_THUMBNAIL_SIZE = ("isic2019",)
@@ -30,7 +30,7 @@ def shrunk(images: np.ndarray, px: int) -> np.ndarray:
 
 
 def screen_run(run: Path) -> dict:
-    contract = load_contract(run / "contract.json")
+    contract = RunFolder(run).contract()
     int8 = Classifier(run / "int8.tflite", threads=2)
     out = {}
     for s in scored_sets(run, contract):

@@ -32,6 +32,7 @@ from edge.image.preprocess import load_image, preprocess  # noqa: E402
 from edge.model.classifier import Classifier  # noqa: E402
 from edge.model.runtime import TFLiteModel  # noqa: E402
 from edge.model.segment import Segmenter, lesion_input  # noqa: E402
+from training.runfolder import RunFolder
 
 log = logging.getLogger("segment_bench")
 
@@ -78,7 +79,7 @@ def masks(segmenter: Path, run: Path) -> dict:
     from training.segmetrics import segmentation_metrics
 
     seg = Segmenter(segmenter, threads=1)
-    split = json.loads((run / "split.json").read_text())
+    split = RunFolder(run).split()
     preds, truths = [], []
     for image_path, mask_path in zip(split["validation"], split["validation_masks"]):
         preds.append(seg.mask(load_image(image_path)))
@@ -94,7 +95,7 @@ def crop(segmenter: Path, classifier: Path, run: Path, limit: int) -> dict:
 
     clf = Classifier(classifier, threads=1)
     seg = Segmenter(segmenter, threads=1)
-    split = json.loads((run / "split.json").read_text())
+    split = RunFolder(run).split()
     paths, labels = split["validation"], split["validation_labels"]
     if limit:
         paths, labels = paths[:limit], labels[:limit]

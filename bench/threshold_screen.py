@@ -19,7 +19,7 @@ from results import screen_runs
 
 from edge.model.calibration import risk_threshold_for_sensitivity
 from edge.model.classifier import Classifier
-from edge.model.contract import load_contract
+from training.runfolder import RunFolder
 
 SHARP = ("isic9", "ham10000")  # collections whose images are not 84 px thumbnails
 SENSITIVITY = 0.9
@@ -42,7 +42,7 @@ def screen_run(run: Path) -> dict:
     }
     out: dict = {"run": str(run), "shipped_threshold": int8.contract.risk_threshold, "thresholds": thresholds,
                  "validation_sharp_share": float(sharp.mean()), "sets": {}}  # fmt: skip
-    for s in scored_sets(run, load_contract(run / "contract.json")):
+    for s in scored_sets(run, RunFolder(run).contract()):
         r = int8_probabilities(int8, s.images)[:, list(int8.contract.malignant_indices)].sum(1)
         out["sets"][s.name] = {
             name: {"sensitivity": float((r[s.bad] >= t).mean()), "specificity": float((r[~s.bad] < t).mean())}

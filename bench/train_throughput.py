@@ -82,11 +82,11 @@ def main() -> None:
     from edge.model.contract import ModelContract
     from training.datasets import load_dataset
     from training.splits import load_images
-    from training.train import _augmenter
+    from training.train import augmenter
 
     dataset = load_dataset(args.data)
     samples = list(dataset.samples)[: args.images]
-    augment = _augmenter(seed=0)
+    augment = augmenter(seed=0)
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for size in args.sizes:

@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 def _resolve_model(source: Path) -> tuple[Path, Path | None]:
     """(model.keras, run folder or None) for a run folder or a .keras file."""
+    from training.runfolder import RunFolder
+
     if source.is_dir():
-        model = source / "model.keras"
+        model = RunFolder(source).model_file
         if not model.is_file():
             raise click.ClickException(f"{source} is not a training run folder: it has no model.keras")
         return model, source
@@ -35,7 +37,7 @@ def _resolve_model(source: Path) -> tuple[Path, Path | None]:
         raise click.ClickException(f"{source} does not exist")
     if source.suffix != ".keras":
         raise click.ClickException(f"{source} is not a Keras model (.keras file or a run folder from `train`)")
-    return source, source.parent if (source.parent / "contract.json").is_file() else None
+    return source, source.parent if RunFolder(source.parent).contract_file.is_file() else None
 
 
 def _check_writable(out: Path) -> None:
@@ -153,7 +155,9 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     model_path, run_dir = _resolve_model(source)
-    contract_path = (run_dir or model_path.parent) / "contract.json"
+    from training.runfolder import RunFolder
+
+    contract_path = RunFolder(run_dir or model_path.parent).contract_file
     from edge.model.contract import ContractError, load_contract
 
     try:
@@ -197,7 +201,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     from convert.features import FeaturesError, expose_features
     from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
     from convert.quantize import QuantizeConfig, edge_friendly, quantize, tiny_scales
-    from convert.representative import RepresentativeError, load_convert_data, run_config
+    from convert.representative import RepresentativeError, load_convert_data
     from edge.model.modelfile import embed_contract, write_atomic
 
     try:
@@ -260,7 +264,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
     click.echo(format_report(report), err=True)
 
-    target = run_config(run_dir).get("sensitivity", 0.9)
+    target = (RunFolder(run_dir).saved_config() if run_dir else {}).get("sensitivity", 0.9)
     contract, report["calibration"] = recalibrate(
         contract, keras_logits, lite_logits, cdata.validation_labels, cdata.threshold_on, target
     )

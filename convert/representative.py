@@ -5,16 +5,15 @@ Both go through the same ``edge.image.preprocess.preprocess`` as training and th
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edge.model.contract import ModelContract
 from training.datasets import DatasetError, Sample, load_dataset, map_labels
+from training.runfolder import RunFolder
 from training.splits import duplicate_groups, load_images, split_indices
 
 __all__ = [
@@ -105,9 +104,9 @@ def load_convert_data(
     except DatasetError as exc:
         raise RepresentativeError(str(exc)) from exc
     _labels_of(all_samples, contract, str(data))
-    split_file = run_dir / "split.json" if run_dir else None
-    if split_file and split_file.is_file():
-        split = json.loads(split_file.read_text())
+    split = RunFolder(run_dir).split() if run_dir else None
+    if split is not None:
+        split_file = RunFolder(run_dir).split_file
         listed = [str(Path(p).resolve()) for p in split["validation"]]
         by_path = {str(s.path.resolve()): s for s in all_samples}
         val_samples = [by_path[p] for p in listed if p in by_path]
@@ -120,7 +119,7 @@ def load_convert_data(
         roots = _roots((data, *more))
         ours = [p for p in listed if any(Path(p).is_relative_to(r) for r in roots)]  # not: collections not given
         lost = len(ours) - sum(p in by_path for p in ours)
-        if lost and _trained_on(run_dir, Path(data)):
+        if lost and RunFolder(run_dir).trained_on(data):
             raise RepresentativeError(
                 f"{lost} of the {len(ours)} validation images of {data} in {split_file} are no longer there: "
                 "the data changed since training, so fidelity cannot be measured on the run's split"
@@ -181,28 +180,17 @@ def _roots(collections: tuple[str | Path, ...]) -> list[Path]:
     return [Path(d).resolve() if Path(d).is_dir() else Path(d).resolve().parent for d in collections]
 
 
-def run_config(run_dir: Path | None) -> dict[str, Any]:
-    """The training configuration a run folder recorded in its metrics.json, or {}."""
-    metrics = run_dir / "metrics.json" if run_dir else None
-    return json.loads(metrics.read_text()).get("config", {}) if metrics and metrics.is_file() else {}
-
-
 def recorded_data(run_dir: Path | None) -> Path | None:
-    """The DATA a run folder was trained on (from its metrics.json), or None."""
-    data = run_config(run_dir).get("data")
-    return Path(data) if data else None
+    """The DATA a run folder was trained on, or None."""
+    first = RunFolder(run_dir).collections()[:1] if run_dir else []
+    return first[0] if first else None
 
 
 def more_collections(run_dir: Path | None, data: str | Path) -> tuple[str, ...]:
     """The other collections a run trained on with ``data`` (its DATA), or () for any other data."""
-    if not _trained_on(run_dir, Path(data)):
+    if run_dir is None or not RunFolder(run_dir).trained_on(data):
         return ()
-    return tuple(run_config(run_dir).get("more_data", ()))
-
-
-def _trained_on(run_dir: Path | None, data: Path) -> bool:
-    recorded = recorded_data(run_dir)
-    return recorded is not None and recorded.resolve() == data.resolve()
+    return tuple(str(p) for p in RunFolder(run_dir).collections()[1:])
 
 
 def _holdout(samples: list[Sample], contract: ModelContract, seed: int) -> tuple[list[Sample], list[Sample]]:

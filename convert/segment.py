@@ -19,6 +19,7 @@ import numpy as np
 from edge.model.contract import ModelContract
 from edge.model.segment import mask_from_logits
 from training.datasets import DatasetError
+from training.runfolder import RunFolder
 from training.segdata import find_mask_pairs, load_segmentation_data, split_pairs
 from training.segmetrics import mask_agreement, segmentation_metrics
 
@@ -57,10 +58,8 @@ def load_segment_data(
         pairs = find_mask_pairs(data)
     except DatasetError as exc:
         raise SegmentConvertError(str(exc)) from exc
-    split_file = run_dir / "split.json" if run_dir else None
-    val_names: set[str] = set()
-    if split_file and split_file.is_file():
-        val_names = set(json.loads(split_file.read_text()).get("validation", []))
+    split = RunFolder(run_dir).split() if run_dir else None
+    val_names = set((split or {}).get("validation", []))
     val_pairs = [p for p in pairs if str(p.image) in val_names]
     train_pairs = [p for p in pairs if str(p.image) not in val_names]
     if not val_pairs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import weakref
 from pathlib import Path
@@ -13,6 +12,7 @@ from sklearn import metrics as skm
 
 from edge.model.calibration import expected_calibration_error
 from edge.model.contract import ModelContract
+from training.runfolder import RunFolder
 
 __all__ = [
     "auc_interval",
@@ -58,7 +58,7 @@ def logits_function(source: Path):
         return lambda images: np.stack([clf.logits(im) for im in images])
     import keras
 
-    model = keras.saving.load_model(source / "model.keras")
+    model = keras.saving.load_model(RunFolder(source).model_file)
     return lambda images: predict_logits(model, images)
 
 
@@ -119,6 +119,13 @@ def classification_metrics(
         out["malignant_sensitivity"] = float(flagged[is_mal].mean()) if is_mal.any() else None
         out["malignant_specificity"] = float((~flagged[~is_mal]).mean()) if (~is_mal).any() else None
     return out
+
+
+def summary(m: dict[str, Any]) -> dict[str, Any]:
+    """The figures of :func:`classification_metrics` that benchmarks tabulate."""
+    keys = ("n", "accuracy", "balanced_accuracy", "top1_ties", "malignant_auc", "malignant_auc_ci",
+            "malignant_sensitivity", "malignant_specificity")  # fmt: skip
+    return {k: m[k] for k in keys if m.get(k) is not None}
 
 
 def auc_interval(positive: np.ndarray, score: np.ndarray, resamples: int = 1000, seed: int = 0) -> list[float]:
@@ -294,5 +301,5 @@ def write_model_card(out_dir: Path, contract: ModelContract, metrics: dict[str, 
 """
     path = out_dir / "model_card.md"
     path.write_text(text)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    RunFolder(out_dir).write_metrics(metrics)
     return path

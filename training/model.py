@@ -60,13 +60,12 @@ def resolve_weights(weights: str, arch: str) -> str | None:
 
 def _backbone_of_run(run: Path, arch: str) -> str:
     """The backbone of ``run``'s trained model as a weights file (written once, in the cache)."""
-    from edge.model.contract import load_contract
     from training.pipeline import cache_dir
+    from training.runfolder import RunFolder
 
-    model_path = run / "model.keras"
-    if not model_path.is_file() or not (run / "contract.json").is_file():
-        raise FileNotFoundError(f"{run} is not a train run folder (no model.keras and contract.json)")
-    trained = load_contract(run / "contract.json").arch
+    folder = RunFolder(run).require()
+    model_path = folder.model_file
+    trained = folder.contract().arch
     if trained != f"mobilenet_v3_{arch.replace('-', '_')}":
         raise FileNotFoundError(f"{run} trained {trained}, not --arch {arch}: no backbone of that kind there")
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]

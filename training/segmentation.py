@@ -7,7 +7,6 @@ split.json, metrics.json (ISIC 2018 Task 1 scores on validation), overlays/ and 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -16,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from edge.model.contract import ModelContract, save_contract
+from edge.model.contract import ModelContract
 from edge.model.segment import mask_from_logits
 from training.best_epoch import BestEpoch
 from training.config import SegmentConfig
 from training.datasets import DatasetError
+from training.runfolder import RunFolder
 from training.segdata import SegmentationData, find_mask_pairs, load_segmentation_data, split_pairs
 from training.segmetrics import segmentation_metrics
 
@@ -151,11 +151,9 @@ def train_segmenter(config: SegmentConfig) -> Path:
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metrics={k: round(val_metrics[k], 4) for k in ("mean_jaccard", "thresholded_jaccard", "mean_dice")},
     )
-    model.save(out / "model.keras")
-    save_contract(contract, out / "contract.json")
     split = {"train": [str(p.image) for p in tr.pairs], "validation": [str(p.image) for p in va.pairs]}
     split["validation_masks"] = [str(p.mask) for p in va.pairs]
-    (out / "split.json").write_text(json.dumps(split))
+    RunFolder(out).write_model(model, contract, split)
     names = [str(p.image) for p in va.pairs]
     save_overlays(out, va.images, va.masks, preds, names, val_metrics["per_image_jaccard"])
     metrics = {

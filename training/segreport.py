@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import cv2
 import numpy as np
 
 from edge.model.contract import ModelContract
+from training.runfolder import RunFolder
 
 __all__ = ["save_overlays", "write_segment_card"]
 
@@ -95,5 +95,5 @@ its outline and measures are not a diagnosis.**
 """
     path = out_dir / "model_card.md"
     path.write_text(text)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    RunFolder(out_dir).write_metrics(metrics)
     return path

@@ -25,16 +25,17 @@ from edge.model.calibration import (
     risk_threshold_for_sensitivity,
 )
 from edge.model.classifier import calibrated_probabilities
-from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract, save_contract
+from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract
 from training.best_epoch import BestEpoch
 from training.config import TrainConfig, config_from
 from training.datasets import ISIC2019_CLASSES, DatasetError, Sample, load_dataset, map_labels
 from training.distribute import StrategyError, place
 from training.pipeline import ImageRows, cache_dir, image_dataset
+from training.runfolder import RunFolder
 from training.runstate import EpochLog, RunState, drop_checkpoint, load_state, restore_checkpoint, save_checkpoint
 from training.splits import duplicate_groups, fingerprint, held_out_but_trained, load_images, split_indices
 
-__all__ = ["TrainConfig", "TrainingInterrupted", "resume", "train"]
+__all__ = ["TrainConfig", "TrainingInterrupted", "augmenter", "read_collections", "resume", "split_parts", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ PROGRESS_SECONDS = 20  # a progress line within an epoch this often
 RESAMPLED_SHARE = 0.5  # of training images rotated and zoomed; the rest keep the sharpness they have at the edge
 
 
-def _augmenter(seed: int, white_balance: float = 0.0):
+def augmenter(seed: int, white_balance: float = 0.0):
     """Flips, brightness and contrast for every image; free rotation and zoom for a random half.
 
     Rotation and zoom resample (smooth) the image. Had every training image been resampled, the
@@ -122,7 +123,7 @@ def resume(run: str | Path) -> Path:
     """
     state = load_state(Path(run))
     if state is None:
-        done = (Path(run) / "model.keras").is_file()
+        done = RunFolder(run).model_file.is_file()
         raise DatasetError(f"{run} {'finished already' if done else 'holds no checkpoint'}: nothing to resume")
     return train(config_from(TrainConfig, state.config, out=str(run)), state)
 
@@ -152,7 +153,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     out = Path(config.out)
     resuming = state is not None
 
-    samples, labels, origins, data_format = _read_collections(config)
+    samples, labels, origins, data_format = read_collections(config)
     if config.max_images and len(samples) > config.max_images:
         rng = np.random.default_rng(config.seed)
         samples = [samples[i] for i in sorted(rng.choice(len(samples), config.max_images, replace=False))]
@@ -175,7 +176,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         raise DatasetError(f"{config.data} has readable images of a single class only")
     groups = duplicate_groups(loaded)  # copies and lesions across collections too: ISIC id, lesion id, content
     origin = np.array([origins[s.path] for s in loaded.samples])
-    train_idx, val_idx, test_idx = _split(y, origin, groups, config)
+    train_idx, val_idx, test_idx = split_parts(y, origin, groups, config)
     assert not set(groups[train_idx]) & set(groups[val_idx]), "a duplicate group straddles the split"
     if config.train_on:  # the split spans every collection; training uses only these collections' part of it
         keep = np.isin(origin[train_idx], [collections.index(c) for c in config.train_on])
@@ -195,8 +196,8 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     }
     if len(test_idx):
         split["test"] = [str(loaded.samples[i].path.resolve()) for i in test_idx]
-    earlier = Path(config.weights) / "split.json"  # --weights RUN: its backbone must not have seen our held-out part
-    seen = held_out_but_trained(split, json.loads(earlier.read_text())) if earlier.is_file() else []
+    earlier = RunFolder(config.weights).split()  # --weights RUN: its backbone must not have seen our held-out part
+    seen = held_out_but_trained(split, earlier) if earlier else []
     if seen:
         raise DatasetError(
             f"{len(seen)} of the images this run holds out for validation or testing trained the backbone of "
@@ -227,7 +228,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         if config.weights != "none" and not resuming:
             n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
             log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
-    augment = _augmenter(config.seed, config.white_balance)
+    augment = augmenter(config.seed, config.white_balance)
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     state = state or RunState(config=dataclasses.asdict(config), split_digest=split_digest)
     history = state.history
@@ -284,7 +285,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
             if epoch_log is None:  # the first epoch of a new run: the run folder appears now
                 out.mkdir(parents=True, exist_ok=True)
                 drop_checkpoint(out)
-                (out / "split.json").write_text(json.dumps(split))
+                RunFolder(out).write_split(split)
                 epoch_log = EpochLog(out)
             epoch_log.write(row)
             save_checkpoint(out, state, model, best.best_weights)
@@ -365,17 +366,18 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
     if len(test_idx):  # scored once, at the end: nothing was chosen or calibrated on it
         test_logits = evaluate.predict_logits(model, loaded.images.rows(test_idx))
         parts["test"] = (test_idx, calibrated_probabilities(test_logits, temperature))
+
+    def scored(idx: np.ndarray, p: np.ndarray, ours: np.ndarray) -> dict[str, Any]:
+        return evaluate.summary(evaluate.classification_metrics(y[idx][ours], p[ours], contract))
+
     by_collection = {
-        name: {part: _summary(evaluate.classification_metrics(y[idx][origin[idx] == c], p[origin[idx] == c], contract))
-               for part, (idx, p) in parts.items() if (origin[idx] == c).any()}
+        name: {part: scored(idx, p, origin[idx] == c) for part, (idx, p) in parts.items() if (origin[idx] == c).any()}
         for c, name in enumerate(collections)
-    }  # fmt: skip
+    }
     if not placement.is_chief:
         return out
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.keras")
-    save_contract(contract, out / "contract.json")
-    (out / "split.json").write_text(json.dumps(split))
+    RunFolder(out).write_model(model, contract, split)
     metrics = {
         "validation": val_metrics,
         "test": evaluate.classification_metrics(y[test_idx], parts["test"][1], contract) if len(test_idx) else None,
@@ -409,7 +411,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
 SPLIT_SEED = 0  # the parts do not move with --seed: every seed is selected and scored on the same images
 
 
-def _read_collections(config: TrainConfig) -> tuple[list[Sample], tuple[str, ...], dict[Path, int], str]:
+def read_collections(config: TrainConfig) -> tuple[list[Sample], tuple[str, ...], dict[Path, int], str]:
     """DATA and the --also collections: their samples, the label set, each file's collection and the format(s).
 
     One collection keeps its own labels; several are mapped onto ISIC 2019's eight classes (or benign /
@@ -428,7 +430,7 @@ def _read_collections(config: TrainConfig) -> tuple[list[Sample], tuple[str, ...
     return samples, labels, origins, " + ".join(ds.format for ds in datasets)
 
 
-def _split(y: np.ndarray, origin: np.ndarray, groups: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, ...]:
+def split_parts(y: np.ndarray, origin: np.ndarray, groups: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, ...]:
     """(train, validation, test) indices, stratified by collection and class, no group across parts.
 
     The test part (``config.test_fraction`` of each collection) comes first, then the validation part
@@ -444,12 +446,6 @@ def _split(y: np.ndarray, origin: np.ndarray, groups: np.ndarray, config: TrainC
     fraction = config.val_fraction / (1 - config.test_fraction)
     train, val = split_indices(strata[rest], groups[rest], fraction, SPLIT_SEED)
     return rest[train], rest[val], test
-
-
-def _summary(m: dict[str, Any]) -> dict[str, Any]:
-    keys = ("n", "accuracy", "balanced_accuracy", "malignant_auc", "malignant_auc_ci", "malignant_sensitivity",
-            "malignant_specificity")  # fmt: skip
-    return {k: m[k] for k in keys if m.get(k) is not None}
 
 
 def _fit_across_workers(model, batch: tuple[np.ndarray, np.ndarray]) -> None:

@@ -7,12 +7,12 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from training.train import _augmenter  # noqa: E402
+from training.train import augmenter  # noqa: E402
 
 
 def _channel_ratios(white_balance: float) -> np.ndarray:
     grey = np.full((64, 8, 8, 3), 120.0, np.float32)  # flat: flips, rotation and contrast leave it flat
-    out = np.asarray(_augmenter(seed=0, white_balance=white_balance)(grey, training=True))
+    out = np.asarray(augmenter(seed=0, white_balance=white_balance)(grey, training=True))
     pixel = out[:, 4, 4, :]  # brightness adds the same to every channel, the gain then scales each
     return pixel / pixel[:, 1:2]
 

@@ -11,14 +11,14 @@ import pytest
 from tests.conftest import make_folder_dataset
 from tests.conftest import run_command as _run
 from training.splits import split_indices
-from training.train import TrainConfig, _split
+from training.train import TrainConfig, split_parts
 
 
 def test_the_parts_are_fixed_across_seeds_and_no_group_crosses_a_part():
     rng = np.random.default_rng(0)
     y, origin = rng.integers(0, 3, 600), np.repeat([0, 1], 300)
     groups = np.arange(600) // 3  # lesions of three images
-    parts = [_split(y, origin, groups, TrainConfig(data="-", out="-", seed=s, test_fraction=0.2)) for s in (0, 1)]
+    parts = [split_parts(y, origin, groups, TrainConfig(data="-", out="-", seed=s, test_fraction=0.2)) for s in (0, 1)]
     assert np.array_equal(parts[0][2], parts[1][2])  # the same test images whatever the seed
     assert np.array_equal(parts[0][1], parts[1][1])  # and the same validation images
     for train, val, test in parts:
@@ -29,7 +29,7 @@ def test_the_parts_are_fixed_across_seeds_and_no_group_crosses_a_part():
             assert abs((origin[test] == c).sum() / 300 - 0.2) < 0.05
         assert abs(len(val) / 600 - 0.2) < 0.04
     # one collection and no test part: the split is the one a single DATA always had
-    train, val, test = _split(y, np.zeros(600, int), groups, TrainConfig(data="-", out="-", seed=3))
+    train, val, test = split_parts(y, np.zeros(600, int), groups, TrainConfig(data="-", out="-", seed=3))
     expected = split_indices(y, groups, 0.2, 0)  # whatever --seed
     assert np.array_equal(train, expected[0]) and np.array_equal(val, expected[1]) and len(test) == 0
 
