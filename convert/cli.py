@@ -135,12 +135,18 @@ def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
     "--sign-key", type=click.Path(path_type=Path, dir_okay=False), metavar="KEY.pem",
     help="Sign the file with this Ed25519 private key (writes OUT.sig; kiosks started with --trusted-key check it).",
 )  # fmt: skip
+@click.option(
+    "--views", type=click.Choice(["1", "2", "4"]), default="1",
+    help="Classifiers: answer on the average of this many flipped views of each image, inside the file "
+    "(the image; + left-right; + up-down and both): one file the edge loads as any other, the backbone's work "
+    "times this.",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick and --qat-epochs.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @_stops_in_one_sentence
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
          min_mask_iou: float, force: bool, qat_epochs: int, qat_lr: float, threshold_on: tuple[Path, ...],
-         max_refused: float, sign_key: Path | None, seed: int, log_level: str) -> None:  # fmt: skip
+         max_refused: float, sign_key: Path | None, views: str, seed: int, log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -188,8 +194,8 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         if strays:
             raise click.UsageError(f"--threshold-on {strays[0]} is not one of the collections the run trained with")
     if contract.task == "segment":
-        if qat_epochs:
-            raise click.UsageError("--qat-epochs is for classifiers")
+        if qat_epochs or views != "1":
+            raise click.UsageError("--qat-epochs and --views are for classifiers")
         _segment(model_path, run_dir, contract, data, out, mode, samples, min_mask_iou, force, seed)
         _sign(out, sign_key)
         return
@@ -202,6 +208,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
     from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
     from convert.quantize import QuantizeConfig, edge_friendly, quantize, tiny_scales
     from convert.representative import RepresentativeError, load_convert_data
+    from convert.views import flipped, with_flip_views
     from edge.model.modelfile import embed_contract, write_atomic
 
     try:
@@ -235,6 +242,9 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
 
         qat = QATConfig(epochs=qat_epochs, learning_rate=qat_lr, seed=seed)
         source_model, twin = quantization_aware_finetune(source_model, cdata.training, cdata.representative, qat)
+    if views != "1":  # after QAT: the views share its weights
+        source_model = with_flip_views(source_model, int(views))
+        log.info("the file answers on the average of %s flipped views of each image", views)
     log.info("converting %s to %s", model_path, mode)
     converted = quantize(source_model, config)
     for name, scale in tiny_scales(converted) if mode == "int8" else []:
@@ -246,7 +256,11 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
             message = f"cannot give the file a lesion gate: {exc}; --max-refused 0 leaves it out"
             raise click.ClickException(message) from None
 
-    keras_logits = model.predict(cdata.validation.astype("float32"), batch_size=64, verbose=0)
+    def keras_answers(m: Any) -> np.ndarray:  # the Keras model as the file answers: averaged over the same views
+        return np.mean([m.predict(v.astype("float32"), batch_size=64, verbose=0)
+                        for v in flipped(cdata.validation, int(views))], axis=0)  # fmt: skip
+
+    keras_logits = keras_answers(model)
     lite_logits = np.stack(candidate_outputs(converted, cdata.validation))
     report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
     report.update(
@@ -254,14 +268,16 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         representative_samples=len(cdata.representative),
     )  # fmt: skip
     if qat_epochs:
-        twin_logits = twin.predict(cdata.validation.astype("float32"), batch_size=64, verbose=0)
+        twin_logits = keras_answers(twin)
         report["qat"] = {
             "epochs": qat_epochs, "learning_rate": qat_lr, "images": len(cdata.training),
             # how faithfully the simulated int8 model predicts the file's answers
             "simulated_agreement_with_file": float((twin_logits.argmax(1) == lite_logits.argmax(1)).mean()),
             "simulated_agreement_with_keras": float((twin_logits.argmax(1) == keras_logits.argmax(1)).mean()),
         }  # fmt: skip
-    report["latency_ms"] = latency_against_float32(model, converted, mode, cdata.validation[0])
+    reference = model if views == "1" else with_flip_views(model, int(views))
+    report["latency_ms"] = latency_against_float32(reference, converted, mode, cdata.validation[0])
+    report["views"] = int(views)
     click.echo(format_report(report), err=True)
 
     target = (RunFolder(run_dir).saved_config() if run_dir else {}).get("sensitivity", 0.9)
@@ -341,7 +357,7 @@ def _file_metrics(
     keras = {f"keras_{k}": v for k, v in contract.metrics.items() if not k.startswith(("keras_", "int8_", "float"))}
     keys = ("accuracy", "balanced_accuracy", "macro_auc", "malignant_auc")
     return {**keras, **{k: round(own[k], 4) for k in keys if own.get(k) is not None},
-            f"{mode}_agreement": round(report["agreement"], 4)}  # fmt: skip
+            f"{mode}_agreement": round(report["agreement"], 4), "views": report.get("views", 1)}  # fmt: skip
 
 
 def _segment(

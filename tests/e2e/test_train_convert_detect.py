@@ -85,6 +85,29 @@ def test_convert_int8_then_edge_detect_agrees_with_convert(trained, tmp_path):
         assert clf.classify(load_image(line["source"])).label == line["label"]
 
 
+def test_a_file_with_flip_views_is_one_model_to_the_edge(trained, tmp_path):
+    data, run = trained
+    out = tmp_path / "views_int8.tflite"
+    _run("convert", str(run), "--int8", "--data", str(data), "--out", str(out), "--samples", "10",
+         "--qat-epochs", "1", "--views", "4", "--min-agreement", "0")  # fmt: skip
+    report = json.loads(out.with_suffix(".fidelity.json").read_text())
+    contract = read_contract(out)
+    assert report["views"] == 4 and contract.metrics["views"] == 4 and contract.lesion_gate["dims"] > 0
+
+    from edge.model.classifier import Classifier
+
+    clf = Classifier(out)  # one input, the logits and the (averaged) features: like any classifier file
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    answers = [clf.logits(np.ascontiguousarray(v)) for v in (image, image[:, ::-1], image[::-1], image[::-1, ::-1])]
+    for other in answers[1:]:  # the file averages all four views: a mirrored image gets the very same answer
+        np.testing.assert_array_equal(other, answers[0])
+    detect = _run("edge-detect", "--model", str(out), "--source", str(data / "melanoma"), "--json")
+    lines = [json.loads(line) for line in detect.stdout.splitlines() if line.strip()]
+    assert len(lines) == 14 and all(line["label"] in contract.labels for line in lines)
+    wrong = _run("convert", str(run), "--int8", "--data", str(data), "--views", "3", check=False)
+    assert wrong.returncode == 2 and "--views" in wrong.stderr
+
+
 def test_convert_with_quantization_aware_finetuning(trained, tmp_path):
     data, run = trained
     out = tmp_path / "qat_int8.tflite"
