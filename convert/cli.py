@@ -6,7 +6,6 @@ import functools
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -55,26 +54,16 @@ def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        interrupted: list[int] = []
+        from edge.run.stopping import StopSignals
 
-        def handler(signum: int, frame: object) -> None:
-            interrupted.append(signum)
-            for s, old in previous.items():
-                signal.signal(s, old)
-            raise KeyboardInterrupt
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            command(*args, **kwargs)
-        except (Exception, KeyboardInterrupt):
-            if not interrupted:
-                raise
-            click.echo(f"Error: {signal.Signals(interrupted[0]).name}: stopped; no file is half-written, run "
-                       "convert again", err=True)  # fmt: skip
-            sys.exit(130)
-        finally:
-            for s, old in previous.items():
-                signal.signal(s, old)
+        with StopSignals(at_once=True) as stop:
+            try:
+                command(*args, **kwargs)
+            except (Exception, KeyboardInterrupt):
+                if not stop.requested:
+                    raise
+                click.echo(f"Error: {stop.name}: stopped; no file is half-written, run convert again", err=True)
+                sys.exit(130)
 
     return wrapper
 

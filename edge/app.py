@@ -411,7 +411,7 @@ def cli(
     classifier = _load_model("classifier", model, threads, trusted_key)
     segmenter = _load_model("segmenter", segment_model, threads, trusted_key) if segment_model is not None else None
     from edge.capture.sources import open_source
-    from edge.run.pipeline import install_stop_handlers
+    from edge.run.stopping import StopSignals
 
     stop = threading.Event()
 
@@ -431,7 +431,7 @@ def cli(
         _serve(classifier, make_source(), serve, token, record, smooth, quality_gate, (tls_cert, tls_key))
         return
     show = _display_wanted(display, camera)
-    restore = install_stop_handlers(stop) if threading.current_thread() is threading.main_thread() else None
+    signals = StopSignals(stop, doing="finishing the current frame").install()
     try:
         options = RunOptions(show, json_lines, save, benchmark, smooth, quality_gate, pipelined)
         detect.run(classifier, make_source, stop, options, segmenter)
@@ -445,8 +445,7 @@ def cli(
     except (SaveError, SourceError, OSError) as exc:  # disk full, camera lost, unreadable video
         raise Fail(_first_line(exc), 1) from exc
     finally:
-        if restore is not None:
-            restore()
+        signals.restore()
     if stop.is_set():
         log.info("stopped")
 
@@ -479,7 +478,8 @@ def _serve(
             record_dir=record,
             smooth=smooth,
             quality_gate=quality_gate,
-            config=web.KioskConfig(tls_cert=tls[0], tls_key=tls[1]),
+            tls_cert=tls[0],
+            tls_key=tls[1],
         )
     except ValueError as exc:  # e.g. a public address without an access token, an unusable certificate
         raise Fail(_first_line(exc), 2) from exc

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +22,7 @@ from edge.model.calibration import (
 )
 from edge.model.classifier import calibrated_probabilities
 from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract
+from edge.run.stopping import StopSignals
 from training.best_epoch import BestEpoch
 from training.config import TrainConfig, config_from
 from training.datasets import ISIC2019_CLASSES, DatasetError, Sample, load_dataset, map_labels
@@ -243,7 +240,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         }
 
     scores: dict[str, float] = {}
-    stop = _StopRequest()  # SIGTERM or SIGINT: stop after the step in flight
+    stop = StopSignals(doing="finishing the step in flight")  # SIGTERM or SIGINT: stop after the step
     best = BestEpoch(lambda m: scores["val_balanced_accuracy"], history, config.patience,
                      name="balanced accuracy", key="val_balanced_accuracy", announce=False)  # fmt: skip
     if resuming:
@@ -323,7 +320,7 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         stop.check()
 
     try:
-        with _stop_on_signals(stop):
+        with stop:
             for phase in _phases(config):
                 if phase.name not in state.phases_done:
                     run_phase(phase, x_tr, t_tr)
@@ -461,38 +458,6 @@ def _fit_across_workers(model, batch: tuple[np.ndarray, np.ndarray]) -> None:
     model.train_step = lambda data: {k: tf.reshape(v, [1]) for k, v in step(data).items()}
 
 
-class _StopRequest:
-    """A signal handler for SIGTERM and SIGINT: the first asks training to stop after the step in flight (an
-    exception raised at an arbitrary point could land inside TensorFlow's tracing and surface as another
-    error), a second stops at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: _StopRequest) -> Iterator[None]:
-    """Route SIGTERM and SIGINT to ``stop`` while training (signals reach only the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def _current_rate(model) -> float:
     optimizer = model.optimizer
     rate = optimizer.learning_rate
@@ -506,7 +471,7 @@ def _weights_digest(model) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def _epoch_callback(phase: Phase, steps: int, batch: int, end_epoch, stop: _StopRequest):
+def _epoch_callback(phase: Phase, steps: int, batch: int, end_epoch, stop: StopSignals):
     """A Keras callback: progress within an epoch (a line every PROGRESS_SECONDS), then ``end_epoch``;
     on a stop request it ends training after the current step, and a partial epoch is not recorded."""
     import keras

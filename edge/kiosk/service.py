@@ -8,7 +8,7 @@ page says (live, waiting, camera failed, source ended, page not answering), ``WA
 ``STOPPING=1``. When either check fails the pings stop, and systemd restarts the service. A camera that
 failed or a video that ended is *not* a stall: the page stays up and says so. Outside systemd (no
 ``$NOTIFY_SOCKET``) every call is a cheap no-op. SIGTERM and SIGINT are routed by
-``edge.run.pipeline.install_stop_handlers``; ``edge.kiosk.web.serve`` then stops the server and the camera.
+``edge.run.stopping.StopSignals``; ``edge.kiosk.web.serve`` then stops the server and the camera.
 """
 
 from __future__ import annotations

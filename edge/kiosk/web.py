@@ -710,6 +710,8 @@ def serve(
     *,
     token: str | None = None,
     record_dir: str | Path | None = None,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
     smooth: bool | None = None,
     quality_gate: bool | None = None,
     config: KioskConfig | None = None,
@@ -724,6 +726,7 @@ def serve(
         host, port: where to listen; a non-loopback host needs ``token``.
         token: the access token (see :class:`KioskConfig`).
         record_dir: save captures and uploads here; nothing is written to disk when None.
+        tls_cert, tls_key: serve HTTPS with this certificate (chain) and key (see :mod:`edge.kiosk.tls`).
         smooth, quality_gate: frame-loop switches (see :class:`KioskConfig`); None keeps ``config``'s.
         config: further settings; the arguments above override its fields.
         stop: an event that ends the run when set (for callers outside the main thread).
@@ -736,7 +739,7 @@ def serve(
     import waitress
     from waitress import wasyncore
 
-    from edge.run.pipeline import install_stop_handlers
+    from edge.run.stopping import StopSignals
 
     return_freed_memory()  # decoded uploads go back to the system, whichever thread decoded them
     base = config or KioskConfig()
@@ -746,6 +749,8 @@ def serve(
         port=port,
         token=token or base.token,
         record_dir=Path(record_dir) if record_dir else base.record_dir,
+        tls_cert=Path(tls_cert) if tls_cert else base.tls_cert,
+        tls_key=Path(tls_key) if tls_key else base.tls_key,
         smooth=base.smooth if smooth is None else smooth,
         quality_gate=base.quality_gate if quality_gate is None else quality_gate,
     )
@@ -798,8 +803,7 @@ def serve(
         quality_gate=config.quality_gate,
     )
     stop = stop or threading.Event()
-    in_main = threading.current_thread() is threading.main_thread()
-    restore = install_stop_handlers(stop) if in_main else None
+    signals = StopSignals(stop, doing="closing the page and the camera").install()
     server_thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     bound = server.effective_host, server.effective_port
     scheme = "https" if tls_context else "http"
@@ -833,6 +837,5 @@ def serve(
         if loop.is_alive():
             log.warning("the frame loop did not stop within 0.5 s; exiting anyway")
         notifier.close()
-        if restore is not None:
-            restore()
+        signals.restore()
         log.info("kiosk stopped")

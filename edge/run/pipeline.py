@@ -11,12 +11,10 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -37,7 +35,6 @@ __all__ = [
     "Result",
     "Sink",
     "classify_frames",
-    "install_stop_handlers",
     "iter_results",
     "prepare_frames",
     "run_sinks",
@@ -221,36 +218,3 @@ def run_sinks(results: Iterable[Result], sinks: Sequence[Sink]) -> Iterator[Resu
         for sink in sinks:
             sink(result)
         yield result
-
-
-def install_stop_handlers(
-    stop: threading.Event, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)
-) -> Callable[[], None]:
-    """Make SIGINT/SIGTERM set ``stop`` (the frame loop then ends cleanly and releases the camera).
-
-    A second signal of the same kind acts at once (KeyboardInterrupt for SIGINT, the default action
-    otherwise). Call from the main thread, in the CLI only. Returns a function restoring the
-    previous handlers.
-    """
-    previous = {sig: signal.getsignal(sig) for sig in signals}
-
-    def handler(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            log.warning("%s again: stopping now", name)
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        log.info("%s: finishing the current frame and stopping", name)
-        stop.set()
-
-    for sig in signals:
-        signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore

@@ -12,7 +12,8 @@ import pytest
 from edge.capture.background import background
 from edge.capture.frames import Frame
 from edge.model.classifier import DISCLAIMER, Classifier, Inference
-from edge.run.pipeline import Result, install_stop_handlers, iter_results, run_sinks
+from edge.run.pipeline import Result, iter_results, run_sinks
+from edge.run.stopping import StopSignals
 from tests.edge.edge_synth import make_lesion
 
 RECORD_KEYS = {
@@ -112,7 +113,7 @@ def test_sinks_see_every_result(classifier):
 def test_signal_handler_sets_the_stop_flag_and_restores():
     stop = threading.Event()
     before = signal.getsignal(signal.SIGTERM)
-    restore = install_stop_handlers(stop)
+    signals = StopSignals(stop).install()
     try:
         os.kill(os.getpid(), signal.SIGTERM)
         deadline = time.monotonic() + 1
@@ -120,7 +121,7 @@ def test_signal_handler_sets_the_stop_flag_and_restores():
             time.sleep(0.01)
         assert stop.is_set()
     finally:
-        restore()
+        signals.restore()
     assert signal.getsignal(signal.SIGTERM) is before
 
 

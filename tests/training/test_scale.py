@@ -174,10 +174,11 @@ def test_a_run_stopped_after_its_first_epoch_resumes_to_the_same_end(tmp_path):
 
 
 def test_a_stop_request_ends_training_after_the_step_and_never_records_a_partial_epoch():
-    from training.train import _epoch_callback, _StopRequest
+    from edge.run.stopping import StopSignals
+    from training.train import _epoch_callback
 
     ended = []
-    stop = _StopRequest()
+    stop = StopSignals()
     callback = _epoch_callback(Phase("fine-tune", 3, 1e-3, True, True), 4, 2, lambda *a: ended.append(a[1]), stop)
     callback.set_model(types.SimpleNamespace(stop_training=False))
     callback.on_epoch_begin(0)
