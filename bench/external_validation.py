@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.datasets import load_dataset, map_label, map_labels, to_binary
 from edge.model.classifier import calibrated_probabilities
 from edge.model.contract import load_contract
-from training.datasets import load_dataset, map_label, map_labels, to_binary
 from training.evaluate import classification_metrics, logits_function
 from training.splits import leaks_into, load_images
 

@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 from results import save  # bench/results.py
 
+from edge.datasets import ISIC2019_CLASSES, load_dataset, to_binary
 from edge.model.calibration import fit_temperature, risk_threshold_for_sensitivity
 from edge.model.classifier import calibrated_probabilities
 from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract
-from training.datasets import ISIC2019_CLASSES, load_dataset, to_binary
 from training.evaluate import classification_metrics, summary
 from training.pipeline import cache_dir
 from training.splits import duplicate_groups, leaks_into, load_images

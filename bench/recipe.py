@@ -24,9 +24,9 @@ from results import save
 
 from convert.fidelity import measure_latency, shows_label
 from convert.representative import collection_name
+from edge.datasets import load_dataset, to_binary
 from edge.model.classifier import Classifier, calibrated_probabilities
 from training.config import TrainConfig
-from training.datasets import load_dataset, to_binary
 from training.evaluate import auc_interval, classification_metrics, predict_logits, summary
 from training.pipeline import cache_dir
 from training.runfolder import RunFolder

@@ -79,8 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     import_tensorflow_quietly()
 
+    from edge.datasets import load_dataset
     from edge.model.contract import ModelContract
-    from training.datasets import load_dataset
     from training.splits import load_images
     from training.train import augmenter
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.datasets import DatasetError, Sample, load_dataset, map_labels
 from edge.model.contract import ModelContract
-from training.datasets import DatasetError, Sample, load_dataset, map_labels
 from training.runfolder import RunFolder
 from training.splits import duplicate_groups, load_images, split_indices
 

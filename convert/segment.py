@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.datasets import DatasetError
 from edge.model.contract import ModelContract
 from edge.model.segment import mask_from_logits
-from training.datasets import DatasetError
 from training.runfolder import RunFolder
 from training.segdata import find_mask_pairs, load_segmentation_data, split_pairs
 from training.segmetrics import mask_agreement, segmentation_metrics

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
+from edge.datasets import FORMATS
 from training.config import SegmentConfig, TrainConfig
-from training.datasets import FORMATS
 from training.distribute import STRATEGIES, import_tensorflow_quietly
 
 __all__ = ["main"]
@@ -176,7 +176,7 @@ def _given(ctx: click.Context) -> dict[str, object]:
 
 def _run(job, out: str, val_fraction: float) -> None:
     """Run ``job`` (train or resume); expected faults become one sentence and exit status 1 (130 interrupted)."""
-    from training.datasets import DatasetError
+    from edge.datasets import DatasetError
     from training.distribute import StrategyError
     from training.train import TrainingInterrupted
 
@@ -198,7 +198,7 @@ def _segment(data: str, out: str, given: dict[str, object]) -> None:
     """`train DATA --task segment`: the lesion segmenter (training/segmentation.py)."""
     import dataclasses
 
-    from training.datasets import DatasetError
+    from edge.datasets import DatasetError
     from training.segmentation import train_segmenter
 
     fields = {f.name for f in dataclasses.fields(SegmentConfig)}

@@ -22,9 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.datasets import DatasetError, Sample
 from edge.image.preprocess import IMAGE_SUFFIXES, ImageError, load_image, preprocess, preprocess_mask
 from edge.model.contract import ModelContract
-from training.datasets import DatasetError, Sample
 from training.splits import LoadedImages, duplicate_groups, split_indices, thumbnail_descriptor
 
 __all__ = ["MaskPair", "SegmentationData", "find_mask_pairs", "load_mask", "load_segmentation_data", "split_pairs"]

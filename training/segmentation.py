@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from edge.datasets import DatasetError
 from edge.model.contract import ModelContract
 from edge.model.segment import mask_from_logits
 from training.best_epoch import BestEpoch
 from training.config import SegmentConfig
-from training.datasets import DatasetError
 from training.runfolder import RunFolder
 from training.segdata import SegmentationData, find_mask_pairs, load_segmentation_data, split_pairs
 from training.segmetrics import segmentation_metrics

@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.datasets import DatasetError, Sample
 from edge.image.preprocess import ImageError, correct_color, crop_and_resize, load_image
 from edge.model.contract import ModelContract
-from training.datasets import DatasetError, Sample
 from training.pipeline import ImageRows, cache_key
 
 __all__ = [

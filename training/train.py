@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.datasets import ISIC2019_CLASSES, DatasetError, Sample, load_dataset, map_labels
 from edge.model.calibration import (
     cross_fitted_ece,
     expected_calibration_error,
@@ -25,7 +26,6 @@ from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract
 from edge.run.stopping import StopSignals
 from training.best_epoch import BestEpoch
 from training.config import TrainConfig, config_from
-from training.datasets import ISIC2019_CLASSES, DatasetError, Sample, load_dataset, map_labels
 from training.distribute import StrategyError, place
 from training.pipeline import ImageRows, cache_dir, image_dataset
 from training.runfolder import RunFolder

@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from edge.datasets import FORMATS
 from edge.image.preprocess import ImageError, load_image, preprocess
 from edge.model.calibration import (
     expected_calibration_error,
@@ -32,7 +33,6 @@ from edge.model.classifier import Classifier, calibrated_probabilities
 from edge.model.contract import ContractError, ModelContract
 from edge.model.lesion_gate import LesionGate, threshold_for
 from edge.model.modelfile import embed_contract, write_atomic
-from training.datasets import FORMATS
 
 __all__ = ["SiteDataError", "SiteImages", "fit_site", "gate_report", "main", "site_report"]
 
@@ -151,7 +151,7 @@ def gate_report(scores: np.ndarray, gate: LesionGate, max_refused: float = 0.02,
 
 
 def _load(data: Path, fmt: str, clf: Classifier) -> tuple[SiteImages, list[tuple[str, str]]]:
-    from training.datasets import load_dataset, map_label, to_binary
+    from edge.datasets import load_dataset, map_label, to_binary
 
     contract = clf.contract
     binary_model = set(contract.labels) == {"benign", "malignant"}
@@ -209,7 +209,7 @@ def main(model: Path, data: Path, out: Path, sensitivity: float, fmt: str, max_r
     only OUT. Not a medical device: the flag means "show a clinician", nothing more.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from training.datasets import DatasetError
+    from edge.datasets import DatasetError
 
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         raise click.ClickException(f"cannot write {out}: {out.parent} is not a writable folder")

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.datasets import DatasetError
 from edge.image.preprocess import preprocess, preprocess_mask
 from edge.model.contract import ModelContract
 from tests.segmentation.seg_synth import lesion_pair, write_isic_layout, write_ph2_layout
-from training.datasets import DatasetError
 from training.segdata import find_mask_pairs, load_mask, load_segmentation_data, split_pairs
 
 CONTRACT = ModelContract(task="segment", labels=("background", "lesion"), image_size=64)

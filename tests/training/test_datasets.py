@@ -3,8 +3,8 @@ import csv
 import numpy as np
 import pytest
 
+from edge.datasets import DatasetError, detect_format, load_dataset, map_label, to_binary
 from tests.conftest import make_folder_dataset, shared_data, synthetic_lesion, write_image
-from training.datasets import DatasetError, detect_format, load_dataset, map_label, to_binary
 
 
 def _write_csv(path, header, rows):

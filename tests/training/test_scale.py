@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.datasets import DatasetError, load_dataset
 from edge.model.contract import ModelContract
 from tests.conftest import ROOT, make_folder_dataset
 from tests.conftest import run_command as _run
-from training.datasets import DatasetError, load_dataset
 from training.pipeline import ImageRows
 from training.splits import load_images
 from training.train import Phase

@@ -2,10 +2,10 @@ import shutil
 
 import numpy as np
 
+from edge.datasets import Sample, load_dataset
 from edge.image.preprocess import load_image, preprocess
 from edge.model.contract import ModelContract
 from tests.conftest import make_folder_dataset, shared_data, write_image
-from training.datasets import Sample, load_dataset
 from training.splits import duplicate_groups, leaks_into, load_images, split_indices
 
 

@@ -1,4 +1,4 @@
-"""Read labelled dermoscopy datasets in their real formats.
+"""Read labelled dermoscopy datasets in their real formats (light: the device reads them to recalibrate).
 
 Four layouts, detected automatically or named:
 
