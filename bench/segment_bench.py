@@ -75,8 +75,8 @@ def latency(segmenter: Path, classifier: Path, runs: int, image: Path | None) ->
 def masks(segmenter: Path, run: Path) -> dict:
     """ISIC 2018 Task 1 scores of the .tflite segmenter on a run's validation images, from the files."""
     from edge.image.preprocess import preprocess_mask
-    from training.segdata import load_mask
-    from training.segmetrics import segmentation_metrics
+    from training.segment.data import load_mask
+    from training.segment.metrics import segmentation_metrics
 
     seg = Segmenter(segmenter, threads=1)
     split = RunFolder(run).split()

@@ -20,8 +20,8 @@ from edge.datasets import DatasetError
 from edge.model.contract import ModelContract
 from edge.model.segment import mask_from_logits
 from training.runfolder import RunFolder
-from training.segdata import find_mask_pairs, load_segmentation_data, split_pairs
-from training.segmetrics import mask_agreement, segmentation_metrics
+from training.segment.data import find_mask_pairs, load_segmentation_data, split_pairs
+from training.segment.metrics import mask_agreement, segmentation_metrics
 
 __all__ = [
     "SegmentConvertError",

@@ -195,11 +195,11 @@ def _run(job, out: str, val_fraction: float) -> None:
 
 
 def _segment(data: str, out: str, given: dict[str, object]) -> None:
-    """`train DATA --task segment`: the lesion segmenter (training/segmentation.py)."""
+    """`train DATA --task segment`: the lesion segmenter (training/segment/train.py)."""
     import dataclasses
 
     from edge.datasets import DatasetError
-    from training.segmentation import train_segmenter
+    from training.segment.train import train_segmenter
 
     fields = {f.name for f in dataclasses.fields(SegmentConfig)}
     options = {_FIELDS.get(p.name, p.name): p.opts[0] for p in main.params}

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from edge import app
 from edge.image.preprocess import load_image, preprocess_mask
 from tests.conftest import ROOT, shared_data
-from training.segdata import find_mask_pairs, load_mask
-from training.segmetrics import segmentation_metrics
+from training.segment.data import find_mask_pairs, load_mask
+from training.segment.metrics import segmentation_metrics
 
 SEGMENTER = ROOT / "models" / "ph2_segment_int8.tflite"
 CLASSIFIER = ROOT / "models" / "isic8_int8.tflite"

@@ -10,7 +10,7 @@ from edge.datasets import DatasetError
 from edge.image.preprocess import preprocess, preprocess_mask
 from edge.model.contract import ModelContract
 from tests.segmentation.seg_synth import lesion_pair, write_isic_layout, write_ph2_layout
-from training.segdata import find_mask_pairs, load_mask, load_segmentation_data, split_pairs
+from training.segment.data import find_mask_pairs, load_mask, load_segmentation_data, split_pairs
 
 CONTRACT = ModelContract(task="segment", labels=("background", "lesion"), image_size=64)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.segmetrics import dice, jaccard, mask_agreement, segmentation_metrics
+from training.segment.metrics import dice, jaccard, mask_agreement, segmentation_metrics
 
 
 def _box(x0: int, x1: int, size: int = 10) -> np.ndarray:

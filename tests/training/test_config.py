@@ -17,7 +17,7 @@ pytest.importorskip("tensorflow")  # the command imports it before building the 
 @pytest.fixture
 def captured(monkeypatch):
     """Runs of ``train`` and ``train_segmenter`` recorded instead of trained."""
-    import training.segmentation
+    import training.segment.train
     import training.train
 
     seen: list = []
@@ -27,7 +27,7 @@ def captured(monkeypatch):
         return Path(config.out)
 
     monkeypatch.setattr(training.train, "train", record)
-    monkeypatch.setattr(training.segmentation, "train_segmenter", record)
+    monkeypatch.setattr(training.segment.train, "train_segmenter", record)
     return seen
 
 

@@ -21,8 +21,8 @@ from edge.model.segment import mask_from_logits
 from training.best_epoch import BestEpoch
 from training.config import SegmentConfig
 from training.runfolder import RunFolder
-from training.segdata import SegmentationData, find_mask_pairs, load_segmentation_data, split_pairs
-from training.segmetrics import segmentation_metrics
+from training.segment.data import SegmentationData, find_mask_pairs, load_segmentation_data, split_pairs
+from training.segment.metrics import segmentation_metrics
 
 __all__ = ["SEGMENT_LABELS", "predict_masks", "train_segmenter"]
 
@@ -93,8 +93,8 @@ def train_segmenter(config: SegmentConfig) -> Path:
     import keras
 
     from training.model import reparametrize_batchnorm, resolve_weights
-    from training.segmodel import bce_dice_loss, build_segmenter
-    from training.segreport import save_overlays, write_segment_card
+    from training.segment.model import bce_dice_loss, build_segmenter
+    from training.segment.report import save_overlays, write_segment_card
 
     started = time.time()
     keras.utils.set_random_seed(config.seed)
