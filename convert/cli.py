@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
@@ -14,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from edge.model.contract import ModelContract
 
 __all__ = ["main"]
@@ -189,136 +186,17 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         _sign(out, sign_key)
         return
 
-    import keras
-    import numpy as np
+    from convert.classifier import ClassifierOptions, ConvertError, convert_classifier
 
-    from convert.calibration import recalibrate
-    from convert.features import FeaturesError, expose_features
-    from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
-    from convert.quantize import QuantizeConfig, edge_friendly, quantize, tiny_scales
-    from convert.representative import RepresentativeError, load_convert_data
-    from convert.views import flipped, with_flip_views
-    from edge.model.modelfile import embed_contract, write_atomic
-
+    options = ClassifierOptions(mode=mode, samples=samples, min_agreement=min_agreement, force=force,
+                                qat_epochs=qat_epochs, qat_lr=qat_lr, threshold_on=threshold_on,
+                                max_refused=max_refused, views=int(views), seed=seed)  # fmt: skip
     try:
-        model = keras.models.load_model(model_path, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file
-        raise click.ClickException(f"cannot load {model_path} as a Keras model: {str(exc).splitlines()[0]}") from None
-    if model.output_shape[-1] != len(contract.labels):
-        raise click.ClickException(
-            f"{model_path} has {model.output_shape[-1]} outputs but {len(contract.labels)} labels"
-        )
-    try:
-        cdata = load_convert_data(
-            data,
-            contract,
-            run_dir,
-            samples,
-            seed,
-            with_training=qat_epochs > 0,
-            threshold_on=threshold_on,
-            gate_samples=5000 if max_refused else 0,
-        )
-    except RepresentativeError as exc:
+        convert_classifier(model_path, run_dir, contract, data, out, options)
+    except ConvertError as exc:
         raise click.ClickException(str(exc)) from None
-
-    config = QuantizeConfig.int8(cdata.representative) if mode == "int8" else QuantizeConfig(mode)
-    source_model, twin = model, None
-    if qat_epochs:
-        from convert.qat import QATConfig, quantization_aware_finetune
-
-        source_model = edge_friendly(source_model)  # the graph that will be converted: hard-swish decomposed
-
-        qat = QATConfig(epochs=qat_epochs, learning_rate=qat_lr, seed=seed)
-        source_model, twin = quantization_aware_finetune(source_model, cdata.training, cdata.representative, qat)
-    if views != "1":  # after QAT: the views share its weights
-        source_model = with_flip_views(source_model, int(views))
-        log.info("the file answers on the average of %s flipped views of each image", views)
-    log.info("converting %s to %s", model_path, mode)
-    converted = quantize(source_model, config)
-    for name, scale in tiny_scales(converted) if mode == "int8" else []:
-        log.warning("tensor %s has a degenerate quantization scale %.2e (a layer that never fired?)", name, scale)
-    if max_refused:
-        try:
-            converted = expose_features(converted)  # the lesion gate reads them on the device
-        except FeaturesError as exc:
-            message = f"cannot give the file a lesion gate: {exc}; --max-refused 0 leaves it out"
-            raise click.ClickException(message) from None
-
-    def keras_answers(m: Any) -> np.ndarray:  # the Keras model as the file answers: averaged over the same views
-        return np.mean([m.predict(v.astype("float32"), batch_size=64, verbose=0)
-                        for v in flipped(cdata.validation, int(views))], axis=0)  # fmt: skip
-
-    keras_logits = keras_answers(model)
-    lite_logits = np.stack(candidate_outputs(converted, cdata.validation))
-    report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
-    report.update(
-        mode=mode, size_bytes=len(converted), source=_portable(model_path), data=_portable(data),
-        representative_samples=len(cdata.representative),
-    )  # fmt: skip
-    if qat_epochs:
-        twin_logits = keras_answers(twin)
-        report["qat"] = {
-            "epochs": qat_epochs, "learning_rate": qat_lr, "images": len(cdata.training),
-            # how faithfully the simulated int8 model predicts the file's answers
-            "simulated_agreement_with_file": float((twin_logits.argmax(1) == lite_logits.argmax(1)).mean()),
-            "simulated_agreement_with_keras": float((twin_logits.argmax(1) == keras_logits.argmax(1)).mean()),
-        }  # fmt: skip
-    reference = model if views == "1" else with_flip_views(model, int(views))
-    report["latency_ms"] = latency_against_float32(reference, converted, mode, cdata.validation[0])
-    report["views"] = int(views)
-    click.echo(format_report(report), err=True)
-
-    target = (RunFolder(run_dir).saved_config() if run_dir else {}).get("sensitivity", 0.9)
-    contract, report["calibration"] = recalibrate(
-        contract, keras_logits, lite_logits, cdata.validation_labels, cdata.threshold_on, target
-    )
-    log.info(
-        "calibrated the %s model on validation: temperature %.3f (Keras %.3f), ECE %.3f (cross-fitted)", mode,
-        contract.temperature, report["calibration"]["temperature_keras"], report["calibration"]["ece_crossfit"],
-    )  # fmt: skip
-    contract = contract.replace(metrics=_file_metrics(contract, lite_logits, cdata.validation_labels, report, mode))
-    if max_refused:
-        from convert.gate import fit_lesion_gate
-        from convert.representative import collection_names
-
-        contract, report["lesion_gate"] = fit_lesion_gate(
-            contract, converted, cdata.gate, cdata.validation, cdata.validation_collection,
-            collection_names(data, run_dir), max_refused,
-        )  # fmt: skip
-    report_path = out.with_suffix(".fidelity.json")
-    if report["label_agreement"] < min_agreement and mode != "float32":
-        worst = sorted(report["disagreements_by_keras_class"].items(), key=lambda kv: -kv[1])[:3]
-        names = ", ".join(f"{n} ({c})" for n, c in worst) or "none"
-        message = (
-            f"{mode} model agrees with Keras on {report['label_agreement']:.1%} of the {report['labelled']} "
-            f"validation images Keras labels, below --min-agreement {min_agreement:.0%}; most disagreements on: {names}"
-        )
-        if not force:
-            hint = "" if qat_epochs else " Try --qat-epochs 1 (int8-aware fine-tuning, ~3 min on the README's recipe);"
-            raise click.ClickException(
-                f"{message}. Nothing written.{hint} --min-agreement sets the gate, --force writes it anyway."
-            )
-        log.warning("%s; writing anyway (--force)", message)
-    try:
-        final = embed_contract(converted, contract)
-        report["size_bytes"] = len(final)  # with its contract (and lesion gate)
-        write_atomic(out, final)
-        write_atomic(report_path, json.dumps(report, indent=2).encode())
-        write_atomic(out.with_suffix(".contract.json"), contract.to_json().encode())
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     _sign(out, sign_key)
     click.echo(str(out))
-
-
-def _portable(path: Path) -> str:
-    """``path`` relative to where convert ran (e.g. ``../shared/data/isic9/train``), never one machine's
-    absolute path; an absolute one only when no relative path exists."""
-    try:
-        return os.path.relpath(Path(path).resolve())
-    except ValueError:  # another drive
-        return str(path)
 
 
 def _sign(out: Path, key: Path | None) -> None:
@@ -332,21 +210,6 @@ def _sign(out: Path, key: Path | None) -> None:
         raise click.ClickException(f"cannot sign {out}: {exc}") from None
     if signed is not None:
         click.echo(f"signed: {signed}", err=True)
-
-
-def _file_metrics(
-    contract: ModelContract, lite_logits: np.ndarray, y: np.ndarray, report: dict, mode: str
-) -> dict[str, float]:
-    """The converted file's own validation metrics (its calibrated answers), for its contract; the Keras
-    model's figures stay beside them, named as such."""
-    from edge.model.classifier import calibrated_probabilities
-    from training.evaluate import classification_metrics
-
-    own = classification_metrics(y, calibrated_probabilities(lite_logits, contract.temperature), contract)
-    keras = {f"keras_{k}": v for k, v in contract.metrics.items() if not k.startswith(("keras_", "int8_", "float"))}
-    keys = ("accuracy", "balanced_accuracy", "macro_auc", "malignant_auc")
-    return {**keras, **{k: round(own[k], 4) for k in keys if own.get(k) is not None},
-            f"{mode}_agreement": round(report["agreement"], 4), "views": report.get("views", 1)}  # fmt: skip
 
 
 def _segment(
