@@ -126,7 +126,9 @@ def resume(run: str | Path) -> Path:
 
 
 def train(config: TrainConfig, state: RunState | None = None) -> Path:
-    """Train, evaluate and write a run folder; returns its path.
+    """Train, evaluate and write a run folder; returns its path. The stages: :func:`prepare` (data and
+    split), :func:`fit` (the two phases, a checkpoint an epoch), :func:`evaluate_run` (calibrate and score)
+    and :func:`write_run`.
 
     A checkpoint is written after every epoch; ``state`` (from ``resume``) continues from one.
 
@@ -136,10 +138,8 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         TrainingInterrupted: SIGTERM or SIGINT; resume with ``resume(out)``.
     """
     import keras
-    from sklearn.metrics import balanced_accuracy_score
 
-    from training import evaluate
-    from training.model import build_classifier, reparametrize_batchnorm, resolve_weights
+    from training.model import resolve_weights
 
     started = time.time()
     placement = place(config.strategy)
@@ -147,9 +147,44 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         raise StrategyError("--mixed-precision needs a GPU: float16 on a CPU is slower, not faster")
     backbone_weights = resolve_weights(config.weights, config.arch)  # fails now, not after reading the data
     keras.utils.set_random_seed(config.seed)
-    out = Path(config.out)
-    resuming = state is not None
+    data = prepare(config)
+    if state is not None and state.split_digest != data.split_digest:
+        raise DatasetError(f"the data of {config.out} changed since the run started (another split): start a new run")
+    state = state or RunState(config=dataclasses.asdict(config), split_digest=data.split_digest)
+    model, best = fit(config, data, state, placement, backbone_weights)
+    scored = evaluate_run(model, data, config)
+    if placement.is_chief:
+        write_run(Path(config.out), model, data, scored, config, state, best, placement, time.time() - started)
+    return Path(config.out)
 
+
+@dataclass
+class Prepared:
+    """The data stage's result: every image read once, its label, collection and part of the split."""
+
+    loaded: Any  # training.splits.LoadedImages
+    contract: ModelContract  # labels, input and preprocessing; calibration comes later
+    y: np.ndarray  # label index of each image
+    origin: np.ndarray  # collection index of each image
+    collections: list[str]
+    data_format: str
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    split: dict[str, list[str]]  # what split.json records
+    split_digest: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.contract.labels
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Read every collection, map the labels, split into fixed lesion-grouped parts, check for leaks.
+
+    Raises:
+        DatasetError: too few images or classes, or held-out images that trained a ``--weights RUN`` backbone.
+    """
     samples, labels, origins, data_format = read_collections(config)
     if config.max_images and len(samples) > config.max_images:
         rng = np.random.default_rng(config.seed)
@@ -202,11 +237,27 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
             "--test-fraction and --val-fraction as that run"
         )
     split_digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()[:16]
-    if resuming and state.split_digest != split_digest:
-        raise DatasetError(f"the data of {out} changed since the run started (another split): start a new run")
+    return Prepared(loaded, contract, y, origin, collections, data_format, train_idx, val_idx, test_idx, split,
+                    split_digest)  # fmt: skip
 
-    x_tr, y_tr = loaded.images.rows(train_idx), y[train_idx]
-    x_va, y_va = loaded.images.rows(val_idx), y[val_idx]
+
+def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, backbone_weights: Any) -> tuple:
+    """Build the model and run the schedule's phases, validating, choosing the best epoch and writing a
+    checkpoint after each epoch (``state`` resumes one); returns (the best epoch's model, its BestEpoch).
+
+    Raises:
+        TrainingInterrupted: SIGTERM or SIGINT (after the step in flight).
+    """
+    import keras
+    from sklearn.metrics import balanced_accuracy_score
+
+    from training import evaluate
+    from training.model import build_classifier, reparametrize_batchnorm
+
+    out, labels, split = Path(config.out), data.labels, data.split
+    resuming = state.epoch > 0 or bool(state.phases_done)
+    x_tr, y_tr = data.loaded.images.rows(data.train_idx), data.y[data.train_idx]
+    x_va, y_va = data.loaded.images.rows(data.val_idx), data.y[data.val_idx]
     t_tr = np.eye(len(labels), dtype="float32")[y_tr]  # one-hot targets
 
     replicas = placement.replicas
@@ -227,7 +278,6 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
             log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
     augment = augmenter(config.seed, config.white_balance)
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-    state = state or RunState(config=dataclasses.asdict(config), split_digest=split_digest)
     history = state.history
 
     def validate() -> dict[str, float]:
@@ -335,22 +385,44 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
         float32, _ = build_classifier(len(labels), config.image_size, config.arch, None)
         float32.set_weights(model.get_weights())
         model = float32
-    log.info("final weights %s", _weights_digest(model))
-    # equal on every worker of a distributed run
+    log.info("final weights %s", _weights_digest(model))  # equal on every worker of a distributed run
+    return model, best
 
-    logits = evaluate.predict_logits(model, x_va)
+
+@dataclass
+class Scored:
+    """The evaluation stage's result: the calibrated contract and every figure of the run."""
+
+    contract: ModelContract
+    val_probs: np.ndarray
+    val_metrics: dict[str, Any]
+    test_metrics: dict[str, Any] | None
+    by_collection: dict[str, dict[str, Any]]
+    ece_uncalibrated: float
+    ece_calibrated_crossfit: float
+    temperature: float
+
+
+def evaluate_run(model: Any, data: Prepared, config: TrainConfig) -> Scored:
+    """Calibrate on validation (temperature, malignancy threshold for ``config.sensitivity``), then score
+    validation, and the test part once, per collection."""
+    from training import evaluate
+
+    y, origin, contract = data.y, data.origin, data.contract
+    y_va = y[data.val_idx]
+    logits = evaluate.predict_logits(model, data.loaded.images.rows(data.val_idx))
     temperature = fit_temperature(logits, y_va)
     probs = calibrated_probabilities(logits, temperature)
     risk_threshold = contract.risk_threshold
-    if malignant:
-        risk = probs[:, list(contract.replace(malignant_labels=malignant).malignant_indices)].sum(1)
+    if contract.malignant_labels:
+        risk = probs[:, list(contract.malignant_indices)].sum(1)
         risk_threshold = risk_threshold_for_sensitivity(
             risk, np.isin(y_va, contract.malignant_indices), config.sensitivity
         )
     contract = contract.replace(
         temperature=round(temperature, 4),
         risk_threshold=float(np.floor(risk_threshold * 1e4) / 1e4),  # rounding up could unflag a case
-        data_fingerprint=fingerprint(loaded),
+        data_fingerprint=fingerprint(data.loaded),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     val_metrics = evaluate.classification_metrics(y_va, probs, contract)
@@ -359,50 +431,66 @@ def train(config: TrainConfig, state: RunState | None = None) -> Path:
             k: round(val_metrics[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_auc") if k in val_metrics
         }
     )
-    parts = {"validation": (val_idx, probs)}
-    if len(test_idx):  # scored once, at the end: nothing was chosen or calibrated on it
-        test_logits = evaluate.predict_logits(model, loaded.images.rows(test_idx))
-        parts["test"] = (test_idx, calibrated_probabilities(test_logits, temperature))
+    parts = {"validation": (data.val_idx, probs)}
+    if len(data.test_idx):  # scored once, at the end: nothing was chosen or calibrated on it
+        test_logits = evaluate.predict_logits(model, data.loaded.images.rows(data.test_idx))
+        parts["test"] = (data.test_idx, calibrated_probabilities(test_logits, temperature))
 
     def scored(idx: np.ndarray, p: np.ndarray, ours: np.ndarray) -> dict[str, Any]:
         return evaluate.summary(evaluate.classification_metrics(y[idx][ours], p[ours], contract))
 
     by_collection = {
         name: {part: scored(idx, p, origin[idx] == c) for part, (idx, p) in parts.items() if (origin[idx] == c).any()}
-        for c, name in enumerate(collections)
+        for c, name in enumerate(data.collections)
     }
-    if not placement.is_chief:
-        return out
+    test = evaluate.classification_metrics(y[data.test_idx], parts["test"][1], contract) if "test" in parts else None
+    return Scored(contract, probs, val_metrics, test, by_collection,
+                  expected_calibration_error(calibrated_probabilities(logits, 1.0), y_va),
+                  cross_fitted_ece(logits, y_va), temperature)  # fmt: skip
+
+
+def write_run(
+    out: Path, model: Any, data: Prepared, scored: Scored, config: TrainConfig, state: RunState, best: BestEpoch,
+    placement: Any, seconds: float,
+) -> None:  # fmt: skip
+    """The run folder: model, contract, split, metrics, plots, model card and report; the checkpoint goes."""
+    from training import evaluate
+
     out.mkdir(parents=True, exist_ok=True)
-    RunFolder(out).write_model(model, contract, split)
+    RunFolder(out).write_model(model, scored.contract, data.split)
     metrics = {
-        "validation": val_metrics,
-        "test": evaluate.classification_metrics(y[test_idx], parts["test"][1], contract) if len(test_idx) else None,
-        "collections": by_collection,
-        "ece_uncalibrated": expected_calibration_error(calibrated_probabilities(logits, 1.0), y_va),
-        "ece_calibrated_crossfit": cross_fitted_ece(logits, y_va),
-        "temperature": temperature,
-        "n_train": int(len(train_idx)),
-        "n_val": int(len(val_idx)),
-        "n_test": int(len(test_idx)),
-        "n_skipped": len(loaded.skipped),
-        "skipped": loaded.skipped,
+        "validation": scored.val_metrics,
+        "test": scored.test_metrics,
+        "collections": scored.by_collection,
+        "ece_uncalibrated": scored.ece_uncalibrated,
+        "ece_calibrated_crossfit": scored.ece_calibrated_crossfit,
+        "temperature": scored.temperature,
+        "n_train": int(len(data.train_idx)),
+        "n_val": int(len(data.val_idx)),
+        "n_test": int(len(data.test_idx)),
+        "n_skipped": len(data.loaded.skipped),
+        "skipped": data.loaded.skipped,
         "best_epoch": best.best_epoch,
         "epochs": state.epoch,
-        "history": history,
-        "train_seconds": time.time() - started,
-        "distribution": {"strategy": placement.describe(), "global_batch": global_batch, "replicas": replicas},
+        "history": state.history,
+        "train_seconds": seconds,
+        "distribution": {
+            "strategy": placement.describe(),
+            "global_batch": config.batch_size * placement.replicas,
+            "replicas": placement.replicas,
+        },  # fmt: skip
         "config": dataclasses.asdict(config),
     }
-    evaluate.save_plots(out, y_va, probs, contract, history, best.best_epoch)
-    evaluate.write_model_card(out, contract, metrics, dataclasses.asdict(config) | {"format": data_format})
-    (out / "report.txt").write_text(_report(val_metrics))
+    y_va = data.y[data.val_idx]
+    evaluate.save_plots(out, y_va, scored.val_probs, scored.contract, state.history, best.best_epoch)
+    evaluate.write_model_card(out, scored.contract, metrics, dataclasses.asdict(config) | {"format": data.data_format})
+    (out / "report.txt").write_text(_report(scored.val_metrics))
     drop_checkpoint(out)
+    m = scored.val_metrics
     log.info(
         "validation: accuracy %.3f, balanced accuracy %.3f, macro AUC %s; wrote %s",
-        val_metrics["accuracy"], val_metrics["balanced_accuracy"], val_metrics.get("macro_auc", "n/a"), out,
+        m["accuracy"], m["balanced_accuracy"], m.get("macro_auc", "n/a"), out,
     )  # fmt: skip
-    return out
 
 
 SPLIT_SEED = 0  # the parts do not move with --seed: every seed is selected and scored on the same images
