@@ -122,28 +122,32 @@ def int8_probabilities(int8: Classifier, images: np.ndarray) -> np.ndarray:
     return calibrated_probabilities(np.stack([int8.logits(im) for im in images]), int8.contract.temperature)
 
 
-def score_run(run: Path) -> dict:
-    """The Keras model and its int8 file on every set, their agreement, and both files timed."""
+def score_run(run: Path, int8_name: str = "int8.tflite", float32_name: str = "float32.tflite", views: int = 1) -> dict:
+    """The Keras model and its int8 file on every set, their agreement, and both files timed. A file built
+    with ``convert --views N`` is compared with the Keras model averaged over the same flipped views."""
     import keras
 
+    from convert.views import flipped
+
     contract = RunFolder(run).contract()
-    int8 = Classifier(run / "int8.tflite", threads=2)
+    int8 = Classifier(run / int8_name, threads=2)
     model = keras.saving.load_model(RunFolder(run).model_file, compile=False)
-    out: dict = {"keras": {}, "int8": {}, "fidelity": {}}
+    out: dict = {"keras": {}, "int8": {}, "fidelity": {}, "views": views, "file": int8_name}
     sets = scored_sets(run, contract)
     for s in sets:
-        keras_p = calibrated_probabilities(predict_logits(model, s.images), contract.temperature)
+        logits = np.mean([predict_logits(model, v) for v in flipped(s.images, views)], axis=0)
+        keras_p = calibrated_probabilities(logits, contract.temperature)
         int8_p = int8_probabilities(int8, s.images)
         out["keras"][s.name] = scores(s, keras_p, contract)
         out["int8"][s.name] = scores(s, int8_p, int8.contract)
         out["fidelity"][s.name] = fidelity(keras_p, int8_p, contract, s.y)
-    latency = measure_latency({"float32": run / "float32.tflite", "int8": run / "int8.tflite"}, sets[0].images[0],
+    latency = measure_latency({"float32": run / float32_name, "int8": run / int8_name}, sets[0].images[0],
                               runs=200)  # fmt: skip
     out["latency"] = {
         "float32_ms": latency["float32"], "int8_ms": latency["int8"], "speedup": latency["float32"] / latency["int8"],
     }  # fmt: skip
     metrics = RunFolder(run).metrics()
-    out["int8_mb"] = (run / "int8.tflite").stat().st_size / 1e6
+    out["int8_mb"] = (run / int8_name).stat().st_size / 1e6
     out["train_minutes"] = metrics["train_seconds"] / 60
     out["seed"] = metrics["config"]["seed"]
     out["best_epoch"] = metrics["best_epoch"]
@@ -155,11 +159,16 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--recipe", default="", help="the train and convert commands that made the runs")
     parser.add_argument("--name", default="recipe", help="the results file: bench/results/NAME.json")
+    parser.add_argument("--int8", default="int8.tflite", help="the int8 file in each run folder")
+    parser.add_argument("--float32", default="float32.tflite", help="the float32 file timed beside it")
+    parser.add_argument("--views", type=int, default=1, help="the flipped views the files average (convert --views)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    runs = [score_run(run) for run in args.runs]
+    runs = [score_run(run, args.int8, args.float32, args.views) for run in args.runs]
     print(json.dumps(runs, indent=1))
     command = "python bench/recipe.py " + " ".join(str(r) for r in args.runs) + f" --name {args.name}"
+    if args.views != 1 or args.int8 != "int8.tflite":
+        command += f" --int8 {args.int8} --float32 {args.float32} --views {args.views}"
     save(args.name, command, recipe=args.recipe, runs=runs)
 
 
