@@ -49,17 +49,28 @@ def binary_scores(risk: np.ndarray, bad: np.ndarray, threshold: float) -> dict[s
     }
 
 
-def fidelity(keras_p: np.ndarray, int8_p: np.ndarray, contract, y: np.ndarray | None = None) -> dict:
-    """Top-1 agreement on every image and on those Keras labels; balanced-accuracy points lost (with labels)."""
-    from sklearn.metrics import balanced_accuracy_score
+def fidelity(keras_p: np.ndarray, int8_p: np.ndarray, contract, y: np.ndarray | None = None,
+             int8_contract=None, bad: np.ndarray | None = None) -> dict:  # fmt: skip
+    """Top-1 agreement on every image and on those Keras labels; balanced-accuracy points lost (with labels);
+    the malignancy flag's agreement (both at the int8 file's threshold) and the malignancy AUC lost."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     same = keras_p.argmax(1) == int8_p.argmax(1)
     shown = shows_label(keras_p, contract)
     loss = None
     if y is not None:
         loss = 100 * (balanced_accuracy_score(y, keras_p.argmax(1)) - balanced_accuracy_score(y, int8_p.argmax(1)))
-    return {"n": int(len(same)), "top1_agreement": float(same.mean()), "labelled": int(shown.sum()),
-            "label_agreement": float(same[shown].mean()), "balanced_accuracy_loss": loss}  # fmt: skip
+    out = {"n": int(len(same)), "top1_agreement": float(same.mean()), "labelled": int(shown.sum()),
+           "label_agreement": float(same[shown].mean()), "balanced_accuracy_loss": loss}  # fmt: skip
+    if int8_contract is not None:
+        mal = list(contract.malignant_indices)
+        keras_risk, int8_risk = keras_p[:, mal].sum(1), int8_p[:, mal].sum(1)
+        at = int8_contract.risk_threshold  # the operating point that ships, for both
+        flags = (keras_risk >= at) == (int8_risk >= at)
+        out["flag_agreement"] = float(flags.mean())
+        if bad is not None and 0 < bad.sum() < len(bad):
+            out["auc_lost"] = float(roc_auc_score(bad, keras_risk) - roc_auc_score(bad, int8_risk))
+    return out
 
 
 @dataclass
@@ -140,7 +151,7 @@ def score_run(run: Path, int8_name: str = "int8.tflite", float32_name: str = "fl
         int8_p = int8_probabilities(int8, s.images)
         out["keras"][s.name] = scores(s, keras_p, contract)
         out["int8"][s.name] = scores(s, int8_p, int8.contract)
-        out["fidelity"][s.name] = fidelity(keras_p, int8_p, contract, s.y)
+        out["fidelity"][s.name] = fidelity(keras_p, int8_p, contract, s.y, int8.contract, s.bad)
     latency = measure_latency({"float32": run / float32_name, "int8": run / int8_name}, sets[0].images[0],
                               runs=200)  # fmt: skip
     out["latency"] = {

@@ -81,11 +81,14 @@ def recipe(r: dict[str, Any]) -> list[str]:
                       "sensitivity", "specificity"], rows)  # fmt: skip
         out.append("")
     rows = [[run["seed"], name, f["n"], f["top1_agreement"], f["labelled"], f["label_agreement"],
-             f["balanced_accuracy_loss"]] for run in r["runs"] for name, f in run["fidelity"].items()]  # fmt: skip
-    out += ["**int8 against Keras**: top-1 agreement on every image, then on the images Keras labels (confident "
-            "enough to show a label; the rest read \"uncertain\"), and balanced-accuracy points lost:", ""]  # fmt: skip
+             f["balanced_accuracy_loss"], f.get("flag_agreement"), f.get("auc_lost")]
+            for run in r["runs"] for name, f in run["fidelity"].items()]  # fmt: skip
+    out += ["**int8 against Keras** (targets: agreement on labelled >= 0.99, flag agreement >= 0.98, AUC lost <= "
+            "0.005): top-1 agreement on every image, then on the images Keras labels (confident enough to show a "
+            "label; the rest read \"uncertain\"), balanced-accuracy points lost, the malignancy flag's agreement "
+            "(both at the file's threshold) and the malignancy AUC lost:", ""]  # fmt: skip
     out += table(["seed", "set", "images", "top-1 agreement", "labelled", "agreement on labelled",
-                  "bal. acc. loss (points)"], rows)  # fmt: skip
+                  "bal. acc. loss (points)", "flag agreement", "AUC lost"], rows)  # fmt: skip
     out += ["", "**Speed**, one thread, XNNPACK, interleaved in one process:", ""]
     out += table(["seed", "float32 ms", "int8 ms", "int8 speed-up", "int8 file MB", "training minutes"],
                  [[run["seed"], run["latency"]["float32_ms"], run["latency"]["int8_ms"], run["latency"]["speedup"],
