@@ -13,7 +13,7 @@ BIN=${BIN:-.venv/bin}
 #    int8 with one epoch of int8-aware fine-tuning: post-training int8 alone agreed 95.5-98.3 % seed to seed.
 #    The flag's threshold is set on the sharp collections' validation images, like a kiosk camera's.
 $BIN/train "$DATA/isic9/train" "$DATA/ham10000" "$DATA/isic2019" --test-fraction 0.2 --out runs/isic8
-$BIN/convert runs/isic8 --int8 --qat-epochs 1 --threshold-on "$DATA/isic9/train" --threshold-on "$DATA/ham10000" \
+$BIN/convert runs/isic8 --int8 --qat-epochs 1 --views 4 --threshold-on "$DATA/isic9/train" --threshold-on "$DATA/ham10000" \
   --out models/isic8_int8.tflite
 
 # 2. The lesion segmenter for edge-detect --segment (PH2 images + expert masks).
