@@ -27,18 +27,12 @@ from pathlib import Path
 
 import numpy as np
 from paired import PairedSet, judge
-from recipe import scored_sets
+from recipe import int8_probabilities, scored_sets
 from results import save
 
-from convert.views import flipped
-from edge.model.classifier import Classifier, calibrated_probabilities
+from edge.model.classifier import Classifier
 from training.evaluate import classification_metrics
 from training.runfolder import RunFolder
-
-
-def _probabilities(model: Classifier, images: np.ndarray, views: int = 1) -> np.ndarray:
-    logits = [np.stack([model.logits(np.ascontiguousarray(im)) for im in v]) for v in flipped(images, views)]
-    return calibrated_probabilities(np.mean(logits, axis=0), model.contract.temperature)
 
 
 def _balanced(sets, probs, contract) -> float:
@@ -55,8 +49,8 @@ def main() -> None:
     models = [Classifier(run / "int8.tflite", threads=2) for run in args.runs]
     contract = models[0].contract
     mal = list(contract.malignant_indices)
-    plain = [[_probabilities(m, s.images) for s in sets] for m in models]
-    flips = [[_probabilities(m, s.images, 4) for s in sets] for m in models]
+    plain = [[int8_probabilities(m, s.images) for s in sets] for m in models]
+    flips = [[int8_probabilities(m, s.images, 4) for s in sets] for m in models]
     pairs = [[(plain[i][k] + plain[(i + 1) % len(models)][k]) / 2 for k in range(len(sets))]
              for i in range(len(models))]  # fmt: skip
     stack = [[(flips[i][k] + flips[(i + 1) % len(models)][k]) / 2 for k in range(len(sets))]

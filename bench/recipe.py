@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from results import save
 
-from convert.fidelity import measure_latency, shows_label
+from convert.fidelity import flag_agreement, measure_latency, shows_label
 from convert.representative import collection_name
 from edge.datasets import load_dataset, to_binary
 from edge.model.classifier import Classifier, calibrated_probabilities
@@ -65,9 +65,7 @@ def fidelity(keras_p: np.ndarray, int8_p: np.ndarray, contract, y: np.ndarray | 
     if int8_contract is not None:
         mal = list(contract.malignant_indices)
         keras_risk, int8_risk = keras_p[:, mal].sum(1), int8_p[:, mal].sum(1)
-        at = int8_contract.risk_threshold  # the operating point that ships, for both
-        flags = (keras_risk >= at) == (int8_risk >= at)
-        out["flag_agreement"] = float(flags.mean())
+        out["flag_agreement"] = flag_agreement(keras_p, int8_p, contract, int8_contract.risk_threshold)  # as shipped
         if bad is not None and 0 < bad.sum() < len(bad):
             out["auc_lost"] = float(roc_auc_score(bad, keras_risk) - roc_auc_score(bad, int8_risk))
     return out
@@ -129,8 +127,13 @@ def scores(s: ScoredSet, probs: np.ndarray, contract) -> dict:
     return binary_scores(probs[:, list(contract.malignant_indices)].sum(1), s.bad, contract.risk_threshold)
 
 
-def int8_probabilities(int8: Classifier, images: np.ndarray) -> np.ndarray:
-    return calibrated_probabilities(np.stack([int8.logits(im) for im in images]), int8.contract.temperature)
+def int8_probabilities(int8: Classifier, images: np.ndarray, views: int = 1) -> np.ndarray:
+    """The file's calibrated probabilities; with ``views`` > 1 its logits averaged over the flipped views
+    (what ``convert --views`` builds into a file, up to int8 rounding)."""
+    from convert.views import flipped
+
+    logits = [np.stack([int8.logits(np.ascontiguousarray(im)) for im in v]) for v in flipped(images, views)]
+    return calibrated_probabilities(np.mean(logits, axis=0), int8.contract.temperature)
 
 
 def score_run(run: Path, int8_name: str = "int8.tflite", float32_name: str = "float32.tflite", views: int = 1) -> dict:

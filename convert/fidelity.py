@@ -107,10 +107,14 @@ def fidelity_report(
         "disagreements_by_keras_class": {labels[i]: int(worst[i]) for i in idx if worst[i]},
     }
     if contract.malignant_indices:  # the flag a person sees: both read through the Keras model's threshold
-        bad = list(contract.malignant_indices)
-        flagged_k, flagged_l = (p[:, bad].sum(1) >= contract.risk_threshold for p in (pk, pl))
-        report["flag_agreement"] = float((flagged_k == flagged_l).mean())
+        report["flag_agreement"] = flag_agreement(pk, pl, contract, contract.risk_threshold)
     return report
+
+
+def flag_agreement(keras_p: np.ndarray, lite_p: np.ndarray, contract: ModelContract, threshold: float) -> float:
+    """The share of images whose malignancy flag the two models raise alike, both at ``threshold``."""
+    bad = list(contract.malignant_indices)
+    return float(((keras_p[:, bad].sum(1) >= threshold) == (lite_p[:, bad].sum(1) >= threshold)).mean())
 
 
 def format_report(report: dict[str, Any]) -> str:
