@@ -1,6 +1,6 @@
 """Convert a trained classifier to TFLite, as library stages: load -> representative data -> (int8-aware
-fine-tuning) -> (flip views) -> quantize -> expose the features -> check fidelity -> calibrate -> fit the
-lesion gate -> gate on agreement -> write. ``convert`` (convert/cli.py) is a thin command over it.
+fine-tuning) -> (average models and flipped views) -> quantize -> expose the features -> check fidelity ->
+calibrate -> fit the lesion gate -> gate on agreement -> write. ``convert`` (convert/cli.py) is a thin command over it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class ClassifierOptions:
     threshold_on: tuple[Path, ...] = ()  # collections whose validation images set the malignancy threshold
     max_refused: float = 0.02  # the lesion gate's share of refused validation images; 0 = no gate
     views: int = 1  # flipped views averaged inside the file (1, 2 or 4)
+    ensemble: tuple[Path, ...] = ()  # more models (model.keras of runs on the same split) averaged inside the file
     seed: int = 0
 
 
@@ -52,7 +53,6 @@ def convert_classifier(
         ConvertError: the model or data cannot be used, the file would disagree with Keras below
             ``min_agreement``, or ``out`` cannot be written.
     """
-    import keras
     import numpy as np
 
     from convert.calibration import recalibrate
@@ -60,15 +60,10 @@ def convert_classifier(
     from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
     from convert.quantize import QuantizeConfig, edge_friendly, quantize, tiny_scales
     from convert.representative import RepresentativeError, load_convert_data
-    from convert.views import flipped, with_flip_views
+    from convert.views import averaged, flipped
     from edge.model.modelfile import embed_contract, write_atomic
 
-    try:
-        model = keras.models.load_model(model_path, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file
-        raise ConvertError(f"cannot load {model_path} as a Keras model: {str(exc).splitlines()[0]}") from None
-    if model.output_shape[-1] != len(contract.labels):
-        raise ConvertError(f"{model_path} has {model.output_shape[-1]} outputs but {len(contract.labels)} labels")
+    models = [_load_keras(path, contract) for path in (model_path, *o.ensemble)]
     try:
         cdata = load_convert_data(
             data,
@@ -84,17 +79,18 @@ def convert_classifier(
         raise ConvertError(str(exc)) from None
 
     config = QuantizeConfig.int8(cdata.representative) if o.mode == "int8" else QuantizeConfig(o.mode)
-    source_model, twin = model, None
-    if o.qat_epochs:
+    sources, twins = models, []
+    if o.qat_epochs:  # each model on its own, then averaged: the views and models share its weights
         from convert.qat import QATConfig, quantization_aware_finetune
 
-        source_model = edge_friendly(source_model)  # the graph that will be converted: hard-swish decomposed
-
         qat = QATConfig(epochs=o.qat_epochs, learning_rate=o.qat_lr, seed=o.seed)
-        source_model, twin = quantization_aware_finetune(source_model, cdata.training, cdata.representative, qat)
-    if o.views != 1:  # after QAT: the views share its weights
-        source_model = with_flip_views(source_model, o.views)
-        log.info("the file answers on the average of %s flipped views of each image", o.views)
+        tuned = [quantization_aware_finetune(edge_friendly(m), cdata.training, cdata.representative, qat)
+                 for m in models]  # fmt: skip  # edge_friendly: the graph that will be converted
+        sources, twins = [s for s, _ in tuned], [t for _, t in tuned]
+    source_model = averaged(sources, o.views)
+    if o.views != 1 or len(models) > 1:
+        log.info("the file answers on the average of %d model(s) over %d flipped view(s) of each image",
+                 len(models), o.views)  # fmt: skip
     log.info("converting %s to %s", model_path, o.mode)
     converted = quantize(source_model, config)
     for name, scale in tiny_scales(converted) if o.mode == "int8" else []:
@@ -106,26 +102,28 @@ def convert_classifier(
             message = f"cannot give the file a lesion gate: {exc}; --max-refused 0 leaves it out"
             raise ConvertError(message) from None
 
-    def keras_answers(m: Any) -> np.ndarray:  # the Keras model as the file answers: averaged over the same views
+    def keras_answers(ms: list[Any]) -> np.ndarray:  # the Keras models as the file answers: the same average
         return np.mean([m.predict(v.astype("float32"), batch_size=64, verbose=0)
-                        for v in flipped(cdata.validation, o.views)], axis=0)  # fmt: skip
+                        for m in ms for v in flipped(cdata.validation, o.views)], axis=0)  # fmt: skip
 
-    keras_logits = keras_answers(model)
+    keras_logits = keras_answers(models)
     lite_logits = np.stack(candidate_outputs(converted, cdata.validation))
     report = fidelity_report(keras_logits, lite_logits, cdata.validation_labels, contract)
     report.update(
         mode=o.mode, size_bytes=len(converted), source=_portable(model_path), data=_portable(data),
         representative_samples=len(cdata.representative),
     )  # fmt: skip
+    if o.ensemble:
+        report["ensemble"] = [_portable(p) for p in o.ensemble]
     if o.qat_epochs:
-        twin_logits = keras_answers(twin)
+        twin_logits = keras_answers(twins)
         report["qat"] = {
             "epochs": o.qat_epochs, "learning_rate": o.qat_lr, "images": len(cdata.training),
             # how faithfully the simulated int8 model predicts the file's answers
             "simulated_agreement_with_file": float((twin_logits.argmax(1) == lite_logits.argmax(1)).mean()),
             "simulated_agreement_with_keras": float((twin_logits.argmax(1) == keras_logits.argmax(1)).mean()),
         }  # fmt: skip
-    reference = model if o.views == 1 else with_flip_views(model, o.views)
+    reference = averaged(models, o.views)
     report["latency_ms"] = latency_against_float32(reference, converted, o.mode, cdata.validation[0])
     report["views"] = o.views
     log.info("%s", format_report(report))
@@ -171,6 +169,18 @@ def convert_classifier(
     except OSError as exc:
         raise ConvertError(f"cannot write {out}: {exc.strerror or exc}") from None
     return report
+
+
+def _load_keras(path: Path, contract: ModelContract) -> Any:
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise ConvertError(f"cannot load {path} as a Keras model: {str(exc).splitlines()[0]}") from None
+    if model.output_shape[-1] != len(contract.labels):
+        raise ConvertError(f"{path} has {model.output_shape[-1]} outputs but {len(contract.labels)} labels")
+    return model
 
 
 def _portable(path: Path) -> str:

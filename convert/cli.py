@@ -127,12 +127,19 @@ def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
     "(the image; + left-right; + up-down and both): one file the edge loads as any other, the backbone's work "
     "times this.",
 )  # fmt: skip
+@click.option(
+    "--ensemble", "ensemble", multiple=True, type=click.Path(path_type=Path), metavar="RUN",
+    help="Classifiers: average this run's model with SOURCE's inside the file (repeatable; `train` runs of the "
+    "same data and split, e.g. other --seed values): one file the edge loads as any other, the work times the "
+    "models.",
+)  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick and --qat-epochs.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 @_stops_in_one_sentence
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
          min_mask_iou: float, force: bool, qat_epochs: int, qat_lr: float, threshold_on: tuple[Path, ...],
-         max_refused: float, sign_key: Path | None, views: str, seed: int, log_level: str) -> None:  # fmt: skip
+         max_refused: float, sign_key: Path | None, views: str, ensemble: tuple[Path, ...], seed: int,
+         log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -180,8 +187,8 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         if strays:
             raise click.UsageError(f"--threshold-on {strays[0]} is not one of the collections the run trained with")
     if contract.task == "segment":
-        if qat_epochs or views != "1":
-            raise click.UsageError("--qat-epochs and --views are for classifiers")
+        if qat_epochs or views != "1" or ensemble:
+            raise click.UsageError("--qat-epochs, --views and --ensemble are for classifiers")
         _segment(model_path, run_dir, contract, data, out, mode, samples, min_mask_iou, force, seed)
         _sign(out, sign_key)
         return
@@ -190,13 +197,37 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
 
     options = ClassifierOptions(mode=mode, samples=samples, min_agreement=min_agreement, force=force,
                                 qat_epochs=qat_epochs, qat_lr=qat_lr, threshold_on=threshold_on,
-                                max_refused=max_refused, views=int(views), seed=seed)  # fmt: skip
+                                max_refused=max_refused, views=int(views), seed=seed,
+                                ensemble=tuple(_ensemble_member(r, run_dir, contract) for r in ensemble))  # fmt: skip
     try:
         convert_classifier(model_path, run_dir, contract, data, out, options)
     except ConvertError as exc:
         raise click.ClickException(str(exc)) from None
     _sign(out, sign_key)
     click.echo(str(out))
+
+
+def _ensemble_member(run: Path, source_run: Path | None, contract: ModelContract) -> Path:
+    """The model.keras of ``run``, a `train` run that can be averaged with the source run's model: the same
+    labels and input, and the same split (so the file's validation and test parts stay unseen by both)."""
+    from edge.model.contract import ContractError
+    from training.runfolder import RunFolder
+
+    folder = RunFolder(run)
+    if not folder.model_file.is_file():
+        raise click.ClickException(f"--ensemble {run} is not a training run folder: it has no model.keras")
+    try:
+        theirs = folder.contract()
+    except (FileNotFoundError, ContractError) as exc:
+        raise click.ClickException(f"--ensemble {run}: {exc}") from None
+    fields = ("labels", "image_size", "color_constancy", "color_order", "interpolation", "crop_fraction")
+    differ = [f for f in fields if getattr(theirs, f) != getattr(contract, f)]
+    if differ:
+        raise click.ClickException(f"--ensemble {run} differs from the source model in {', '.join(differ)}")
+    if source_run is None or folder.split() != RunFolder(source_run).split():
+        raise click.ClickException(f"--ensemble {run} was not trained on the source run's split: train it with the "
+                                   "same data, --test-fraction and --val-fraction")  # fmt: skip
+    return folder.model_file
 
 
 def _sign(out: Path, key: Path | None) -> None:

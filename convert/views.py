@@ -1,52 +1,81 @@
-"""Test-time flips inside the file: one graph that answers on the average of an image's flipped views.
+"""Test-time flips and seed ensembles inside the file: one graph that answers on the average of several
+models and of an image's flipped views.
 
-A dermoscopy image has no up, down, left or right, so its mirror images are as valid as it is. The
-wrapper runs the backbone once on a batch of the views (the image, flipped left-right, up-down, and
-both), averages their pooled features and applies the classifier's own dense layer once. Since that
-layer is linear, this equals averaging the views' logits; and the file still ends in one dense layer on
-one (1, D) feature vector, so the lesion gate reads the averaged features like any other file's. The
-edge loads it like any classifier: same input, same outputs, same contract, four times the backbone's
-work per frame (within the edge budget: docs/BENCHMARKS.md).
+A dermoscopy image has no up, down, left or right, so its mirror images are as valid as it is. Each model's
+backbone runs once on a batch of the views (the image, flipped left-right, up-down, and both) and its pooled
+features are averaged over them; the models' averaged features are concatenated and one dense layer, whose
+kernel stacks the models' own kernels divided by their number, makes the logits. Since the layers after the
+pooling are linear, this equals averaging every model's logits over every view; and the file still ends in
+one dense layer on one (1, D) feature vector, so the lesion gate reads it like any other file's. The edge
+loads it like any classifier: same input, same outputs, same contract, the backbone's work times models x
+views per frame (within the edge budget: docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["VIEWS", "flipped", "with_flip_views"]
+__all__ = ["VIEWS", "averaged", "flipped", "with_flip_views"]
 
 VIEWS = (1, 2, 4)  # the image; + left-right; + up-down and both
 
 
 def flipped(images: Any, views: int) -> list[Any]:
-    """The ``views`` flipped copies of a (N, H, W, C) array that :func:`with_flip_views` averages over."""
+    """The ``views`` flipped copies of a (N, H, W, C) array that :func:`averaged` averages over."""
     out = [images, images[:, :, ::-1]]
     return out[:views] if views < 4 else [*out, images[:, ::-1], images[:, ::-1, ::-1]]
 
 
 def with_flip_views(model: Any, views: int = 4) -> Any:
-    """``model`` (a ``train`` classifier: ... -> "pool" -> "dropout" -> "logits") answering on ``views``
-    flipped copies of its input; ``views=1`` returns ``model`` itself.
+    """``model`` answering on ``views`` flipped copies of its input (:func:`averaged` of one model)."""
+    return averaged([model], views)
+
+
+def averaged(models: Sequence[Any], views: int = 1) -> Any:
+    """One Keras model answering with the mean logits of ``models`` (``train`` classifiers: ... -> "pool" ->
+    "dropout" -> "logits", one input size and label set) over ``views`` flipped copies of its input; a single
+    model with ``views=1`` is returned as it is.
 
     Raises:
-        ValueError: ``views`` is not 1, 2 or 4, or the model has no "pool" and "logits" layers.
+        ValueError: ``views`` is not 1, 2 or 4, a model is not a ``train`` classifier, or the models differ
+            in input or outputs.
     """
     import keras
+    import numpy as np
     from keras import ops
 
     if views not in VIEWS:
         raise ValueError(f"views must be one of {VIEWS}, got {views}")
-    if views == 1:
-        return model
-    try:
-        pooled, head = model.get_layer("pool").output, model.get_layer("logits")
-    except ValueError as exc:
-        raise ValueError(f"{model.name} is not a train classifier (no 'pool' and 'logits' layers)") from exc
-    features = keras.Model(model.inputs, pooled, name="features")
-    image = keras.Input(model.input_shape[1:], name="image")
-    flipped = [image, ops.flip(image, axis=2)]
+    if not models:
+        raise ValueError("no model to average")
+    if len(models) == 1 and views == 1:
+        return models[0]
+    first = models[0]
+    if any(m.input_shape != first.input_shape or m.output_shape != first.output_shape for m in models):
+        raise ValueError("the models to average differ in input or output shape")
+    heads, bodies = [], []
+    for i, m in enumerate(models):
+        try:
+            pooled, head = m.get_layer("pool").output, m.get_layer("logits")
+        except ValueError as exc:
+            raise ValueError(f"{m.name} is not a train classifier (no 'pool' and 'logits' layers)") from exc
+        heads.append(head)
+        bodies.append(keras.Model(m.inputs, pooled, name=f"features_{i}" if len(models) > 1 else "features"))
+    image = keras.Input(first.input_shape[1:], name="image")
+    views_of = [image, ops.flip(image, axis=2)]
     if views == 4:
-        flipped += [ops.flip(image, axis=1), ops.flip(flipped[1], axis=1)]
-    f = features(ops.concatenate(flipped, axis=0))  # (views * N, D): one backbone run on a batch
-    mean = ops.mean(ops.reshape(f, (views, -1, f.shape[-1])), axis=0)  # (N, D)
-    return keras.Model(image, head(mean), name=f"{model.name}_x{views}")
+        views_of += [ops.flip(image, axis=1), ops.flip(views_of[1], axis=1)]
+    batch = ops.concatenate(views_of, axis=0) if views > 1 else image  # one backbone run on a batch of views
+    features = []
+    for body in bodies:
+        f = body(batch)  # (views * N, D)
+        features.append(ops.mean(ops.reshape(f, (views, -1, f.shape[-1])), axis=0) if views > 1 else f)
+    name = first.name + (f"_x{views}" if views > 1 else "") + (f"_of{len(models)}" if len(models) > 1 else "")
+    if len(models) == 1:
+        return keras.Model(image, heads[0](features[0]), name=name)
+    kernels = [h.get_weights() for h in heads]
+    dense = keras.layers.Dense(first.output_shape[-1], name="logits")
+    logits = dense(ops.concatenate(features, axis=-1))  # (N, models * D)
+    dense.set_weights([np.concatenate([k for k, _ in kernels]) / len(models), np.mean([b for _, b in kernels], 0)])
+    return keras.Model(image, logits, name=name)

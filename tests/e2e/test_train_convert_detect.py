@@ -108,6 +108,33 @@ def test_a_file_with_flip_views_is_one_model_to_the_edge(trained, tmp_path):
     assert wrong.returncode == 2 and "--views" in wrong.stderr
 
 
+def test_an_ensemble_of_two_runs_is_one_model_to_the_edge(trained, tmp_path):
+    import shutil
+
+    data, run = trained
+    twin = tmp_path / "run_seed1"  # another run on the same split (here: the same model, which is enough to plumb)
+    shutil.copytree(run, twin)
+    out = tmp_path / "ensemble_int8.tflite"
+    _run("convert", str(run), "--int8", "--data", str(data), "--out", str(out), "--samples", "10",
+         "--views", "2", "--ensemble", str(twin), "--min-agreement", "0")  # fmt: skip
+    report = json.loads(out.with_suffix(".fidelity.json").read_text())
+    single = read_contract(out)
+    assert len(report["ensemble"]) == 1 and report["ensemble"][0].endswith("run_seed1/model.keras")
+    detect = _run("edge-detect", "--model", str(out), "--source", str(data / "melanoma"), "--json")
+    lines = [json.loads(line) for line in detect.stdout.splitlines() if line.strip()]
+    assert len(lines) == 14 and all(line["label"] in single.labels for line in lines)
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    features = Interpreter(model_path=str(out)).get_output_details()[1]["shape"]
+    assert features[-1] == single.lesion_gate["dims"]  # both models' features, side by side
+    split = json.loads((twin / "split.json").read_text())
+    split["validation"] = split["validation"][1:]
+    (twin / "split.json").write_text(json.dumps(split))
+    wrong = _run("convert", str(run), "--int8", "--data", str(data), "--ensemble", str(twin), check=False)
+    assert wrong.returncode == 1 and "split" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
 def test_convert_with_quantization_aware_finetuning(trained, tmp_path):
     data, run = trained
     out = tmp_path / "qat_int8.tflite"

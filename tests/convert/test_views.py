@@ -1,0 +1,57 @@
+"""Models and flipped views averaged inside one Keras graph (convert --views, --ensemble)."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def two_seeds():
+    import keras
+
+    from training.model import build_classifier
+
+    models = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        models.append(build_classifier(3, image_size=32, arch="small", weights=None)[0])
+    images = np.random.default_rng(0).uniform(0, 255, (5, 32, 32, 3)).astype("float32")
+    return models, images
+
+
+@pytest.mark.parametrize("views", [1, 2, 4])
+def test_the_graph_answers_with_the_mean_logits_of_every_model_and_view(two_seeds, views):
+    from convert.views import averaged, flipped
+
+    models, images = two_seeds
+    graph = averaged(models, views)
+    want = np.mean([m.predict(v, verbose=0) for m in models for v in flipped(images, views)], axis=0)
+    np.testing.assert_allclose(graph.predict(images, verbose=0), want, atol=1e-5)
+    # still one dense layer on one feature vector: the models' features side by side, for the lesion gate
+    assert (
+        graph.layers[-1].name == "logits"
+        and graph.get_layer("logits").input.shape[-1] == 2 * models[0].get_layer("pool").output.shape[-1]
+    )
+
+
+def test_a_mirrored_image_gets_the_same_answer_with_four_views(two_seeds):
+    from convert.views import averaged
+
+    models, images = two_seeds
+    graph = averaged(models[:1], 4)
+    np.testing.assert_allclose(graph.predict(images[:, ::-1], verbose=0), graph.predict(images, verbose=0),
+                               atol=1e-5)  # fmt: skip
+    assert averaged(models[:1], 1) is models[0]
+
+
+def test_models_that_cannot_be_averaged_are_refused(two_seeds):
+    from convert.views import averaged
+    from training.model import build_classifier
+
+    models, _ = two_seeds
+    with pytest.raises(ValueError, match="views"):
+        averaged(models, 3)
+    other = build_classifier(4, image_size=32, arch="small", weights=None)[0]
+    with pytest.raises(ValueError, match="differ"):
+        averaged([models[0], other], 1)
