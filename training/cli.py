@@ -198,7 +198,6 @@ def _segment(data: str, out: str, given: dict[str, object]) -> None:
     """`train DATA --task segment`: the lesion segmenter (training/segment/train.py)."""
     import dataclasses
 
-    from edge.datasets import DatasetError
     from training.segment.train import train_segmenter
 
     fields = {f.name for f in dataclasses.fields(SegmentConfig)}
@@ -212,8 +211,4 @@ def _segment(data: str, out: str, given: dict[str, object]) -> None:
     if config.image_size % 32 or config.image_size < 64:
         message = f"segmentation needs a multiple of 32, 64 or more; got {config.image_size}"
         raise click.BadParameter(message, param_hint="--img-size")
-    try:
-        run = train_segmenter(config)
-    except (DatasetError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(str(run))
+    _run(lambda: train_segmenter(config), out, config.val_fraction)

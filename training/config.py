@@ -28,6 +28,7 @@ class FitConfig:
     seed: int = 0
     patience: int = 4
     max_images: int = 0  # 0 = all; for quick runs and tests
+    strategy: str = "auto"  # tf.distribute: auto, one, mirrored or multi-worker (training/distribute.py)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,6 @@ class TrainConfig(FitConfig):
     more_data: tuple[str, ...] = ()  # more collections, trained, validated and tested on like DATA
     train_on: tuple[str, ...] = ()  # train only on these collections' training parts (default: all)
     test_fraction: float = 0.0  # a fixed, lesion-grouped test part of every collection, never selected on
-    strategy: str = "auto"  # tf.distribute: auto, one, mirrored or multi-worker (training/distribute.py)
     mixed_precision: bool = False  # float16 compute on GPUs
 
 
@@ -51,6 +51,7 @@ class TrainConfig(FitConfig):
 class SegmentConfig(FitConfig):
     """A lesion segmenter (``train DATA --task segment``); defaults are the shipped PH2 segmenter's recipe."""
 
+    task: str = "segment"  # what a checkpoint's saved configuration resumes as
     arch: str = "small"
     image_size: int = 224
     head_epochs: int = 3  # decoder only, encoder frozen

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "LOG_COLUMNS",
     "EpochLog",
     "RunState",
     "drop_checkpoint",
@@ -32,8 +31,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
-LOG_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_balanced_accuracy",
-               "learning_rate", "seconds", "images_per_s")  # fmt: skip
 
 
 @dataclass
@@ -116,18 +113,18 @@ def drop_checkpoint(run: Path) -> None:
 
 
 class EpochLog:
-    """A CSV row and TensorBoard points per epoch, numbered over all phases as the log says them."""
+    """A CSV row (``columns``) and TensorBoard points per epoch, numbered over all phases as the log says them."""
 
-    def __init__(self, run: Path, resume_after: int = 0) -> None:
+    def __init__(self, run: Path, columns: tuple[str, ...], resume_after: int = 0) -> None:
         import tensorflow as tf
 
-        self.csv = run / "log.csv"
+        self.csv, self.columns = run / "log.csv", columns
         rows = []
         if resume_after and self.csv.is_file():  # drop rows of epochs the checkpoint does not hold
             with self.csv.open(newline="") as fh:
                 rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= resume_after]
         with self.csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, LOG_COLUMNS)
+            writer = csv.DictWriter(fh, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         self.writer = tf.summary.create_file_writer(str(run / "logs"))
@@ -136,7 +133,7 @@ class EpochLog:
         import tensorflow as tf
 
         with self.csv.open("a", newline="") as fh:
-            csv.DictWriter(fh, LOG_COLUMNS).writerow({k: _fmt(row.get(k)) for k in LOG_COLUMNS})
+            csv.DictWriter(fh, self.columns).writerow({k: _fmt(row.get(k)) for k in self.columns})
         with self.writer.as_default(step=int(row["epoch"])):
             for key, value in row.items():
                 if isinstance(value, (int, float)) and key != "epoch":

@@ -23,21 +23,18 @@ from edge.model.calibration import (
 )
 from edge.model.classifier import calibrated_probabilities
 from edge.model.contract import MALIGNANT_DIAGNOSES, ModelContract
-from edge.run.stopping import StopSignals
 from training.best_epoch import BestEpoch
 from training.config import TrainConfig, config_from
 from training.distribute import StrategyError, place
-from training.pipeline import ImageRows, cache_dir, image_dataset
+from training.fitloop import Fit, TrainingInterrupted, fit_phases, phases
+from training.pipeline import cache_dir, image_dataset
 from training.runfolder import RunFolder
-from training.runstate import EpochLog, RunState, drop_checkpoint, load_state, restore_checkpoint, save_checkpoint
+from training.runstate import RunState, drop_checkpoint, load_state
 from training.splits import duplicate_groups, fingerprint, held_out_but_trained, load_images, split_indices
 
 __all__ = ["TrainConfig", "TrainingInterrupted", "augmenter", "read_collections", "resume", "split_parts", "train"]
 
 log = logging.getLogger(__name__)
-
-PROGRESS_SECONDS = 20  # a progress line within an epoch this often
-
 
 RESAMPLED_SHARE = 0.5  # of training images rotated and zoomed; the rest keep the sharpness they have at the edge
 
@@ -88,30 +85,6 @@ def _class_weights(y: np.ndarray, n: int) -> dict[int, float]:
     return {i: float(w[i]) for i in range(n)}
 
 
-@dataclass(frozen=True)
-class Phase:
-    """One fit() of the schedule: which data, how many epochs, which rate, what trains."""
-
-    name: str
-    epochs: int
-    learning_rate: float
-    cosine: bool  # decay from learning_rate to zero over the phase
-    backbone_trainable: bool
-
-
-def _phases(config: TrainConfig) -> list[Phase]:
-    phases = []
-    if config.head_epochs and config.weights != "none":
-        phases.append(Phase("head", config.head_epochs, 1e-3, False, False))
-    if config.epochs:
-        phases.append(Phase("fine-tune", config.epochs, config.learning_rate, True, True))
-    return phases
-
-
-class TrainingInterrupted(Exception):
-    """SIGTERM or SIGINT arrived; the run folder holds the last finished epoch's checkpoint."""
-
-
 def resume(run: str | Path) -> Path:
     """Continue an interrupted run from its last finished epoch, with its configuration and split.
 
@@ -122,6 +95,11 @@ def resume(run: str | Path) -> Path:
     if state is None:
         done = RunFolder(run).model_file.is_file()
         raise DatasetError(f"{run} {'finished already' if done else 'holds no checkpoint'}: nothing to resume")
+    if state.config.get("task") == "segment":
+        from training.config import SegmentConfig
+        from training.segment.train import train_segmenter
+
+        return train_segmenter(config_from(SegmentConfig, state.config, out=str(run)), state)
     return train(config_from(TrainConfig, state.config, out=str(run)), state)
 
 
@@ -242,8 +220,9 @@ def prepare(config: TrainConfig) -> Prepared:
 
 
 def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, backbone_weights: Any) -> tuple:
-    """Build the model and run the schedule's phases, validating, choosing the best epoch and writing a
-    checkpoint after each epoch (``state`` resumes one); returns (the best epoch's model, its BestEpoch).
+    """Build the model and run the schedule's phases through the shared fit loop (training/fitloop.py):
+    validation balanced accuracy chooses the best epoch, a checkpoint an epoch (``state`` resumes one);
+    returns (the best epoch's model, its BestEpoch).
 
     Raises:
         TrainingInterrupted: SIGTERM or SIGINT (after the step in flight).
@@ -254,7 +233,7 @@ def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, ba
     from training import evaluate
     from training.model import build_classifier, reparametrize_batchnorm
 
-    out, labels, split = Path(config.out), data.labels, data.split
+    labels = data.labels
     resuming = state.epoch > 0 or bool(state.phases_done)
     x_tr, y_tr = data.loaded.images.rows(data.train_idx), data.y[data.train_idx]
     x_va, y_va = data.loaded.images.rows(data.val_idx), data.y[data.val_idx]
@@ -277,8 +256,6 @@ def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, ba
             n_bn = reparametrize_batchnorm(backbone, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:256]])
             log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
     augment = augmenter(config.seed, config.white_balance)
-    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-    history = state.history
 
     def validate() -> dict[str, float]:
         logits = evaluate.predict_logits(model, x_va)
@@ -289,97 +266,19 @@ def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, ba
             "val_balanced_accuracy": float(balanced_accuracy_score(y_va, logits.argmax(1))),
         }
 
-    scores: dict[str, float] = {}
-    stop = StopSignals(doing="finishing the step in flight")  # SIGTERM or SIGINT: stop after the step
-    best = BestEpoch(lambda m: scores["val_balanced_accuracy"], history, config.patience,
-                     name="balanced accuracy", key="val_balanced_accuracy", announce=False)  # fmt: skip
-    if resuming:
-        best.load_state(state.best, restore_checkpoint(out, model, with_optimizer=False))
-        log.info("resuming %s after epoch %d (%s)", out, state.epoch, state.phase or "start")
-    epoch_log = EpochLog(out, resume_after=state.epoch) if placement.is_chief and resuming else None
-
-    def end_epoch(phase: Phase, epoch_in_phase: int, logs: dict, seconds: float, images: int) -> bool:
-        """Validate, record, choose the best, log and checkpoint; True when the phase is over."""
-        nonlocal epoch_log
-        scores.update(validate())
-        for key in ("loss", "accuracy"):
-            history.setdefault(key, []).append(float(logs.get(key, np.nan)))
-        for key in ("val_loss", "val_accuracy"):
-            history.setdefault(key, []).append(scores[key])
-        history.setdefault("phase", []).append(phase.name)
-        state.epoch += 1
-        best.end_epoch(model, epoch=state.epoch)
-        over = bool(model.stop_training) or epoch_in_phase + 1 >= phase.epochs
-        state.phase, state.phase_epochs_done = phase.name, epoch_in_phase + 1
-        if over:
-            state.phases_done.append(phase.name)
-        state.best = best.state()
-        row = {
-            "epoch": state.epoch,
-            "phase": phase.name,
-            **{k: float(logs.get(k, np.nan)) for k in ("loss", "accuracy")},
-            **scores,
-            "learning_rate": _current_rate(model),
-            "seconds": seconds,
-            "images_per_s": images / seconds,
-        }
-        log.info(
-            "epoch %d (%s %d/%d): loss %.3f, validation balanced accuracy %.3f, %.0f s, %.1f images/s",
-            state.epoch, phase.name, epoch_in_phase + 1, phase.epochs, row["loss"], scores["val_balanced_accuracy"],
-            seconds, row["images_per_s"],
-        )  # fmt: skip
-        if placement.is_chief:
-            if epoch_log is None:  # the first epoch of a new run: the run folder appears now
-                out.mkdir(parents=True, exist_ok=True)
-                drop_checkpoint(out)
-                RunFolder(out).write_split(split)
-                epoch_log = EpochLog(out)
-            epoch_log.write(row)
-            save_checkpoint(out, state, model, best.best_weights)
-        return over
-
-    def run_phase(phase: Phase, x: ImageRows, t: np.ndarray) -> None:
-        start = state.phase_epochs_done if state.phase == phase.name else 0
-        backbone.trainable = phase.backbone_trainable
-        if phase.name == "fine-tune" and not start:
-            best.reset_patience(phase.epochs)  # the first half does not count: the cosine rate is still high
-        log.info(
-            "phase %s: %d images, epochs %d-%d", phase.name, len(x), state.epoch + 1, state.epoch + phase.epochs - start
-        )
+    balanced = config.balance == "sampling"
+    job = Fit(
+        model, backbone, keras.losses.CategoricalCrossentropy(from_logits=True),
+        batches=lambda seed: image_dataset(x_tr, t_tr, global_batch, seed, augment, balanced=balanced),
+        images=len(x_tr), validate=validate, scores=("val_loss", "val_accuracy", "val_balanced_accuracy"),
+        select="val_balanced_accuracy", select_name="balanced accuracy", metrics=("accuracy",),
+        steps=int(np.ceil(len(x_tr) / global_batch)) if balanced else None,
         # class weights follow the label: it keeps the largest share of a soft target
-        weights = _class_weights(t.argmax(1), len(labels)) if config.balance == "weights" else None
-        steps = int(np.ceil(len(x) / global_batch))  # an epoch: as many images as there are
-        rate = phase.learning_rate * replicas
-        with placement.strategy.scope():
-            schedule = keras.optimizers.schedules.CosineDecay(rate, phase.epochs * steps) if phase.cosine else rate
-            model.compile(
-                optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=loss, metrics=["accuracy"]
-            )
-            if placement.multi_worker:
-                _fit_across_workers(model, (x[:1].astype("float32"), t[:1]))
-            if start:
-                restore_checkpoint(out, model, with_optimizer=True)
-        balanced = config.balance == "sampling"
-        stop.check()
-        model.fit(
-            image_dataset(x, t, global_batch, config.seed + state.epoch, augment, balanced=balanced),
-            steps_per_epoch=steps if balanced else None, epochs=phase.epochs, initial_epoch=start,
-            class_weight=weights, callbacks=[_epoch_callback(phase, steps, global_batch, end_epoch, stop)],
-            shuffle=False, verbose=0,
-        )  # fmt: skip
-        stop.check()
-
-    try:
-        with stop:
-            for phase in _phases(config):
-                if phase.name not in state.phases_done:
-                    run_phase(phase, x_tr, t_tr)
-    except KeyboardInterrupt:
-        if not state.epoch:
-            raise TrainingInterrupted("interrupted before the first epoch ended: nothing was kept") from None
-        hint = f"continue with `train --resume {out}`"
-        raise TrainingInterrupted(f"interrupted after epoch {state.epoch}: {hint}") from None
-    best.restore(model)
+        class_weight=_class_weights(t_tr.argmax(1), len(labels)) if config.balance == "weights" else None,
+    )  # fmt: skip
+    schedule = phases(config.head_epochs, 1e-3, config.epochs, config.learning_rate, config.weights != "none")
+    best = fit_phases(job, schedule, Path(config.out), data.split, state, placement, config.patience,
+                      config.batch_size, config.seed)  # fmt: skip
     if config.mixed_precision:  # the run folder holds a float32 model, as convert and the edge expect
         keras.mixed_precision.set_dtype_policy("float32")
         float32, _ = build_classifier(len(labels), config.image_size, config.arch, None)
@@ -533,62 +432,11 @@ def split_parts(y: np.ndarray, origin: np.ndarray, groups: np.ndarray, config: T
     return rest[train], rest[val], test
 
 
-def _fit_across_workers(model, batch: tuple[np.ndarray, np.ndarray]) -> None:
-    """Let ``model.fit`` run under MultiWorkerMirroredStrategy, which Keras 3 breaks twice
-    (keras-team/keras#20585): fit() reduces its first (images, targets) batch across workers to
-    build the loss and metrics, and averages each step's scalar metrics over an axis they lack.
-    Build on a plain batch instead and give the metrics that axis."""
-    import tensorflow as tf
-
-    model._symbolic_build(data_batch=batch)
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    step = model.train_step
-    model.train_step = lambda data: {k: tf.reshape(v, [1]) for k, v in step(data).items()}
-
-
-def _current_rate(model) -> float:
-    optimizer = model.optimizer
-    rate = optimizer.learning_rate
-    return float(np.asarray(rate(optimizer.iterations) if callable(rate) else rate))
-
-
 def _weights_digest(model) -> str:
     digest = hashlib.sha256()
     for w in model.get_weights():
         digest.update(np.ascontiguousarray(w, dtype=np.float32).tobytes())
     return "sha256:" + digest.hexdigest()[:16]
-
-
-def _epoch_callback(phase: Phase, steps: int, batch: int, end_epoch, stop: StopSignals):
-    """A Keras callback: progress within an epoch (a line every PROGRESS_SECONDS), then ``end_epoch``;
-    on a stop request it ends training after the current step, and a partial epoch is not recorded."""
-    import keras
-
-    class _Callback(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.epoch, self.started, self.shown, self.steps_done = epoch, time.monotonic(), time.monotonic(), 0
-
-        def on_train_batch_end(self, batch_index: int, logs: dict | None = None) -> None:
-            self.steps_done = batch_index + 1
-            if stop.requested:
-                self.model.stop_training = True
-                return
-            now = time.monotonic()
-            if now - self.shown >= PROGRESS_SECONDS:
-                self.shown = now
-                rate = self.steps_done * batch / (now - self.started)
-                left = (steps - self.steps_done) * batch / rate
-                log.info("  %s epoch %d/%d: step %d/%d, %.1f images/s, %.0f s left in the epoch",
-                         phase.name, self.epoch + 1, phase.epochs, self.steps_done, steps, rate, left)  # fmt: skip
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if stop.requested and self.steps_done < steps:
-                return
-            seconds = time.monotonic() - self.started
-            if end_epoch(phase, epoch, logs or {}, seconds, self.steps_done * batch) or stop.requested:
-                self.model.stop_training = True
-
-    return _Callback()
 
 
 def _report(m: dict[str, Any]) -> str:

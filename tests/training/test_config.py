@@ -47,13 +47,15 @@ def test_the_segmenter_has_its_own_defaults_and_refuses_classifier_options(tmp_p
     assert result.exit_code == 0, result.output
     assert captured == [SegmentConfig(data=str(tmp_path), out="seg", epochs=5)]
     assert captured[0].image_size == 224 and captured[0].arch == "small"
-    for option, value in (("--strategy", "one"), ("--test-fraction", "0.2"), ("--color-constancy", "none"),
-                          ("--balance", "none"), ("--format", "folder")):  # fmt: skip
+    for option, value in (("--test-fraction", "0.2"), ("--color-constancy", "none"), ("--balance", "none"),
+                          ("--format", "folder")):  # fmt: skip
         result = CliRunner().invoke(cli.main, [str(tmp_path), "--task", "segment", option, value])
         assert result.exit_code == 2 and f"{option} applies to classifiers" in result.output, result.output
     result = CliRunner().invoke(cli.main, [str(tmp_path), "--task", "segment", "--mixed-precision"])
     assert result.exit_code == 2 and "--mixed-precision applies to classifiers" in result.output
     assert len(captured) == 1
+    result = CliRunner().invoke(cli.main, [str(tmp_path), "--task", "segment", "--out", "seg", "--strategy", "one"])
+    assert result.exit_code == 0 and captured[1].strategy == "one"  # the shared fit loop: any strategy
 
 
 def test_a_saved_config_reads_back_as_it_was():

@@ -23,7 +23,7 @@ from tests.conftest import ROOT, make_folder_dataset
 from tests.conftest import run_command as _run
 from training.pipeline import ImageRows
 from training.splits import load_images
-from training.train import Phase
+from training.fitloop import Phase
 
 TINY = ("--weights", "none", "--img-size", "32", "--batch-size", "4")
 
@@ -175,7 +175,7 @@ def test_a_run_stopped_after_its_first_epoch_resumes_to_the_same_end(tmp_path):
 
 def test_a_stop_request_ends_training_after_the_step_and_never_records_a_partial_epoch():
     from edge.run.stopping import StopSignals
-    from training.train import _epoch_callback
+    from training.fitloop import _epoch_callback
 
     ended = []
     stop = StopSignals()

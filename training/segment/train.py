@@ -7,20 +7,23 @@ split.json, metrics.json (ISIC 2018 Task 1 scores on validation), overlays/ and 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edge.datasets import DatasetError
 from edge.model.contract import ModelContract
 from edge.model.segment import mask_from_logits
-from training.best_epoch import BestEpoch
 from training.config import SegmentConfig
+from training.distribute import place
+from training.fitloop import Fit, fit_phases, phases
 from training.runfolder import RunFolder
+from training.runstate import RunState, drop_checkpoint
 from training.segment.data import SegmentationData, find_mask_pairs, load_segmentation_data, split_pairs
 from training.segment.metrics import segmentation_metrics
 
@@ -83,11 +86,14 @@ def predict_masks(model, images: np.ndarray, batch: int = 16) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, size, size), np.uint8)
 
 
-def train_segmenter(config: SegmentConfig) -> Path:
-    """Train, evaluate and write a segmentation run folder; returns its path.
+def train_segmenter(config: SegmentConfig, state: RunState | None = None) -> Path:
+    """Train, evaluate and write a segmentation run folder through the shared fit loop (a checkpoint an
+    epoch, ``state`` from ``resume`` continues one, any tf.distribute strategy); returns its path.
 
     Raises:
-        DatasetError: no usable image/mask pairs.
+        DatasetError: no usable image/mask pairs, or the data changed since ``state``.
+        StrategyError: the requested tf.distribute strategy is not available here.
+        TrainingInterrupted: SIGTERM or SIGINT; resume with ``train --resume OUT``.
         ValueError: an unsupported architecture or image size.
     """
     import keras
@@ -97,6 +103,8 @@ def train_segmenter(config: SegmentConfig) -> Path:
     from training.segment.report import save_overlays, write_segment_card
 
     started = time.time()
+    placement = place(config.strategy)
+    weights = resolve_weights(config.weights, config.arch)  # fails now, not after reading the data
     keras.utils.set_random_seed(config.seed)
     pairs = find_mask_pairs(config.data)
     if config.max_images and len(pairs) > config.max_images:
@@ -105,44 +113,44 @@ def train_segmenter(config: SegmentConfig) -> Path:
     contract = ModelContract(
         task="segment", labels=SEGMENT_LABELS, arch=f"mobilenet_v3_{config.arch}_unet", image_size=config.image_size
     )
-    model, backbone = build_segmenter(config.image_size, config.arch, resolve_weights(config.weights, config.arch))
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     log.info("reading %d image/mask pairs from %s", len(pairs), config.data)
     data = load_segmentation_data(pairs, contract)
     if len(data.pairs) < 4:
         raise DatasetError(f"only {len(data.pairs)} readable image/mask pairs in {config.data}; need at least 4")
     train_idx, val_idx = split_pairs(data, config.val_fraction, config.seed)
     tr, va = data.subset(train_idx), data.subset(val_idx)
+    split = {"train": [str(p.image) for p in tr.pairs], "validation": [str(p.image) for p in va.pairs],
+             "validation_masks": [str(p.mask) for p in va.pairs]}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()[:16]
+    if state is not None and state.split_digest != digest:
+        raise DatasetError(f"the data of {out} changed since the run started (another split): start a new run")
+    state = state or RunState(config=dataclasses.asdict(config), split_digest=digest)
+    resuming = state.epoch > 0 or bool(state.phases_done)
 
-    if config.weights != "none":
-        sample = tr.images[np.random.default_rng(0).permutation(len(tr.images))[:256]]
-        log.info("re-parametrised %d batch-norm layers for fine-tuning", reparametrize_batchnorm(backbone, sample))
+    with placement.strategy.scope():
+        model, backbone = build_segmenter(config.image_size, config.arch, weights)
+        for layer in backbone.layers:  # batch statistics over the global batch
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = placement.replicas > 1
+        if config.weights != "none" and not resuming:
+            sample = tr.images[np.random.default_rng(0).permutation(len(tr.images))[:256]]
+            log.info("re-parametrised %d batch-norm layers for fine-tuning", reparametrize_batchnorm(backbone, sample))
     out_size = int(model.output_shape[1])
-    train_ds = _dataset(tr.images, tr.masks, config.batch_size, config.seed, out_size)
-    history: dict[str, list[float]] = {}
-    best = BestEpoch(
-        lambda m: segmentation_metrics(predict_masks(m, va.images), va.masks)["mean_jaccard"],
-        history, config.patience, name="mean Jaccard", key="val_mean_jaccard",
+    global_batch = config.batch_size * placement.replicas
+    job = Fit(
+        model, backbone, bce_dice_loss,
+        batches=lambda seed: _dataset(tr.images, tr.masks, global_batch, seed, out_size), images=len(tr.images),
+        validate=lambda: {"val_mean_jaccard": segmentation_metrics(predict_masks(model, va.images),
+                                                                   va.masks)["mean_jaccard"]},
+        scores=("val_mean_jaccard",), select="val_mean_jaccard", select_name="mean Jaccard",
     )  # fmt: skip
-
-    def fit(epochs: int, lr: Any) -> None:
-        model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4), loss=bce_dice_loss)
-        h = model.fit(train_ds, epochs=epochs, callbacks=[best.callback()], verbose=2)
-        for key, values in h.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
-
-    if config.head_epochs and config.weights != "none":
-        backbone.trainable = False
-        log.info("phase 1: training the decoder for %d epochs", config.head_epochs)
-        fit(config.head_epochs, config.learning_rate)
-    backbone.trainable = True
-    if config.epochs:
-        log.info("phase 2: fine-tuning everything for up to %d epochs", config.epochs)
-        steps = config.epochs * int(np.ceil(len(tr.images) / config.batch_size))
-        best.reset_patience(config.epochs)  # as the classifier: not while the rate is high
-        fit(config.epochs, keras.optimizers.schedules.CosineDecay(config.learning_rate, steps))
-    best.restore(model)
+    # the decoder on a frozen encoder, then everything under a cosine rate: the classifier's schedule
+    schedule = phases(config.head_epochs, config.learning_rate, config.epochs, config.learning_rate,
+                      config.weights != "none")  # fmt: skip
+    best = fit_phases(job, schedule, out, split, state, placement, config.patience, config.batch_size, config.seed)
+    if not placement.is_chief:
+        return out
 
     preds = predict_masks(model, va.images)
     val_metrics = segmentation_metrics(preds, va.masks)
@@ -151,8 +159,6 @@ def train_segmenter(config: SegmentConfig) -> Path:
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metrics={k: round(val_metrics[k], 4) for k in ("mean_jaccard", "thresholded_jaccard", "mean_dice")},
     )
-    split = {"train": [str(p.image) for p in tr.pairs], "validation": [str(p.image) for p in va.pairs]}
-    split["validation_masks"] = [str(p.mask) for p in va.pairs]
     RunFolder(out).write_model(model, contract, split)
     names = [str(p.image) for p in va.pairs]
     save_overlays(out, va.images, va.masks, preds, names, val_metrics["per_image_jaccard"])
@@ -163,11 +169,13 @@ def train_segmenter(config: SegmentConfig) -> Path:
         "n_skipped": len(data.skipped),
         "skipped": data.skipped,
         "best_epoch": best.best_epoch,
-        "history": history,
+        "epochs": state.epoch,
+        "history": state.history,
         "train_seconds": time.time() - started,
         "config": dataclasses.asdict(config),
     }
     write_segment_card(out, contract, metrics, dataclasses.asdict(config))
+    drop_checkpoint(out)
     log.info(
         "validation: mean Jaccard %.3f, thresholded Jaccard %.3f, Dice %.3f; wrote %s",
         val_metrics["mean_jaccard"], val_metrics["thresholded_jaccard"], val_metrics["mean_dice"], out,
@@ -176,8 +184,6 @@ def train_segmenter(config: SegmentConfig) -> Path:
 
 
 def _fingerprint(data: SegmentationData) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for md5 in sorted(data.md5):
         digest.update(f"{md5}\n".encode())
