@@ -21,9 +21,9 @@ from edge.datasets import DatasetError, load_dataset
 from edge.model.contract import ModelContract
 from tests.conftest import ROOT, make_folder_dataset
 from tests.conftest import run_command as _run
+from training.fitloop import Phase
 from training.pipeline import ImageRows
 from training.splits import load_images
-from training.fitloop import Phase
 
 TINY = ("--weights", "none", "--img-size", "32", "--batch-size", "4")
 
