@@ -28,9 +28,9 @@ import numpy as np
 from results import save
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "kiosk"))
+sys.path.insert(0, str(ROOT))  # the repository: its tests' helpers are the benchmark's too
 
-from kiosk_support import free_port, kiosk_process, write_video  # noqa: E402
+from tests.helpers.kiosk import free_port, kiosk_process, write_video  # noqa: E402
 
 
 def _status(pid: int) -> dict[str, float]:

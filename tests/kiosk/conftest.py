@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-# The helpers module beside this file imports as `kiosk_support` under either pytest import mode.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from kiosk_support import FakeClock, write_video  # noqa: E402
-
 from edge.kiosk.live import LiveState
 from edge.kiosk.web import KioskConfig, create_app
 from edge.model.classifier import Classifier
+from tests.helpers.kiosk import FakeClock, write_video
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from kiosk_support import ROOT, free_port, jpeg_bytes, kiosk_process
+
+from tests.helpers.kiosk import ROOT, free_port, jpeg_bytes, kiosk_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -44,7 +45,7 @@ def wait_js(page, expression: str, timeout: float = 10.0) -> None:
 
 @pytest.fixture(scope="module")
 def kiosk_url(tiny_tflite, tmp_path_factory):
-    from kiosk_support import write_video
+    from tests.helpers.kiosk import write_video
 
     video = write_video(tmp_path_factory.mktemp("browser") / "long.avi", frames=900)  # 90 s at 10 fps
     port = free_port()
@@ -158,7 +159,7 @@ def test_pi_touch_screen_shows_the_result_and_capture_above_the_fold(page, kiosk
 
 @pytest.fixture(scope="module")
 def shipped_kiosk_url(tmp_path_factory):
-    from kiosk_support import write_video
+    from tests.helpers.kiosk import write_video
 
     video = write_video(tmp_path_factory.mktemp("browser-shipped") / "long.avi", frames=900)
     port = free_port()
@@ -195,7 +196,7 @@ def test_a_photo_that_is_not_a_lesion_and_a_greyscale_one_are_refused_on_the_pag
 
 
 def test_capture_is_disabled_once_the_camera_has_ended(tiny_tflite, tmp_path):
-    from kiosk_support import write_video
+    from tests.helpers.kiosk import write_video
 
     sync_api = pytest.importorskip("playwright.sync_api")
     video = write_video(tmp_path / "short.avi", frames=20)  # two seconds, then the source ends

@@ -5,11 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from kiosk_support import jpeg_bytes
 
 from edge.kiosk import uploads
 from edge.kiosk.decoder import BoundedDecoder, DecodeRefused
 from edge.kiosk.uploads import UploadError, read_upload
+from tests.helpers.kiosk import jpeg_bytes
 
 MB = 1024 * 1024
 

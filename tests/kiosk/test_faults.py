@@ -11,13 +11,13 @@ import urllib.error
 import urllib.request
 
 import pytest
-from kiosk_support import frames_of, free_port, http_get, kiosk_process, wait_for, write_video
 
 from edge.capture.frames import CameraError
 from edge.capture.sources import open_source
 from edge.kiosk.frameloop import FrameLoop
 from edge.kiosk.live import LiveState
 from edge.kiosk.web import KioskConfig, serve
+from tests.helpers.kiosk import frames_of, free_port, http_get, kiosk_process, wait_for, write_video
 
 
 def test_source_end_turns_health_503_while_the_page_serves(classifier, tmp_path):

@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from kiosk_support import free_port, http_get, jpeg_bytes, kiosk_process, publish_frame, wait_for
 
 from edge.kiosk.uploads import DecodeGate, KioskBusy
 from edge.kiosk.web import KioskConfig, create_app, serve
+from tests.helpers.kiosk import free_port, http_get, jpeg_bytes, kiosk_process, publish_frame, wait_for
 
 
 def _multipart(photo: bytes, boundary: str = "b0undary") -> tuple[bytes, str]:

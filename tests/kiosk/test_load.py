@@ -11,7 +11,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from kiosk_support import free_port, http_get, jpeg_bytes, kiosk_process
+from tests.helpers.kiosk import free_port, http_get, jpeg_bytes, kiosk_process
 
 PAGE_LOADS = 100
 UPLOADS = 20

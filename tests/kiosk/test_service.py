@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from kiosk_support import FakeClock, free_port, publish_frame
 
 from edge.capture.frames import CameraError
 from edge.capture.sources import open_source
 from edge.kiosk.live import LiveState
 from edge.kiosk.service import Notifier, Supervisor, Watchdog, watchdog_interval
 from edge.kiosk.web import KioskConfig, serve
+from tests.helpers.kiosk import FakeClock, free_port, publish_frame
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_a_kiosk_without_a_camera_is_ready_and_says_why(notify_socket, monkeypat
 
 
 def test_serve_on_every_ipv6_address_also_answers_ipv4(classifier, video):
-    from kiosk_support import http_get, wait_for
+    from tests.helpers.kiosk import http_get, wait_for
 
     with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:  # a port free on IPv6 and IPv4 alike
         probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

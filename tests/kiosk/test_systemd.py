@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from kiosk_support import ROOT
+
+from tests.helpers.kiosk import ROOT
 
 SYSTEMD = ROOT / "systemd"
 UNIT = SYSTEMD / "edge-detect.service"

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from kiosk_support import free_port, jpeg_bytes, lesion_image
 
 from edge.kiosk.tls import server_context
 from edge.kiosk.web import KioskConfig, serve
+from tests.helpers.kiosk import free_port, jpeg_bytes, lesion_image
 
 TOKEN = "a-token-for-the-https-tests"
 

@@ -8,12 +8,12 @@ import struct
 import zlib
 
 import pytest
-from kiosk_support import jpeg_bytes, lesion_image, publish_frame
 
 from edge.kiosk.live import LiveState
 from edge.kiosk.web import KioskConfig, create_app
 from edge.model.classifier import Classifier
 from edge.model.modelfile import read_contract
+from tests.helpers.kiosk import jpeg_bytes, lesion_image, publish_frame
 
 
 def upload(client, data: bytes, name: str = "lesion.jpg", field: str = "image"):

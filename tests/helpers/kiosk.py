@@ -1,4 +1,5 @@
-"""Helpers for the kiosk tests: synthetic lesion images and videos, free ports, one published frame."""
+"""Helpers for the kiosk tests and bench/kiosk_memory.py: synthetic lesion images and videos, free ports,
+one published frame, a kiosk process."""
 
 from __future__ import annotations
 
