@@ -90,23 +90,15 @@ def test_edge_detect_segment_refuses_a_classifier_as_segmenter(tiny_tflite, tmp_
 def test_a_segmenter_stopped_after_its_first_epoch_resumes_to_the_same_end(tmp_path):
     """The segmenter trains through the classifier's fit loop: a checkpoint an epoch, SIGTERM, --resume."""
     import csv
-    import signal
-    import subprocess
-    import sys
-    import time
+
+    from tests.helpers.runs import command, stopped_after_a_checkpoint
 
     data = write_ph2_layout(tmp_path / "data", n=12, height=72, width=96)
     run = tmp_path / "run"
-    cmd = [str(Path(sys.executable).parent / "train"), str(data), "--task", "segment", "--out", str(run),
-           "--img-size", "64", "--epochs", "3", "--head-epochs", "0", "--batch-size", "4", "--patience", "9",
-           "--weights", "none"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoint" / "state.json").is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
+    cmd = command("train", str(data), "--task", "segment", "--out", str(run), "--img-size", "64", "--epochs", "3",
+                  "--head-epochs", "0", "--batch-size", "4", "--patience", "9", "--weights", "none")  # fmt: skip
+    returncode, err = stopped_after_a_checkpoint(cmd, run)
+    assert returncode == 130, err[-3000:]
     assert f"continue with `train --resume {run}`" in err and "Traceback" not in err
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert 1 <= state["epoch"] < 3 and state["config"]["task"] == "segment"

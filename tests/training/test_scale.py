@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from edge.datasets import DatasetError, load_dataset
 from edge.model.contract import ModelContract
 from tests.conftest import ROOT, make_folder_dataset
 from tests.conftest import run_command as _run
+from tests.helpers.runs import command, stopped_after_a_checkpoint
 from training.fitloop import Phase
 from training.pipeline import ImageRows
 from training.splits import load_images
@@ -147,15 +147,10 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(tmp_path):
 def test_a_run_stopped_after_its_first_epoch_resumes_to_the_same_end(tmp_path):
     data = make_folder_dataset(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
-    cmd = [str(Path(sys.executable).parent / "train"), str(data), "--out", str(run), "--epochs", "3",
-           "--head-epochs", "0", "--patience", "9", *TINY]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoint" / "state.json").is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
+    cmd = command("train", str(data), "--out", str(run), "--epochs", "3", "--head-epochs", "0", "--patience", "9",
+                  *TINY)  # fmt: skip
+    returncode, err = stopped_after_a_checkpoint(cmd, run)
+    assert returncode == 130, err[-3000:]
     assert f"continue with `train --resume {run}`" in err and "Traceback" not in err
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     assert 1 <= state["epoch"] < 3 and not (run / "model.keras").exists()
