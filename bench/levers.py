@@ -11,7 +11,9 @@ images are scored without and with the lever:
   the same up to int8 rounding);
 - **two seeds**: the seed's probabilities averaged with the next seed's (an ensemble of two models,
   twice the inference), against the seed alone;
-- **the stack**: both, against the seed alone.
+- **the stack**: both, against the seed alone;
+- **a second seed, given the flips**: the stack against the seed's flipped answers (what ``convert --ensemble``
+  adds to a ``--views 4`` file).
 
 The figure is the mean malignancy AUC over the five sets; the rule keeps a lever when its paired gain is
 positive on all of up to four seeds (all but one from five) and the 95 % bootstrap interval of the mean
@@ -56,18 +58,20 @@ def main() -> None:
     stack = [[(flips[i][k] + flips[(i + 1) % len(models)][k]) / 2 for k in range(len(sets))]
              for i in range(len(models))]  # fmt: skip
 
-    def paired(lever: list[list[np.ndarray]]) -> list[dict[str, PairedSet]]:
-        return [{s.name: PairedSet(s.bad, plain[i][k][:, mal].sum(1), lever[i][k][:, mal].sum(1))
+    def paired(lever: list[list[np.ndarray]], base: list[list[np.ndarray]]) -> list[dict[str, PairedSet]]:
+        return [{s.name: PairedSet(s.bad, base[i][k][:, mal].sum(1), lever[i][k][:, mal].sum(1))
                  for k, s in enumerate(sets)} for i in range(len(models))]  # fmt: skip
 
     rows, verdicts = [], {}
-    for name, lever, cost in (("test-time flips (4 views)", flips, "4x the backbone, one file"),
-                              ("two seeds averaged", pairs, "2 models, 2x"),
-                              ("stack: two seeds x 4 flips", stack, "2 models, 8x")):  # fmt: skip
+    levers = (("test-time flips (4 views)", flips, plain, "4x the backbone, one file"),
+              ("two seeds averaged", pairs, plain, "2 models, 2x"),
+              ("stack: two seeds x 4 flips", stack, plain, "2 models, 8x"),
+              ("a second seed, given the flips", stack, flips, "2x the flipped file"))  # fmt: skip
+    for name, lever, base, cost in levers:
         if lever is not flips and len(models) < 2:
             continue
-        verdict = judge(paired(lever))
-        bal_gain = [_balanced(sets, lever[i], contract) - _balanced(sets, plain[i], contract)
+        verdict = judge(paired(lever, base))
+        bal_gain = [_balanced(sets, lever[i], contract) - _balanced(sets, base[i], contract)
                     for i in range(len(models))]  # fmt: skip
         verdicts[name] = {"gains": verdict.gains, "interval": verdict.interval, "keep": verdict.keep,
                           "balanced_accuracy_gains": bal_gain}  # fmt: skip

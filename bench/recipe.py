@@ -27,7 +27,7 @@ from convert.representative import collection_name
 from edge.datasets import load_dataset, to_binary
 from edge.model.classifier import Classifier, calibrated_probabilities
 from training.config import TrainConfig
-from training.evaluate import auc_interval, classification_metrics, predict_logits, summary
+from training.evaluate import classification_metrics, malignancy_metrics, predict_logits, summary
 from training.pipeline import cache_dir
 from training.runfolder import RunFolder
 from training.splits import leaks_into, load_images
@@ -35,18 +35,6 @@ from training.train import read_collections
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXTERNAL = {"benign_malignant": "malignant-vs-benign/train", "ph2": "ph2"}
-
-
-def binary_scores(risk: np.ndarray, bad: np.ndarray, threshold: float) -> dict[str, float]:
-    from sklearn.metrics import roc_auc_score
-
-    return {
-        "n": int(len(bad)),
-        "malignant_auc": float(roc_auc_score(bad, risk)),
-        "malignant_auc_ci": auc_interval(bad, risk),
-        "malignant_sensitivity": float((risk[bad] >= threshold).mean()),
-        "malignant_specificity": float((risk[~bad] < threshold).mean()),
-    }
 
 
 def fidelity(keras_p: np.ndarray, int8_p: np.ndarray, contract, y: np.ndarray | None = None,
@@ -124,7 +112,7 @@ def validation_part(run: Path, contract) -> tuple[np.ndarray, np.ndarray, np.nda
 def scores(s: ScoredSet, probs: np.ndarray, contract) -> dict:
     if s.y is not None:
         return summary(classification_metrics(s.y, probs, contract))
-    return binary_scores(probs[:, list(contract.malignant_indices)].sum(1), s.bad, contract.risk_threshold)
+    return malignancy_metrics(probs[:, list(contract.malignant_indices)].sum(1), s.bad, contract.risk_threshold)
 
 
 def int8_probabilities(int8: Classifier, images: np.ndarray, views: int = 1) -> np.ndarray:
@@ -136,20 +124,23 @@ def int8_probabilities(int8: Classifier, images: np.ndarray, views: int = 1) -> 
     return calibrated_probabilities(np.mean(logits, axis=0), int8.contract.temperature)
 
 
-def score_run(run: Path, int8_name: str = "int8.tflite", float32_name: str = "float32.tflite", views: int = 1) -> dict:
+def score_run(run: Path, int8_name: str = "int8.tflite", float32_name: str = "float32.tflite", views: int = 1,
+              ensemble: tuple[Path, ...] = ()) -> dict:  # fmt: skip
     """The Keras model and its int8 file on every set, their agreement, and both files timed. A file built
-    with ``convert --views N`` is compared with the Keras model averaged over the same flipped views."""
+    with ``convert --views N [--ensemble RUN ...]`` is compared with the Keras models averaged over the same
+    flipped views."""
     import keras
 
     from convert.views import flipped
 
     contract = RunFolder(run).contract()
     int8 = Classifier(run / int8_name, threads=2)
-    model = keras.saving.load_model(RunFolder(run).model_file, compile=False)
-    out: dict = {"keras": {}, "int8": {}, "fidelity": {}, "views": views, "file": int8_name}
+    models = [keras.saving.load_model(RunFolder(r).model_file, compile=False) for r in (run, *ensemble)]
+    out: dict = {"keras": {}, "int8": {}, "fidelity": {}, "views": views, "file": int8_name,
+                 "ensemble": [str(r) for r in ensemble]}  # fmt: skip
     sets = scored_sets(run, contract)
     for s in sets:
-        logits = np.mean([predict_logits(model, v) for v in flipped(s.images, views)], axis=0)
+        logits = np.mean([predict_logits(m, v) for m in models for v in flipped(s.images, views)], axis=0)
         keras_p = calibrated_probabilities(logits, contract.temperature)
         int8_p = int8_probabilities(int8, s.images)
         out["keras"][s.name] = scores(s, keras_p, contract)
@@ -176,13 +167,18 @@ def main() -> None:
     parser.add_argument("--int8", default="int8.tflite", help="the int8 file in each run folder")
     parser.add_argument("--float32", default="float32.tflite", help="the float32 file timed beside it")
     parser.add_argument("--views", type=int, default=1, help="the flipped views the files average (convert --views)")
+    parser.add_argument("--ensemble", type=Path, action="append", default=[],
+                        help="a run the int8 file averages with RUN (convert --ensemble; one RUN only)")  # fmt: skip
     args = parser.parse_args()
+    if args.ensemble and len(args.runs) != 1:
+        parser.error("--ensemble scores one RUN")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    runs = [score_run(run, args.int8, args.float32, args.views) for run in args.runs]
+    runs = [score_run(run, args.int8, args.float32, args.views, tuple(args.ensemble)) for run in args.runs]
     print(json.dumps(runs, indent=1))
     command = "python bench/recipe.py " + " ".join(str(r) for r in args.runs) + f" --name {args.name}"
     if args.views != 1 or args.int8 != "int8.tflite":
         command += f" --int8 {args.int8} --float32 {args.float32} --views {args.views}"
+    command += "".join(f" --ensemble {r}" for r in args.ensemble)
     save(args.name, command, recipe=args.recipe, runs=runs)
 
 

@@ -117,7 +117,10 @@ def load_convert_data(
             rest = [p for p in rest if p in trained]
         train_samples = [by_path[p] for p in rest]
         roots = _roots((data, *more))
-        ours = [p for p in listed if any(Path(p).is_relative_to(r) for r in roots)]  # not: collections not given
+        # not: collections not given, nor images with benign/malignant labels (no class to score them by)
+        named = split.get("validation_labels") or [contract.labels[0]] * len(listed)
+        ours = [p for p, label in zip(listed, named)
+                if label in contract.labels and any(Path(p).is_relative_to(r) for r in roots)]  # fmt: skip
         lost = len(ours) - sum(p in by_path for p in ours)
         if lost and RunFolder(run_dir).trained_on(data):
             raise RepresentativeError(

@@ -121,6 +121,18 @@ def classification_metrics(
     return out
 
 
+def malignancy_metrics(risk: np.ndarray, bad: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Malignancy AUC (with its 95 % interval), sensitivity and specificity at ``threshold``: how a set with
+    benign/malignant labels only is scored."""
+    return {
+        "n": int(len(bad)),
+        "malignant_auc": float(skm.roc_auc_score(bad, risk)),
+        "malignant_auc_ci": auc_interval(bad, risk),
+        "malignant_sensitivity": float((risk[bad] >= threshold).mean()),
+        "malignant_specificity": float((risk[~bad] < threshold).mean()),
+    }
+
+
 def summary(m: dict[str, Any]) -> dict[str, Any]:
     """The figures of :func:`classification_metrics` that benchmarks tabulate."""
     keys = ("n", "accuracy", "balanced_accuracy", "top1_ties", "malignant_auc", "malignant_auc_ci",

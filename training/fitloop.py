@@ -69,7 +69,6 @@ class Fit:
     select_name: str  # how the log says it, e.g. "balanced accuracy"
     metrics: tuple[str, ...] = ()  # Keras training metrics, e.g. ("accuracy",)
     steps: int | None = None  # steps an epoch; None: one pass over the batches
-    class_weight: dict[int, float] | None = None
 
 
 def fit_phases(fit: Fit, schedule: list[Phase], out: Path, split: dict, state: RunState, placement: Any,
@@ -155,14 +154,14 @@ def fit_phases(fit: Fit, schedule: list[Phase], out: Path, split: dict, state: R
             model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=fit.loss,
                           metrics=list(fit.metrics))  # fmt: skip
             if placement.multi_worker:
-                x, t = next(iter(batches.take(1)))
+                x, t = next(iter(batches.take(1)))[:2]
                 _fit_across_workers(model, (np.asarray(x)[:1].astype("float32"), np.asarray(t)[:1]))
             if start:
                 restore_checkpoint(out, model, with_optimizer=True)
         stop.check()
         callback = _epoch_callback(phase, steps, global_batch, end_epoch, stop)
-        model.fit(batches, steps_per_epoch=fit.steps, epochs=phase.epochs, initial_epoch=start,
-                  class_weight=fit.class_weight, callbacks=[callback], shuffle=False, verbose=0)  # fmt: skip
+        model.fit(batches, steps_per_epoch=fit.steps, epochs=phase.epochs, initial_epoch=start, callbacks=[callback],
+                  shuffle=False, verbose=0)  # fmt: skip
         stop.check()
 
     try:

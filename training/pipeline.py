@@ -118,20 +118,22 @@ def image_dataset(
     seed: int,
     augment: Callable | None = None,
     balanced: bool = False,
+    weights: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
 ):
-    """A tf.data pipeline of (float32 images in [0, 255], targets) batches for ``model.fit``.
+    """A tf.data pipeline of (float32 images in [0, 255], targets[, weights]) batches for ``model.fit``.
 
-    Indices are shuffled (reshuffled every epoch) or, when ``balanced``, drawn class by class equally
-    often without end (give fit ``steps_per_epoch``); each batch of rows is read from ``images`` in one
-    call, augmented on the fly and prefetched. Shards by data when a tf.distribute strategy spreads it
-    over several workers.
+    Indices are shuffled (reshuffled every epoch) or, when ``balanced``, drawn stratum by stratum (``strata``,
+    else the targets' top class) equally often without end (give fit ``steps_per_epoch``); each batch of rows
+    is read from ``images`` in one call, augmented on the fly and prefetched. ``weights`` (one per image)
+    become Keras sample weights. Shards by data when a tf.distribute strategy spreads it over several workers.
     """
     import tensorflow as tf
 
     n = len(images)
     index = np.arange(n)
     if balanced:
-        label = targets.argmax(1)
+        label = targets.argmax(1) if strata is None else strata
         per_class = [
             tf.data.Dataset.from_tensor_slices(index[label == c]).shuffle(int((label == c).sum()), seed=seed).repeat()
             for c in np.unique(label)
@@ -140,17 +142,19 @@ def image_dataset(
     else:
         ds = tf.data.Dataset.from_tensor_slices(index).shuffle(n, seed=seed, reshuffle_each_iteration=True)
     table = tf.constant(targets)
+    weight_of = None if weights is None else tf.constant(weights, tf.float32)
     shape = (None, *images.shape[1:])
 
     def read(positions):
         batch = tf.numpy_function(lambda p: images[p], [positions], tf.uint8, stateful=False)
         batch = tf.ensure_shape(batch, shape)
-        return tf.cast(batch, tf.float32), tf.gather(table, positions)
+        x, t = tf.cast(batch, tf.float32), tf.gather(table, positions)
+        return (x, t) if weight_of is None else (x, t, tf.gather(weight_of, positions))
 
     ds = ds.batch(batch_size).map(read, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(
-            lambda x, t: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), t),
+            lambda x, *rest: (tf.clip_by_value(augment(x, training=True), 0.0, 255.0), *rest),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     options = tf.data.Options()

@@ -27,6 +27,7 @@ from training.best_epoch import BestEpoch
 from training.config import TrainConfig, config_from
 from training.distribute import StrategyError, place
 from training.fitloop import Fit, TrainingInterrupted, fit_phases, phases
+from training.labels import SET_LABELS, allowed_classes, malignant_rows, set_valued_crossentropy
 from training.pipeline import cache_dir, image_dataset
 from training.runfolder import RunFolder
 from training.runstate import RunState, drop_checkpoint, load_state
@@ -79,10 +80,13 @@ def augmenter(seed: int, white_balance: float = 0.0):
     return augment
 
 
-def _class_weights(y: np.ndarray, n: int) -> dict[int, float]:
-    counts = np.bincount(y, minlength=n).astype(float)
-    w = len(y) / (n * np.maximum(counts, 1))
-    return {i: float(w[i]) for i in range(n)}
+def _sample_weights(y: np.ndarray, classes: int) -> np.ndarray:
+    """Each image's weight: n / (classes x its class's count) for a class label (a class-weighted loss),
+    1 for a benign/malignant label (y >= classes)."""
+    one = y < classes
+    counts = np.bincount(y[one], minlength=classes).astype(float)
+    w = one.sum() / (classes * np.maximum(counts, 1))
+    return np.where(one, w[np.minimum(y, classes - 1)], 1.0).astype("float32")
 
 
 def resume(run: str | Path) -> Path:
@@ -142,7 +146,7 @@ class Prepared:
 
     loaded: Any  # training.splits.LoadedImages
     contract: ModelContract  # labels, input and preprocessing; calibration comes later
-    y: np.ndarray  # label index of each image
+    y: np.ndarray  # label of each image: an index into ``kinds`` (a class when below len(labels))
     origin: np.ndarray  # collection index of each image
     collections: list[str]
     data_format: str
@@ -151,10 +155,20 @@ class Prepared:
     test_idx: np.ndarray
     split: dict[str, list[str]]  # what split.json records
     split_digest: str
+    kinds: tuple[str, ...]  # the classes, then any set labels ("benign", "malignant")
+    allowed: np.ndarray  # (len(kinds), classes): the classes each label allows
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.contract.labels
+
+    def one_class(self, idx: np.ndarray) -> np.ndarray:
+        """Those of ``idx`` whose label names one class (the images class metrics can score)."""
+        return idx[self.y[idx] < len(self.labels)]
+
+    def malignant(self, idx: np.ndarray) -> np.ndarray:
+        """Whether each image of ``idx`` is malignant, by its label (a class or benign/malignant)."""
+        return malignant_rows(self.allowed[self.y[idx]], self.contract)
 
 
 def prepare(config: TrainConfig) -> Prepared:
@@ -181,8 +195,13 @@ def prepare(config: TrainConfig) -> Prepared:
     loaded = load_images(samples, contract, cache=cache_dir())
     if len(loaded.samples) < 2:
         raise DatasetError(f"only {len(loaded.samples)} readable images in {config.data}")
-    y = np.array([labels.index(s.label) for s in loaded.samples])
-    if len(np.unique(y)) < 2:
+    kinds = (*labels, *(k for k in SET_LABELS if any(s.label == k for s in loaded.samples)))
+    try:
+        allowed = allowed_classes(kinds, contract)
+    except ValueError as exc:
+        raise DatasetError(f"cannot train on benign/malignant labels here: {exc}") from None
+    y = np.array([kinds.index(s.label) for s in loaded.samples])
+    if len(np.unique(y[y < len(labels)])) < 2:
         raise DatasetError(f"{config.data} has readable images of a single class only")
     groups = duplicate_groups(loaded)  # copies and lesions across collections too: ISIC id, lesion id, content
     origin = np.array([origins[s.path] for s in loaded.samples])
@@ -202,7 +221,7 @@ def prepare(config: TrainConfig) -> Prepared:
     split = {  # resolved paths: convert matches them whatever the working directory
         "train": [str(loaded.samples[i].path.resolve()) for i in train_idx],
         "validation": [str(loaded.samples[i].path.resolve()) for i in val_idx],
-        "validation_labels": [labels[i] for i in y[val_idx]],
+        "validation_labels": [kinds[i] for i in y[val_idx]],
     }
     if len(test_idx):
         split["test"] = [str(loaded.samples[i].path.resolve()) for i in test_idx]
@@ -216,7 +235,7 @@ def prepare(config: TrainConfig) -> Prepared:
         )
     split_digest = hashlib.sha256(json.dumps(split).encode()).hexdigest()[:16]
     return Prepared(loaded, contract, y, origin, collections, data_format, train_idx, val_idx, test_idx, split,
-                    split_digest)  # fmt: skip
+                    split_digest, kinds, allowed)  # fmt: skip
 
 
 def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, backbone_weights: Any) -> tuple:
@@ -236,8 +255,9 @@ def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, ba
     labels = data.labels
     resuming = state.epoch > 0 or bool(state.phases_done)
     x_tr, y_tr = data.loaded.images.rows(data.train_idx), data.y[data.train_idx]
-    x_va, y_va = data.loaded.images.rows(data.val_idx), data.y[data.val_idx]
-    t_tr = np.eye(len(labels), dtype="float32")[y_tr]  # one-hot targets
+    t_tr = data.allowed[y_tr]  # one-hot for a class; the allowed classes for benign/malignant
+    one = data.one_class(data.val_idx)  # class scores: the images labelled with one class
+    x_va, y_va, a_va = data.loaded.images.rows(data.val_idx), data.y[one], data.allowed[data.y[data.val_idx]]
 
     replicas = placement.replicas
     global_batch = config.batch_size * replicas
@@ -257,24 +277,30 @@ def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, ba
             log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
     augment = augmenter(config.seed, config.white_balance)
 
+    is_one = data.y[data.val_idx] < len(labels)
+
     def validate() -> dict[str, float]:
         logits = evaluate.predict_logits(model, x_va)
         log_p = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        log_allowed = np.logaddexp.reduce(np.where(a_va > 0, log_p, -np.inf), axis=1)  # log p(label)
+        pred = logits[is_one].argmax(1)
         return {
-            "val_loss": float(-log_p[np.arange(len(y_va)), y_va].mean()),
-            "val_accuracy": float((logits.argmax(1) == y_va).mean()),
-            "val_balanced_accuracy": float(balanced_accuracy_score(y_va, logits.argmax(1))),
+            "val_loss": float(-log_allowed.mean()),
+            "val_accuracy": float((pred == y_va).mean()),
+            "val_balanced_accuracy": float(balanced_accuracy_score(y_va, pred)),
         }
 
     balanced = config.balance == "sampling"
+    weights = _sample_weights(y_tr, len(labels)) if config.balance == "weights" else None
+    sets = len(data.kinds) > len(labels)  # benign/malignant labels: the set-valued loss (the same on one class)
     job = Fit(
-        model, backbone, keras.losses.CategoricalCrossentropy(from_logits=True),
-        batches=lambda seed: image_dataset(x_tr, t_tr, global_batch, seed, augment, balanced=balanced),
+        model, backbone,
+        set_valued_crossentropy if sets else keras.losses.CategoricalCrossentropy(from_logits=True),
+        batches=lambda seed: image_dataset(x_tr, t_tr, global_batch, seed, augment, balanced=balanced,
+                                           weights=weights, strata=y_tr),
         images=len(x_tr), validate=validate, scores=("val_loss", "val_accuracy", "val_balanced_accuracy"),
         select="val_balanced_accuracy", select_name="balanced accuracy", metrics=("accuracy",),
         steps=int(np.ceil(len(x_tr) / global_batch)) if balanced else None,
-        # class weights follow the label: it keeps the largest share of a soft target
-        class_weight=_class_weights(t_tr.argmax(1), len(labels)) if config.balance == "weights" else None,
     )  # fmt: skip
     schedule = phases(config.head_epochs, 1e-3, config.epochs, config.learning_rate, config.weights != "none")
     best = fit_phases(job, schedule, Path(config.out), data.split, state, placement, config.patience,
@@ -303,28 +329,28 @@ class Scored:
 
 
 def evaluate_run(model: Any, data: Prepared, config: TrainConfig) -> Scored:
-    """Calibrate on validation (temperature, malignancy threshold for ``config.sensitivity``), then score
-    validation, and the test part once, per collection."""
+    """Calibrate on validation (temperature on the images labelled with one class, malignancy threshold for
+    ``config.sensitivity`` on every image), then score validation, and the test part once, per collection
+    (a benign/malignant collection by its malignancy figures)."""
     from training import evaluate
 
-    y, origin, contract = data.y, data.origin, data.contract
-    y_va = y[data.val_idx]
+    y, origin, contract, classes = data.y, data.origin, data.contract, len(data.labels)
+    one = y[data.val_idx] < classes
+    y_va = y[data.val_idx][one]
     logits = evaluate.predict_logits(model, data.loaded.images.rows(data.val_idx))
-    temperature = fit_temperature(logits, y_va)
+    temperature = fit_temperature(logits[one], y_va)
     probs = calibrated_probabilities(logits, temperature)
     risk_threshold = contract.risk_threshold
     if contract.malignant_labels:
         risk = probs[:, list(contract.malignant_indices)].sum(1)
-        risk_threshold = risk_threshold_for_sensitivity(
-            risk, np.isin(y_va, contract.malignant_indices), config.sensitivity
-        )
+        risk_threshold = risk_threshold_for_sensitivity(risk, data.malignant(data.val_idx), config.sensitivity)
     contract = contract.replace(
         temperature=round(temperature, 4),
         risk_threshold=float(np.floor(risk_threshold * 1e4) / 1e4),  # rounding up could unflag a case
         data_fingerprint=fingerprint(data.loaded),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    val_metrics = evaluate.classification_metrics(y_va, probs, contract)
+    val_metrics = evaluate.classification_metrics(y_va, probs[one], contract)
     contract = contract.replace(
         metrics={
             k: round(val_metrics[k], 4) for k in ("accuracy", "balanced_accuracy", "macro_auc") if k in val_metrics
@@ -336,16 +362,22 @@ def evaluate_run(model: Any, data: Prepared, config: TrainConfig) -> Scored:
         parts["test"] = (data.test_idx, calibrated_probabilities(test_logits, temperature))
 
     def scored(idx: np.ndarray, p: np.ndarray, ours: np.ndarray) -> dict[str, Any]:
-        return evaluate.summary(evaluate.classification_metrics(y[idx][ours], p[ours], contract))
+        if (y[idx][ours] < classes).all():
+            return evaluate.summary(evaluate.classification_metrics(y[idx][ours], p[ours], contract))
+        risk = p[ours][:, list(contract.malignant_indices)].sum(1)  # benign/malignant labels
+        return evaluate.malignancy_metrics(risk, data.malignant(idx[ours]), contract.risk_threshold)
 
     by_collection = {
         name: {part: scored(idx, p, origin[idx] == c) for part, (idx, p) in parts.items() if (origin[idx] == c).any()}
         for c, name in enumerate(data.collections)
     }
-    test = evaluate.classification_metrics(y[data.test_idx], parts["test"][1], contract) if "test" in parts else None
-    return Scored(contract, probs, val_metrics, test, by_collection,
-                  expected_calibration_error(calibrated_probabilities(logits, 1.0), y_va),
-                  cross_fitted_ece(logits, y_va), temperature)  # fmt: skip
+    test = None
+    if "test" in parts:
+        test_one = y[data.test_idx] < classes
+        test = evaluate.classification_metrics(y[data.test_idx][test_one], parts["test"][1][test_one], contract)
+    return Scored(contract, probs[one], val_metrics, test, by_collection,
+                  expected_calibration_error(calibrated_probabilities(logits[one], 1.0), y_va),
+                  cross_fitted_ece(logits[one], y_va), temperature)  # fmt: skip
 
 
 def write_run(
@@ -380,7 +412,7 @@ def write_run(
         },  # fmt: skip
         "config": dataclasses.asdict(config),
     }
-    y_va = data.y[data.val_idx]
+    y_va = data.y[data.one_class(data.val_idx)]
     evaluate.save_plots(out, y_va, scored.val_probs, scored.contract, state.history, best.best_epoch)
     evaluate.write_model_card(out, scored.contract, metrics, dataclasses.asdict(config) | {"format": data.data_format})
     (out / "report.txt").write_text(_report(scored.val_metrics))
@@ -399,7 +431,8 @@ def read_collections(config: TrainConfig) -> tuple[list[Sample], tuple[str, ...]
     """DATA and the --also collections: their samples, the label set, each file's collection and the format(s).
 
     One collection keeps its own labels; several are mapped onto ISIC 2019's eight classes (or benign /
-    malignant with --task binary), each label as ISIC 2019 itself files it.
+    malignant with --task binary), each label as ISIC 2019 itself files it. Among several, a benign/malignant
+    collection keeps "benign" and "malignant": labels that allow a set of the classes (training/labels.py).
     """
     task = "binary" if config.task == "binary" else "multiclass"
     paths = [config.data, *config.more_data]
@@ -408,7 +441,10 @@ def read_collections(config: TrainConfig) -> tuple[list[Sample], tuple[str, ...]
         samples, labels = list(datasets[0].samples), datasets[0].labels
     else:
         taxonomy = datasets[0].labels if task == "binary" else ISIC2019_CLASSES
-        samples = [s for ds in datasets for s in map_labels(list(ds.samples), taxonomy)]
+        samples = []
+        for ds in datasets:  # a benign/malignant collection keeps its labels: each allows a set of classes
+            as_sets = task == "multiclass" and set(ds.labels) <= set(SET_LABELS)
+            samples += list(ds.samples) if as_sets else map_labels(list(ds.samples), taxonomy)
         labels = tuple(name for name in taxonomy if any(s.label == name for s in samples))
     origins = {s.path: i for i, ds in enumerate(datasets) for s in ds.samples}
     return samples, labels, origins, " + ".join(ds.format for ds in datasets)
