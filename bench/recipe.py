@@ -109,10 +109,24 @@ def validation_part(run: Path, contract) -> tuple[np.ndarray, np.ndarray, np.nda
     return loaded.images, y, np.array([names[origins[s.path]] for s in loaded.samples])
 
 
+SPECIFICITIES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95)  # the flag's ROC, read at these
+
+
+def roc_points(bad: np.ndarray, risk: np.ndarray) -> dict[str, float]:
+    """The flag's whole ROC as a row: the best sensitivity reachable at each of SPECIFICITIES or more."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(bad, risk)
+    return {f"{spec:.2f}": float(tpr[fpr <= 1 - spec + 1e-12].max()) for spec in SPECIFICITIES}
+
+
 def scores(s: ScoredSet, probs: np.ndarray, contract) -> dict:
+    risk = probs[:, list(contract.malignant_indices)].sum(1)
     if s.y is not None:
-        return summary(classification_metrics(s.y, probs, contract))
-    return malignancy_metrics(probs[:, list(contract.malignant_indices)].sum(1), s.bad, contract.risk_threshold)
+        out = summary(classification_metrics(s.y, probs, contract))
+    else:
+        out = malignancy_metrics(risk, s.bad, contract.risk_threshold)
+    return out | {"sensitivity_at_specificity": roc_points(s.bad, risk)}
 
 
 def int8_probabilities(int8: Classifier, images: np.ndarray, views: int = 1) -> np.ndarray:
