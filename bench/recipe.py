@@ -28,6 +28,7 @@ from edge.datasets import load_dataset, to_binary
 from edge.model.classifier import Classifier, calibrated_probabilities
 from training.config import TrainConfig
 from training.evaluate import classification_metrics, malignancy_metrics, predict_logits, summary
+from training.labels import SET_LABELS, allowed_classes, malignant_rows
 from training.pipeline import cache_dir
 from training.runfolder import RunFolder
 from training.splits import leaks_into, load_images
@@ -69,28 +70,36 @@ class ScoredSet:
 
 
 def collection_names(config: TrainConfig) -> list[str]:
-    """A short name for each collection of a run, in order: isic9, ham10000, isic2019."""
-    return [collection_name(p) for p in (config.data, *config.more_data)]
+    """A short name for each collection of a run, in order: isic9, ham10000, isic2019 (and benign_malignant,
+    ph2: the never-trained-on sets' names, for a run that trained on them)."""
+    external = {str((DATA / rel).resolve()): name for name, rel in EXTERNAL.items()}
+    return [external.get(str(Path(p).resolve()), collection_name(p)) for p in (config.data, *config.more_data)]
 
 
 def scored_sets(run: Path, contract) -> list[ScoredSet]:
-    """Every collection's test part of ``run`` (one fixed split for every seed), then the two unseen sets."""
+    """Every collection's test part of ``run`` (one fixed split for every seed), then the unseen sets (those of
+    EXTERNAL the run did not train on). A benign/malignant collection's test part is scored by malignancy."""
     config = RunFolder(run).config()
     samples, labels, origins, _ = read_collections(config)
     if list(labels) != list(contract.labels):
         raise SystemExit(f"{run} and the model disagree on the classes: {labels} vs {list(contract.labels)}")
     by_path = {str(s.path.resolve()): s for s in samples}
     loaded = load_images([by_path[p] for p in RunFolder(run).split()["test"]], contract)
-    y = np.array([labels.index(s.label) for s in loaded.samples])
+    kinds = (*labels, *SET_LABELS)
+    y = np.array([kinds.index(s.label) for s in loaded.samples])
     origin = np.array([origins[s.path] for s in loaded.samples])
-    bad = np.isin(y, list(contract.malignant_indices))
+    bad = malignant_rows(allowed_classes(kinds, contract)[y], contract)
     out = []
     paths = np.array([s.path for s in loaded.samples], dtype=object)
-    for c, name in enumerate(collection_names(config)):
+    names = collection_names(config)
+    for c, name in enumerate(names):
         ours = origin == c
-        out.append(ScoredSet(name, loaded.images[ours], y[ours], bad[ours], list(paths[ours])))
+        classes = y[ours] if (y[ours] < len(labels)).all() else None  # None: benign/malignant labels
+        out.append(ScoredSet(name, loaded.images[ours], classes, bad[ours], list(paths[ours])))
     trained = load_images(samples, contract, cache=cache_dir())  # train's own cache
     for name, rel in EXTERNAL.items():
+        if name in names:  # trained on: its test part is above
+            continue
         ext = load_images(list(load_dataset(DATA / rel).samples), contract)
         kept = np.nonzero(~leaks_into(ext, trained))[0]
         unseen_bad = np.array([to_binary(ext.samples[i].label) == "malignant" for i in kept])
