@@ -163,8 +163,8 @@ class Prepared:
         return self.contract.labels
 
     def one_class(self, idx: np.ndarray) -> np.ndarray:
-        """Those of ``idx`` whose label names one class (the images class metrics can score)."""
-        return idx[self.y[idx] < len(self.labels)]
+        """Which images of ``idx`` have a label naming one class (those class metrics can score)."""
+        return self.y[idx] < len(self.labels)
 
     def malignant(self, idx: np.ndarray) -> np.ndarray:
         """Whether each image of ``idx`` is malignant, by its label (a class or benign/malignant)."""
@@ -257,7 +257,8 @@ def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, ba
     x_tr, y_tr = data.loaded.images.rows(data.train_idx), data.y[data.train_idx]
     t_tr = data.allowed[y_tr]  # one-hot for a class; the allowed classes for benign/malignant
     one = data.one_class(data.val_idx)  # class scores: the images labelled with one class
-    x_va, y_va, a_va = data.loaded.images.rows(data.val_idx), data.y[one], data.allowed[data.y[data.val_idx]]
+    x_va, v_va = data.loaded.images.rows(data.val_idx), data.y[data.val_idx]
+    y_va, a_va = v_va[one], data.allowed[v_va]  # the one-class labels; what every label allows
 
     replicas = placement.replicas
     global_batch = config.batch_size * replicas
@@ -277,13 +278,11 @@ def fit(config: TrainConfig, data: Prepared, state: RunState, placement: Any, ba
             log.info("re-parametrised %d batch-norm layers for fine-tuning", n_bn)
     augment = augmenter(config.seed, config.white_balance)
 
-    is_one = data.y[data.val_idx] < len(labels)
-
     def validate() -> dict[str, float]:
         logits = evaluate.predict_logits(model, x_va)
         log_p = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
         log_allowed = np.logaddexp.reduce(np.where(a_va > 0, log_p, -np.inf), axis=1)  # log p(label)
-        pred = logits[is_one].argmax(1)
+        pred = logits[one].argmax(1)
         return {
             "val_loss": float(-log_allowed.mean()),
             "val_accuracy": float((pred == y_va).mean()),
@@ -334,8 +333,8 @@ def evaluate_run(model: Any, data: Prepared, config: TrainConfig) -> Scored:
     (a benign/malignant collection by its malignancy figures)."""
     from training import evaluate
 
-    y, origin, contract, classes = data.y, data.origin, data.contract, len(data.labels)
-    one = y[data.val_idx] < classes
+    y, origin, contract = data.y, data.origin, data.contract
+    one = data.one_class(data.val_idx)
     y_va = y[data.val_idx][one]
     logits = evaluate.predict_logits(model, data.loaded.images.rows(data.val_idx))
     temperature = fit_temperature(logits[one], y_va)
@@ -362,7 +361,7 @@ def evaluate_run(model: Any, data: Prepared, config: TrainConfig) -> Scored:
         parts["test"] = (data.test_idx, calibrated_probabilities(test_logits, temperature))
 
     def scored(idx: np.ndarray, p: np.ndarray, ours: np.ndarray) -> dict[str, Any]:
-        if (y[idx][ours] < classes).all():
+        if data.one_class(idx[ours]).all():
             return evaluate.summary(evaluate.classification_metrics(y[idx][ours], p[ours], contract))
         risk = p[ours][:, list(contract.malignant_indices)].sum(1)  # benign/malignant labels
         return evaluate.malignancy_metrics(risk, data.malignant(idx[ours]), contract.risk_threshold)
@@ -373,7 +372,7 @@ def evaluate_run(model: Any, data: Prepared, config: TrainConfig) -> Scored:
     }
     test = None
     if "test" in parts:
-        test_one = y[data.test_idx] < classes
+        test_one = data.one_class(data.test_idx)
         test = evaluate.classification_metrics(y[data.test_idx][test_one], parts["test"][1][test_one], contract)
     return Scored(contract, probs[one], val_metrics, test, by_collection,
                   expected_calibration_error(calibrated_probabilities(logits[one], 1.0), y_va),
@@ -412,7 +411,7 @@ def write_run(
         },  # fmt: skip
         "config": dataclasses.asdict(config),
     }
-    y_va = data.y[data.one_class(data.val_idx)]
+    y_va = data.y[data.val_idx][data.one_class(data.val_idx)]
     evaluate.save_plots(out, y_va, scored.val_probs, scored.contract, state.history, best.best_epoch)
     evaluate.write_model_card(out, scored.contract, metrics, dataclasses.asdict(config) | {"format": data.data_format})
     (out / "report.txt").write_text(_report(scored.val_metrics))
