@@ -177,6 +177,7 @@ def score_run(run: Path, int8_name: str = "int8.tflite", float32_name: str = "fl
     metrics = RunFolder(run).metrics()
     out["int8_mb"] = (run / int8_name).stat().st_size / 1e6
     out["train_minutes"] = metrics["train_seconds"] / 60
+    out["train_minutes_each"] = [RunFolder(r).metrics()["train_seconds"] / 60 for r in (run, *ensemble)]
     out["seed"] = metrics["config"]["seed"]
     out["best_epoch"] = metrics["best_epoch"]
     return out
