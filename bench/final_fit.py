@@ -12,6 +12,10 @@ parts, and the final run's benign/malignant and PH2 test parts less every (near-
 recipe's collections (the recipe never saw the rest). Both files are scored on them as the edge runs them,
 and the gain in the five-set mean malignancy AUC is judged by the paired rule (bench/paired.py; one pair of
 runs is one seed). Balanced accuracy is reported beside it where a set has classes.
+
+A lever that needs retraining on the same collections (e.g. a 224 px second stage, ``train --weights RUN
+--img-size 224``) is paired the same way: where the two runs share one split, every test part is fair to
+both. Each file sees the images through its own contract's preprocessing (its input size).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from training.train import read_collections
 
 def fair_sets(recipe: Path, final: Path, contract) -> list[ScoredSet]:
     """The final run's test parts, each cut to the images the recipe run never trained on (see above)."""
+    if RunFolder(recipe).split_file.read_bytes() == RunFolder(final).split_file.read_bytes():
+        return scored_sets(final, contract)  # one split: every test part is fair to both
     recipe_test = set(RunFolder(recipe).split()["test"])
     config = RunFolder(recipe).config()
     trained = load_images(read_collections(config)[0], contract, cache=cache_dir())
@@ -66,7 +72,15 @@ def main() -> None:
     if len(splits) != 1:
         raise SystemExit("every pair must share the recipe's split and the final fit's split (seeds change neither)")
     first = Classifier(args.pair[0][0], threads=2).contract
-    sets = fair_sets(args.pair[0][0].parent, args.pair[0][1].parent, first)
+    views: dict[tuple, list[ScoredSet]] = {}
+
+    def sets_for(contract) -> list[ScoredSet]:
+        """The fair sets as this file sees them (near-duplicates are found at one size whatever the contract)."""
+        key = (contract.image_size, contract.crop_fraction, contract.color_constancy, contract.interpolation)
+        if key not in views:
+            views[key] = fair_sets(args.pair[0][0].parent, args.pair[0][1].parent, contract)
+        return views[key]
+
     seeds, rows = [], []
     for recipe_file, final_file in args.pair:
         files = [Classifier(f, threads=2) for f in (recipe_file, final_file)]
@@ -74,8 +88,9 @@ def main() -> None:
             raise SystemExit(f"{recipe_file} and {final_file} must have the classes of the first pair")
         mal = list(first.malignant_indices)
         paired = {}
-        for s in sets:
-            probs = [int8_probabilities(f, s.images) for f in files]
+        for s, seen in zip(sets_for(files[0].contract), sets_for(files[1].contract)):
+            assert s.paths == seen.paths, "both files must see the same images"
+            probs = [int8_probabilities(files[0], s.images), int8_probabilities(files[1], seen.images)]
             paired[s.name] = PairedSet(s.bad, probs[0][:, mal].sum(1), probs[1][:, mal].sum(1))
             row = {"pair": [str(recipe_file), str(final_file)], "set": s.name, "images": len(s.images),
                    "malignant": int(s.bad.sum())}  # fmt: skip

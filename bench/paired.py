@@ -6,7 +6,8 @@ images. The spread *between* seeds says nothing about the noise of that differen
 before any lever is measured:
 
     keep the lever when its paired gain in the figure (by default the mean malignancy AUC over the sets)
-    is positive on at least 4 of 5 seeds (3 of 3; in general all but one from 5 seeds on, all below), and
+    is positive on at least 4 of 5 seeds (3 of 3; in general all but one from 5 seeds on, all below; never
+    on fewer than 3 seeds), and
     the 95 % bootstrap interval of the mean paired gain excludes zero, resampling the images within each
     test part (the same draw for both runs of a seed) and averaging over seeds.
 
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairedSet", "Verdict", "judge", "mean_auc", "required_wins"]
+__all__ = ["MIN_SEEDS", "PairedSet", "Verdict", "judge", "mean_auc", "required_wins"]
+
+MIN_SEEDS = 3  # fewer pairs of runs are reported, never kept
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Verdict:
 
     def line(self) -> str:
         rule = "kept" if self.keep else "not kept"
+        if len(self.gains) < MIN_SEEDS:
+            rule += f" (fewer than {MIN_SEEDS} seeds)"
         low, high = self.interval
         return (f"paired gain {self.mean_gain:+.4f} (95 % interval {low:+.4f} to {high:+.4f}), positive on "
                 f"{self.wins} of {len(self.gains)} seeds: {rule}")  # fmt: skip
@@ -98,5 +103,5 @@ def judge(
             for _ in range(n_boot)]  # fmt: skip
     low, high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
     wins = sum(g > 0 for g in gains)
-    keep = wins >= required_wins(len(gains)) and low > 0
+    keep = len(gains) >= MIN_SEEDS and wins >= required_wins(len(gains)) and low > 0
     return Verdict(gains, wins, float(np.mean(gains)), (low, high), keep)

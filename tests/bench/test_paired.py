@@ -23,6 +23,13 @@ def test_required_wins_is_all_of_a_few_seeds_and_all_but_one_of_five():
     assert [required_wins(n) for n in (1, 3, 4, 5, 6)] == [1, 3, 4, 4, 5]
 
 
+def test_a_clear_gain_on_fewer_than_three_seeds_is_reported_but_not_kept():
+    rng = np.random.default_rng(4)
+    verdict = judge([_seed(rng, 0.3) for _ in range(2)], n_boot=300)
+    assert verdict.wins == 2 and verdict.interval[0] > 0 and not verdict.keep
+    assert "fewer than 3 seeds" in verdict.line()
+
+
 def test_the_rank_auc_matches_scikit_learn_with_ties():
     rng = np.random.default_rng(0)
     bad = rng.random(300) < 0.4
