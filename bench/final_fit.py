@@ -76,10 +76,9 @@ def main() -> None:
 
     def sets_for(contract) -> list[ScoredSet]:
         """The fair sets as this file sees them (near-duplicates are found at one size whatever the contract)."""
-        key = (contract.image_size, contract.crop_fraction, contract.color_constancy, contract.interpolation)
-        if key not in views:
-            views[key] = fair_sets(args.pair[0][0].parent, args.pair[0][1].parent, contract)
-        return views[key]
+        if contract.preprocessing not in views:
+            views[contract.preprocessing] = fair_sets(args.pair[0][0].parent, args.pair[0][1].parent, contract)
+        return views[contract.preprocessing]
 
     seeds, rows = [], []
     for recipe_file, final_file in args.pair:

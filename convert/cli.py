@@ -210,7 +210,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
 def _ensemble_member(run: Path, source_run: Path | None, contract: ModelContract) -> Path:
     """The model.keras of ``run``, a `train` run that can be averaged with the source run's model: the same
     labels and input, and the same split (so the file's validation and test parts stay unseen by both)."""
-    from edge.model.contract import ContractError
+    from edge.model.contract import PREPROCESSING_FIELDS, ContractError
     from training.runfolder import RunFolder
 
     folder = RunFolder(run)
@@ -220,7 +220,7 @@ def _ensemble_member(run: Path, source_run: Path | None, contract: ModelContract
         theirs = folder.contract()
     except (FileNotFoundError, ContractError) as exc:
         raise click.ClickException(f"--ensemble {run}: {exc}") from None
-    fields = ("labels", "image_size", "color_constancy", "color_order", "interpolation", "crop_fraction")
+    fields = ("labels", *PREPROCESSING_FIELDS)
     differ = [f for f in fields if getattr(theirs, f) != getattr(contract, f)]
     if differ:
         raise click.ClickException(f"--ensemble {run} differs from the source model in {', '.join(differ)}")

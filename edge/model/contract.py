@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "COLOR_CONSTANCY",
+    "PREPROCESSING_FIELDS",
     "SCHEMA_VERSION",
     "ContractError",
     "ModelContract",
@@ -27,6 +28,8 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 COLOR_CONSTANCY = ("none", "shades_of_gray")
+# What edge.image.preprocess reads: two contracts equal in these turn one image into the same array.
+PREPROCESSING_FIELDS = ("image_size", "crop_fraction", "interpolation", "color_constancy", "color_order")
 
 # Diagnosis codes (HAM10000, ISIC 2018/2019, PH2's nevus grades) to the ISIC 9-class names: how
 # training maps another collection's labels, and what a person reads next to a code.
@@ -138,6 +141,11 @@ class ModelContract:
                 LesionGate.from_dict(self.lesion_gate)
             except ValueError as exc:
                 raise ContractError(str(exc)) from None
+
+    @property
+    def preprocessing(self) -> tuple[Any, ...]:
+        """The values of PREPROCESSING_FIELDS: equal for two contracts that see an image as the same array."""
+        return tuple(getattr(self, f) for f in PREPROCESSING_FIELDS)
 
     @property
     def malignant_indices(self) -> tuple[int, ...]:
