@@ -111,24 +111,29 @@ def rows_table(columns: dict[str, str]) -> Callable[[dict[str, Any]], list[str]]
     return lambda r: table(list(columns.values()), [[x.get(k) for k in columns] for x in r["rows"]])
 
 
-def final_fit(r: dict[str, Any]) -> list[str]:
-    """One row a set: its fair images, then each pair's AUC (recipe → final fit) and balanced accuracy."""
-    sets = list(dict.fromkeys(x["set"] for x in r["rows"]))
+def paired_sets(before: str, after: str) -> Callable[[dict[str, Any]], list[str]]:
+    """A renderer for bench/final_fit.py's results: one row a set, its fair images, then each pair's AUC
+    (``before`` → ``after``) and balanced accuracy."""
 
-    def per_pair(name: str, key: str) -> str:
-        values = [x.get(key) for x in r["rows"] if x["set"] == name]
-        return "–" if None in values else " / ".join(f"{v:.3f}" for v in values)
+    def render(r: dict[str, Any]) -> list[str]:
+        sets = list(dict.fromkeys(x["set"] for x in r["rows"]))
 
-    rows = []
-    for name in sets:
-        first = next(x for x in r["rows"] if x["set"] == name)
-        rows.append([name, f"{first['images']} ({first['malignant']})", per_pair(name, "recipe_auc"),
-                     per_pair(name, "final_auc"), per_pair(name, "recipe_balanced_accuracy"),
-                     per_pair(name, "final_balanced_accuracy")])  # fmt: skip
-    gains = ", ".join(f"{g:+.4f}" for g in r["gains"])
-    return [f"**Verdict**: {r['verdict']} (gain per pair: {gains})", "",
-            *table(["set", "fair images (malignant)", "recipe AUC", "final fit AUC", "recipe bal. acc.",
-                    "final fit bal. acc."], rows)]  # fmt: skip
+        def per_pair(name: str, key: str) -> str:
+            values = [x.get(key) for x in r["rows"] if x["set"] == name]
+            return "–" if None in values else " / ".join(f"{v:.3f}" for v in values)
+
+        rows = []
+        for name in sets:
+            first = next(x for x in r["rows"] if x["set"] == name)
+            rows.append([name, f"{first['images']} ({first['malignant']})", per_pair(name, "recipe_auc"),
+                         per_pair(name, "final_auc"), per_pair(name, "recipe_balanced_accuracy"),
+                         per_pair(name, "final_balanced_accuracy")])  # fmt: skip
+        gains = ", ".join(f"{g:+.4f}" for g in r["gains"])
+        return [f"**Verdict**: {r['verdict']} (gain per pair: {gains})", "",
+                *table(["set", "fair images (malignant)", f"{before} AUC", f"{after} AUC", f"{before} bal. acc.",
+                        f"{after} bal. acc."], rows)]  # fmt: skip
+
+    return render
 
 
 def pi_check(r: dict[str, Any]) -> list[str]:
@@ -304,11 +309,19 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "saw the rest). The figure is the five-set mean malignancy AUC, as for every lever (isic9's AUC, on 81 images, "
      "fell on two of the three seeds); balanced accuracy on the "
      "three shared sets is reported beside it, not judged (it rose on isic9 for every seed and moved either way on "
-     "the others). Values per set are seed 0 / 1 / 2. Kept: the shipped file is the final fit.", final_fit),
+     "the others). Values per set are seed 0 / 1 / 2. Kept: the shipped file is the final fit.",
+     paired_sets("recipe", "final fit")),
     ("final_fit_files", "The final fit: the shipped file against the recipe's", "The same comparison for the two "
      "files as built (seeds 0 and 1 with four views each in one file): the shipped file against the recipe's "
      "file of the same shape, one pair, so the rule cannot judge it alone; it is the seed-0 row of the same "
-     "lever, made into the shipped shape.", final_fit),
+     "lever, made into the shipped shape.", paired_sets("recipe", "final fit")),
+    ("lever224", "A 224 px second stage, within the edge budget", "The final fit's runs given a second stage at "
+     "224 px (`train <five collections> --test-fraction 0.2 --weights RUN --img-size 224 --epochs 2`: one head and "
+     "two fine-tuning epochs from the 128 px run's weights, same split and seed), converted as the recipe but with "
+     "two flipped views, what one seed at 224 px can spend of the 10 ms budget (four views would not fit: Edge "
+     "runtime below), against the 128 px run's own four-view file: seeds 0, 1 and 2, one file a seed, judged by the "
+     "paired rule on every test part (one split, so all are fair to both). Values per set are seed 0 / 1 / 2.",
+     paired_sets("128 px", "224 px")),
     ("isic_scoring", "Scored as the ISIC challenges score", "The shipped int8 file on its run's test parts (all five "
      "collections'), scored by our code (left) and by the challenges' own package, "
      "`isic-challenge-scoring` (right), fed its CSV layout. They agree to four decimals. They did not before this "

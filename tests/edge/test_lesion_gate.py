@@ -45,6 +45,15 @@ def test_threshold_refuses_at_most_the_share_asked_of_every_group():
         threshold_for([np.array([])])
 
 
+def test_a_group_too_small_for_the_share_does_not_set_the_threshold():
+    """24 images cannot say what 2 % of them is: their largest score (an outlier) would set the threshold."""
+    rng = np.random.default_rng(0)
+    large, small = rng.normal(1.0, 0.1, 500), np.append(rng.normal(1.0, 0.1, 23), 9.0)
+    assert threshold_for([large, small], 0.02) == threshold_for([large], 0.02) < 2.0
+    assert threshold_for([small], 0.02) == 9.0  # alone, it is all there is
+    assert threshold_for([large, small], 0.0) == 9.0  # refuse none: every image counts
+
+
 def test_the_gate_travels_in_the_contract_as_float16_and_scores_the_same(features):
     gate = LesionGate.fit(features, k=5).with_threshold(2.5)
     contract = ModelContract(task="classify", labels=("a", "b"), lesion_gate=gate.to_dict())
