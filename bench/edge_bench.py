@@ -196,7 +196,13 @@ def budget_rows(classify_ms: float, files: list[Path]) -> list[tuple[str, str, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="the .tflite classifier to measure")
-    parser.add_argument("--beside", type=Path, help="another classifier whose classify step is timed in the same run")
+    parser.add_argument(
+        "--beside",
+        type=Path,
+        action="append",
+        default=[],
+        help="another classifier whose classify step is timed in the same run (repeatable)",
+    )
     parser.add_argument("--make-standin", type=Path, metavar="PATH", help="write a stand-in model and exit")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's)")
     parser.add_argument("--runs", type=int, default=5, help="start-time runs (median)")
@@ -231,11 +237,10 @@ def main() -> None:
     piped, serial = benches["--pipelined"], benches["--serial"]
     pure = cpu_overhead(args.model, args.bench_frames)
     beside = {}
-    if args.beside:  # the two files alternately, twice, in this one process: their ratio is what carries over
-        runs = [(cpu_overhead(args.model, args.bench_frames), cpu_overhead(args.beside, args.bench_frames))
-                for _ in range(2)]  # fmt: skip
-        pure = min((a for a, _ in runs), key=lambda r: r["path_ms"])
-        beside = min((b for _, b in runs), key=lambda r: r["path_ms"])
+    if args.beside:  # the files alternately, twice, in this one process: their ratios are what carries over
+        runs = [[cpu_overhead(m, args.bench_frames) for m in (args.model, *args.beside)] for _ in range(2)]
+        pure = min((r[0] for r in runs), key=lambda r: r["path_ms"])
+        beside = {m: min((r[i] for r in runs), key=lambda r: r["path_ms"]) for i, m in enumerate(args.beside, 1)}
 
     threads = args.threads or "runtime default"
     rows = [
@@ -252,9 +257,10 @@ def main() -> None:
     files = sorted(args.model.parent.glob("*.tflite")) if args.model.parent.name == "models" else [args.model]
     for measure, value, budget, ok in budget_rows(pure["path_ms"], files):
         rows.append((measure, value + ("" if ok else " (over budget)"), budget))
-    if beside:
-        rows.append((f"the same classify step, {args.beside.name} in the same run (ratio to {args.model.name})",
-                     f"{beside['path_ms']:.2f} ms ({pure['path_ms'] / beside['path_ms']:.2f}x)", "-"))  # fmt: skip
+    for m, b in beside.items():
+        over = "" if b["path_ms"] <= BUDGET_MS else ", over budget"
+        rows.append((f"the same classify step, {m.parent.name}/{m.name} in the same run (ratio to {args.model.name})",
+                     f"{b['path_ms']:.2f} ms ({pure['path_ms'] / b['path_ms']:.2f}x{over})", "-"))  # fmt: skip
     for label, b in (("pipelined", piped), ("--serial", serial)):
         q = b["frame_ms"]
         rows.append((f"{label} frame latency p50 / p90 / p99", f"{q['p50']:.2f} / {q['p90']:.2f} / {q['p99']:.2f} ms",
@@ -265,7 +271,7 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     command = f"python bench/edge_bench.py --model {args.model} --threads {args.threads}"
-    command += f" --beside {args.beside}" if args.beside else ""
+    command += "".join(f" --beside {m}" for m in args.beside)
     save("edge_bench", command, rows=[{"measure": m, "value": v, "target": t} for m, v, t in rows])
 
 
