@@ -316,8 +316,9 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      paired_sets("recipe", "final fit")),
     ("lever224", "A 224 px second stage, within the edge budget: kept, not shipped yet", "The final fit's runs given a "
      "second stage at 224 px (`train <five collections> --test-fraction 0.2 --weights RUN --img-size 224 --epochs "
-     "2`: one head and two fine-tuning epochs from the 128 px run's weights, same split and seed; 24-26 min a seed "
-     "here, alone), converted as the recipe but with two flipped views, what one seed at 224 px can spend of the "
+     "2`: one head and two fine-tuning epochs from the 128 px run's weights, same split and seed; 21 min a seed "
+     "here alone, 44 with two conversions beside it), converted as the recipe but with two flipped views, what "
+     "one seed at 224 px can spend of the "
      "10 ms budget (8.0 ms; four views take 12.8 ms: Edge runtime above), against the 128 px run's own four-view "
      "file: seeds 0, 1 and 2, one file a seed, judged by the paired rule on every test part (one split, so all are "
      "fair to both). Values per set are seed 0 / 1 / 2. Kept, but its gain is carried by seed 0 and PH2's 30 "
