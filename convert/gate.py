@@ -40,7 +40,8 @@ def fit_lesion_gate(
     k: int = 32,
 ) -> tuple[ModelContract, dict[str, Any]]:
     """Fit the gate on the file's features of ``training`` images; set its threshold so that at most
-    ``max_refused`` of each collection's ``validation`` images are refused.
+    ``max_refused`` of each collection's ``validation`` images are refused (each collection large enough to
+    resolve that share: :func:`~edge.model.lesion_gate.threshold_for`).
 
     Returns:
         (contract with ``lesion_gate``, a report: threshold, images fitted on, refused share per collection).
