@@ -12,7 +12,9 @@ included) on the guide box, then the file (its lesion gate included). Reported:
   lesion", uncertain or flagged (anything but a confident benign reading), with and without the new gates;
   on the colour images, the flag's sensitivity (the gates do not change the risk, and every path still
   shows a raised flag) and the share of malignant and of benign images the new gates set aside;
-- non-lesion photographs and made-up frames (bench/nonlesion.py): the share refused;
+- non-lesion photographs and made-up frames (bench/nonlesion.py): the share refused; and how well the file's
+  features separate them, whatever its threshold: the share of them its lesion gate would refuse at the
+  threshold that refuses at most 2, 3 or 5 % of each dermoscopy set (files compare at equal cost);
 - selective prediction: malignancy AUC and the flag's sensitivity / specificity on the images kept when
   0, 5, 10 and 20 % are set aside by each rule (lowest top-1 confidence, smallest top-1 margin, largest
   lesion-gate distance, risk closest to the threshold). The rule kept is the one with the highest kept
@@ -36,9 +38,11 @@ from results import save
 from edge.image.preprocess import load_image
 from edge.image.quality import ISSUES, assess_quality, colour_spread, guide_box
 from edge.model.classifier import Classifier
+from edge.model.lesion_gate import threshold_for
 from training.runfolder import RunFolder
 
 FRACTIONS = (0.0, 0.05, 0.1, 0.2)
+SEPARATION = (0.02, 0.03, 0.05)
 COLOUR_ISSUE = ISSUES[4]
 
 
@@ -133,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     parser.add_argument("--model", type=Path, required=True, help="the int8 file converted from RUN")
+    parser.add_argument("--name", default="gates", help="the results file: bench/results/NAME.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     clf = Classifier(args.model, threads=1)
@@ -141,10 +146,12 @@ def main() -> None:
     sets: list[ScoredSet] = scored_sets(args.run, RunFolder(args.run).contract())
     threshold = clf.contract.risk_threshold
     out: dict = {"model": str(args.model), "lesion_gate_threshold": clf.gate.threshold, "sets": {}}
+    dermoscopy_scores = []
     for s in sets:
         logging.info("%s: %d images", s.name, len(s.images))
         raw = [load_image(path) for path in s.paths]  # as the camera gives them: the gates see raw pixels
         a = answers(clf, raw)
+        dermoscopy_scores.append(a["lesion_score"])
         new_refusal = a["colourless"] | a["not_lesion"]
         kept_flag = a["flagged"] & ~new_refusal
         entry = {"refused": refused(a), "selective": selective(a, s.bad, threshold),
@@ -172,6 +179,12 @@ def main() -> None:
                                    "refused": float(any_refusal[m].mean()),
                                    "passed": [name for (k, name, _im), r in zip(photos, any_refusal)
                                               if not r and kind in ("all", k)][:20]}  # fmt: skip
+    scores = a["lesion_score"]
+    out["separation"] = {}
+    for share in SEPARATION:  # the threshold refusing at most `share` of each dermoscopy set, as convert sets it
+        at = threshold_for([d[np.isfinite(d)] for d in dermoscopy_scores], share)
+        out["separation"][f"{share:.2f}"] = {"threshold": at, **{kind: float((scores[kinds == kind] > at).mean())
+                                             for kind in ("colour photo", "held-out photo")}}  # fmt: skip
     rules = next(iter(out["sets"].values()))["selective"]
     mean_auc = {r: float(np.mean([e["selective"][r][f]["auc"] for e in out["sets"].values() for f in ("0.05", "0.10",
                 "0.20")])) for r in rules}  # fmt: skip
@@ -179,7 +192,8 @@ def main() -> None:
     out["abstain_rule_kept"] = max(mean_auc, key=mean_auc.get)
     out["cost_ms"] = gate_cost(clf, load_image(sets[0].paths[0]))
     command = f"python bench/gates.py {args.run} --model {args.model}"
-    print(save("gates", command, **out))
+    command += f" --name {args.name}" if args.name != "gates" else ""
+    print(save(args.name, command, **out))
 
 
 if __name__ == "__main__":
