@@ -22,17 +22,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MIN_SEEDS", "PairedSet", "Verdict", "judge", "mean_auc", "required_wins"]
+__all__ = [
+    "MIN_SEEDS",
+    "PairedSet",
+    "Verdict",
+    "balanced_accuracy",
+    "judge",
+    "mean_auc",
+    "mean_balanced_accuracy",
+    "required_wins",
+]
 
 MIN_SEEDS = 3  # fewer pairs of runs are reported, never kept
 
 
 @dataclass(frozen=True)
 class PairedSet:
-    """One test part of one seed: who is malignant, and the two runs' scores on the same images."""
+    """One test part of one seed: who is malignant, and the two runs' scores on the same images.
 
-    bad: np.ndarray  # (N,) bool
-    base: np.ndarray  # (N,) malignancy risk without the lever
+    For a per-class figure (:func:`mean_balanced_accuracy`), ``bad`` holds each image's class index and
+    ``base`` / ``lever`` the two runs' predicted classes; the bootstrap then resamples within each class."""
+
+    bad: np.ndarray  # (N,) bool (or int class indices)
+    base: np.ndarray  # (N,) malignancy risk without the lever (or the predicted class)
     lever: np.ndarray  # (N,) ... with it
 
 
@@ -77,6 +89,20 @@ def mean_auc(sets: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     return float(np.mean([_auc(bad, score) for bad, score in sets]))
 
 
+def balanced_accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y`` (class indices)."""
+    classes = int(max(y.max(), predicted.max())) + 1
+    counts = np.bincount(y, minlength=classes)
+    hits = np.bincount(y[predicted == y], minlength=classes)
+    present = counts > 0
+    return float((hits[present] / counts[present]).mean())
+
+
+def mean_balanced_accuracy(sets: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """A per-class figure: the mean balanced accuracy over (class indices, predicted classes) sets."""
+    return float(np.mean([balanced_accuracy(y, predicted) for y, predicted in sets]))
+
+
 def judge(
     seeds: Sequence[Mapping[str, PairedSet]],
     figure: Callable[[Sequence[tuple[np.ndarray, np.ndarray]]], float] = mean_auc,
@@ -94,9 +120,9 @@ def judge(
         lever = [(s.bad[pick[n]], s.lever[pick[n]]) for n, s in runs.items()]
         return figure(lever) - figure(base)
 
-    def stratified(s: PairedSet) -> np.ndarray:  # malignant and benign resampled apart: every draw has both
-        pos, neg = np.flatnonzero(s.bad), np.flatnonzero(~s.bad)
-        return np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+    def stratified(s: PairedSet) -> np.ndarray:  # malignant and benign (each class) resampled apart
+        strata = [np.flatnonzero(s.bad == v) for v in np.unique(s.bad)[::-1]]  # malignant first
+        return np.concatenate([rng.choice(idx, len(idx)) for idx in strata])
 
     gains = tuple(gain(runs) for runs in seeds)
     boot = [np.mean([gain(runs, {n: stratified(s) for n, s in runs.items()}) for runs in seeds])

@@ -108,11 +108,13 @@ def scored_sets(run: Path, contract) -> list[ScoredSet]:
 
 
 def validation_part(run: Path, contract) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(images, class indices, collection names) of every validation image of ``run``."""
+    """(images, class indices, collection names) of every validation image of ``run`` labelled with one class
+    (a benign/malignant collection's images, labelled with a group of classes, are left out)."""
     config = RunFolder(run).config()
     samples, labels, origins, _ = read_collections(config)
     by_path = {str(s.path.resolve()): s for s in samples}
-    loaded = load_images([by_path[p] for p in RunFolder(run).split()["validation"]], contract)
+    listed = [by_path[p] for p in RunFolder(run).split()["validation"]]
+    loaded = load_images([s for s in listed if s.label in labels], contract)
     names = collection_names(config)
     y = np.array([labels.index(s.label) for s in loaded.samples])
     return loaded.images, y, np.array([names[origins[s.path]] for s in loaded.samples])

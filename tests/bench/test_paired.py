@@ -62,3 +62,23 @@ def test_four_of_five_with_a_clear_interval_passes_but_three_of_five_does_not():
     two_losses[1] = {n: PairedSet(s.bad, s.base, s.base - 0.05 * s.bad) for n, s in base[1].items()}
     verdict = judge(two_losses, n_boot=300)
     assert verdict.wins == 3 and not verdict.keep
+
+
+def test_balanced_accuracy_matches_scikit_learn_and_judges_a_per_class_lever():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from bench.paired import balanced_accuracy, mean_balanced_accuracy
+
+    rng = np.random.default_rng(5)
+    y = rng.choice(4, 800, p=[0.7, 0.2, 0.07, 0.03])
+    predicted = np.where(rng.random(800) < 0.7, y, rng.choice(4, 800))
+    assert balanced_accuracy(y, predicted) == pytest.approx(balanced_accuracy_score(y, predicted), abs=1e-12)
+
+    def seed(fix: float) -> dict[str, PairedSet]:  # the lever corrects a share of the rare classes' errors
+        y = rng.choice(4, 800, p=[0.7, 0.2, 0.07, 0.03])
+        base = np.where(rng.random(800) < 0.6, y, 0)
+        lever = np.where((y > 1) & (rng.random(800) < fix), y, base)
+        return {"a": PairedSet(y, base, lever)}
+
+    assert judge([seed(0.5) for _ in range(3)], figure=mean_balanced_accuracy, n_boot=300).keep
+    assert not judge([seed(0.0) for _ in range(3)], figure=mean_balanced_accuracy, n_boot=300).keep
