@@ -4,12 +4,13 @@
     python bench/segment_bench.py latency --segmenter models/ph2_segment_int8.tflite \
         --classifier models/isic8_int8.tflite --image ../shared/data/ph2/images/IMD002.jpg
 
-    # the segmenter on a segmentation run's validation split, through the edge path (original files)
+    # segmenters on a segmentation run's validation split (--run) or on a folder of images with masks (--data),
+    # through the edge path (original files)
     python bench/segment_bench.py masks --segmenter models/ph2_segment_int8.tflite --run runs/ph2_segment
 
-    # does classifying the segmented lesion's crop beat the centre crop? (a classifier run's validation split)
+    # the lesion crop as a lever, by the paired rule (bench/paired.py) on a classifier's seeds' test parts
     python bench/segment_bench.py crop --segmenter models/ph2_segment_int8.tflite \\
-        --classifier models/isic8_int8.tflite --run runs/isic9_b
+        runs/all_s0 runs/all_s1 runs/all_s2 --int8 int8x4.tflite
 
 Each prints one JSON object on stdout and keeps it as bench/results/segment_WHAT.json.
 """
@@ -72,67 +73,67 @@ def latency(segmenter: Path, classifier: Path, runs: int, image: Path | None) ->
     return out
 
 
-def masks(segmenter: Path, run: Path) -> dict:
-    """ISIC 2018 Task 1 scores of the .tflite segmenter on a run's validation images, from the files."""
+def masks(segmenters: list[Path], run: Path | None, data: Path | None) -> dict:
+    """ISIC 2018 Task 1 scores of each .tflite segmenter, from the files: on a segmentation run's validation
+    images, or on every image with a mask in a folder (e.g. masks no segmenter here trained on)."""
     from edge.image.preprocess import preprocess_mask
-    from training.segment.data import load_mask
+    from training.segment.data import find_mask_pairs, load_mask
     from training.segment.metrics import segmentation_metrics
 
+    if run is not None:
+        split = RunFolder(run).split()
+        pairs = list(zip(split["validation"], split["validation_masks"]))
+    else:
+        pairs = [(p.image, p.mask) for p in find_mask_pairs(data)]
+    out: dict = {"source": str(run or data), "images": len(pairs), "segmenters": {}}
+    for segmenter in segmenters:
+        seg = Segmenter(segmenter, threads=1)
+        preds, truths = [], []
+        for image_path, mask_path in pairs:
+            preds.append(seg.mask(load_image(image_path)))
+            truths.append(preprocess_mask(load_mask(mask_path), seg.contract))
+        scores = segmentation_metrics(preds, truths)
+        scores.pop("per_image_jaccard")
+        out["segmenters"][str(segmenter)] = scores
+    return out
+
+
+def crop(segmenter: Path, runs: list[Path], int8_name: str) -> dict:
+    """The lesion crop as a lever, judged by the paired rule: each run's int8 file on its test parts (every
+    collection's), the malignancy risk from the centre crop against the risk from the segmented lesion's crop."""
+    from paired import PairedSet, judge
+    from recipe import scored_sets
+
     seg = Segmenter(segmenter, threads=1)
-    split = RunFolder(run).split()
-    preds, truths = [], []
-    for image_path, mask_path in zip(split["validation"], split["validation_masks"]):
-        preds.append(seg.mask(load_image(image_path)))
-        truths.append(preprocess_mask(load_mask(mask_path), seg.contract))
-    scores = segmentation_metrics(preds, truths)
-    scores.pop("per_image_jaccard")
-    return {"segmenter": str(segmenter), "run": str(run), **scores}
+    lesions: dict[str, object] = {}  # one split for every seed: each image is segmented once
+    seeds, rows = [], []
+    for run in runs:
+        clf = Classifier(run / int8_name, threads=1)
+        mal = list(clf.contract.malignant_indices)
+        paired = {}
+        for s in scored_sets(run, RunFolder(run).contract()):
+            base, lever = [], []
+            for path in s.paths:
+                image = load_image(path)
+                lesion = lesions.setdefault(str(path), seg.segment(image))
+                base.append(clf.probabilities(preprocess(image, clf.contract))[mal].sum())
+                lever.append(clf.probabilities(lesion_input(image, lesion, clf.contract))[mal].sum())
+            paired[s.name] = PairedSet(s.bad, np.array(base), np.array(lever))
+            log.warning("%s %s: %d images", run, s.name, len(base))
+        seeds.append(paired)
+        rows.append(
+            {"run": str(run), **{name: [_auc(p.bad, p.base), _auc(p.bad, p.lever)] for name, p in paired.items()}}
+        )
+    verdict = judge(seeds)
+    found = [lesion.found for lesion in lesions.values()]
+    return {"segmenter": str(segmenter), "runs": rows, "images_segmented": len(found),
+            "lesion_found": float(np.mean(found)), "gains": list(verdict.gains), "verdict": verdict.line()}  # fmt: skip
 
 
-def crop(segmenter: Path, classifier: Path, run: Path, limit: int) -> dict:
-    """Balanced accuracy on a classifier run's validation split, centre crop vs segmented-lesion crop."""
-    from sklearn.metrics import balanced_accuracy_score
+def _auc(bad: np.ndarray, risk: np.ndarray) -> float:
+    from paired import mean_auc
 
-    clf = Classifier(classifier, threads=1)
-    seg = Segmenter(segmenter, threads=1)
-    split = RunFolder(run).split()
-    paths, labels = split["validation"], split["validation_labels"]
-    if limit:
-        paths, labels = paths[:limit], labels[:limit]
-    y = np.array([clf.contract.labels.index(label) for label in labels])
-    plain, cropped, found, areas = [], [], 0, []
-    for path in paths:
-        image = load_image(path)
-        plain.append(int(np.argmax(clf.probabilities(preprocess(image, clf.contract)))))
-        lesion = seg.segment(image)
-        found += lesion.found
-        areas.append(lesion.area_fraction)
-        cropped.append(int(np.argmax(clf.probabilities(lesion_input(image, lesion, clf.contract)))))
-    plain_a, crop_a = np.array(plain), np.array(cropped)
-    rng = np.random.default_rng(0)  # paired bootstrap of the balanced-accuracy difference
-    diffs = []
-    for _ in range(1000):
-        i = rng.integers(0, len(y), len(y))
-        diffs.append(balanced_accuracy_score(y[i], crop_a[i]) - balanced_accuracy_score(y[i], plain_a[i]))
-    return {
-        "classifier": str(classifier),
-        "segmenter": str(segmenter),
-        "run": str(run),
-        "n": len(paths),
-        "lesion_found": found,
-        "median_area_fraction": round(float(np.median(areas)), 3),
-        "centre_crop": {
-            "balanced_accuracy": round(float(balanced_accuracy_score(y, plain_a)), 4),
-            "accuracy": round(float((plain_a == y).mean()), 4),
-        },
-        "lesion_crop": {
-            "balanced_accuracy": round(float(balanced_accuracy_score(y, crop_a)), 4),
-            "accuracy": round(float((crop_a == y).mean()), 4),
-        },
-        "difference_95ci": [round(float(v), 4) for v in np.percentile(diffs, (2.5, 97.5))],
-        "changed_predictions": int((plain_a != crop_a).sum()),
-        "margin": seg.margin,
-    }
+    return mean_auc([(bad, risk)])
 
 
 def main() -> None:
@@ -143,22 +144,23 @@ def main() -> None:
     p.add_argument("--classifier", type=Path, required=True)
     p.add_argument("--runs", type=int, default=300)
     p.add_argument("--image", type=Path, help="feed this image (default: random pixels)")
-    p = sub.add_parser("masks", help="Jaccard/Dice of the .tflite segmenter on a segmentation run's validation split")
+    p = sub.add_parser("masks", help="Jaccard/Dice of .tflite segmenters on a run's validation split or a folder")
+    p.add_argument("--segmenter", type=Path, required=True, action="append", help="repeatable: scored side by side")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", type=Path, help="a segmentation run: its validation split")
+    where.add_argument("--data", type=Path, help="a folder of images with masks (either layout `train` reads)")
+    p = sub.add_parser("crop", help="the lesion crop judged by the paired rule: centre crop vs segmented-lesion crop")
     p.add_argument("--segmenter", type=Path, required=True)
-    p.add_argument("--run", type=Path, required=True)
-    p = sub.add_parser("crop", help="classifier balanced accuracy: centre crop vs segmented-lesion crop")
-    p.add_argument("--segmenter", type=Path, required=True)
-    p.add_argument("--classifier", type=Path, required=True)
-    p.add_argument("--run", type=Path, required=True, help="the classifier's run folder (split.json)")
-    p.add_argument("--limit", type=int, default=0, help="first N validation images only (0 = all)")
+    p.add_argument("runs", nargs="+", type=Path, help="classifier runs of one split (seeds), each with --int8")
+    p.add_argument("--int8", default="int8.tflite", help="each run's int8 file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.what == "latency":
         result = latency(args.segmenter, args.classifier, args.runs, args.image)
     elif args.what == "masks":
-        result = masks(args.segmenter, args.run)
+        result = masks(args.segmenter, args.run, args.data)
     else:
-        result = crop(args.segmenter, args.classifier, args.run, args.limit)
+        result = crop(args.segmenter, args.runs, args.int8)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     save(f"segment_{args.what}", "python bench/segment_bench.py " + " ".join(sys.argv[1:]), **result)
 
