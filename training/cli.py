@@ -68,6 +68,11 @@ def _segment_default(field: str) -> str:
     "still span every collection: e.g. a second stage at a larger --img-size on the sharp collections.",
 )  # fmt: skip
 @click.option(
+    "--hold-out", type=click.Path(path_type=str), default=None,
+    help="--task segment: leave out every image (by id: its file name) in this classifier run's test part, so the "
+    "classifier's test images stay unseen by the segmenter as well and can score it.",
+)  # fmt: skip
+@click.option(
     "--seed", type=int, default=TrainConfig.seed,
     help="Seed for initialisation, shuffling and augmentation (the split is fixed).",
 )  # fmt: skip
@@ -107,9 +112,9 @@ def _segment_default(field: str) -> str:
 @click.pass_context
 def main(ctx: click.Context, data: tuple[str, ...], out: str, fmt: str, task: str, arch: str, weights: str,
          img_size: int, epochs: int, head_epochs: int, batch_size: int, lr: float, val_fraction: float,
-         test_fraction: float, train_on: tuple[str, ...], seed: int, patience: int, balance: str, color_constancy: str,
-         white_balance: float, max_images: int, strategy: str, mixed_precision: bool, resume_run: str | None,
-         log_level: str, verbose: bool) -> None:  # fmt: skip
+         test_fraction: float, train_on: tuple[str, ...], hold_out: str | None, seed: int, patience: int,
+         balance: str, color_constancy: str, white_balance: float, max_images: int, strategy: str,
+         mixed_precision: bool, resume_run: str | None, log_level: str, verbose: bool) -> None:  # fmt: skip
     """Fine-tune a MobileNetV3 classifier on DATA (one collection or several) and write a run folder.
 
     Several collections are trained, validated and (with --test-fraction) tested on together, their
@@ -150,10 +155,10 @@ def main(ctx: click.Context, data: tuple[str, ...], out: str, fmt: str, task: st
         raise click.UsageError(f"--train-on {strays[0]} is not one of the DATA collections")
     given = _given(ctx)
     if task == "segment":
-        if len(data) > 1:
-            raise click.UsageError("--task segment trains on one collection")
-        _segment(data[0], out, given)
+        _segment(data, out, given)
         return
+    if hold_out is not None:
+        raise click.UsageError("--hold-out applies to --task segment (a classifier holds out with --test-fraction)")
     given = {k: v for k, v in given.items() if k != "train_on"}
     if "color_constancy" in given:
         given["color_constancy"] = given["color_constancy"].replace("-", "_")
@@ -194,8 +199,8 @@ def _run(job, out: str, val_fraction: float) -> None:
     click.echo(str(run))
 
 
-def _segment(data: str, out: str, given: dict[str, object]) -> None:
-    """`train DATA --task segment`: the lesion segmenter (training/segment/train.py)."""
+def _segment(data: tuple[str, ...], out: str, given: dict[str, object]) -> None:
+    """`train DATA [DATA ...] --task segment`: the lesion segmenter (training/segment/train.py)."""
     import dataclasses
 
     from training.segment.train import train_segmenter
@@ -205,7 +210,7 @@ def _segment(data: str, out: str, given: dict[str, object]) -> None:
     for field in given:
         if field not in fields:
             raise click.UsageError(f"{options[field]} applies to classifiers, not to --task segment")
-    config = SegmentConfig(data=data, out=out, **given)
+    config = SegmentConfig(data=data[0], more_data=tuple(data[1:]), out=out, **given)
     if config.arch != "small":
         raise click.BadParameter("segmentation supports MobileNetV3-Small only", param_hint="--arch")
     if config.image_size % 32 or config.image_size < 64:

@@ -59,6 +59,8 @@ class SegmentConfig(FitConfig):
     batch_size: int = 8
     learning_rate: float = 1e-3
     patience: int = 10
+    more_data: tuple[str, ...] = ()  # more folders of images with masks, trained on with DATA
+    hold_out: str = ""  # a classifier run whose test images (by id) stay out, unseen by the segmenter too
 
 
 def config_from(cls: type[FitConfig], saved: dict[str, Any], **changes: Any) -> Any:

@@ -12,7 +12,7 @@ import pytest
 from edge.model.modelfile import read_contract
 from tests.conftest import WEIGHTS
 from tests.conftest import run_command as _run
-from tests.segmentation.seg_synth import lesion_pair, write_ph2_layout
+from tests.segmentation.seg_synth import lesion_pair, write_isic_layout, write_ph2_layout
 
 pytestmark = [pytest.mark.slow, pytest.mark.training]
 pytest.importorskip("tensorflow")
@@ -21,11 +21,17 @@ pytest.importorskip("tensorflow")
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> tuple[Path, Path, Path]:
     tmp = tmp_path_factory.mktemp("seg_e2e")
-    data = write_ph2_layout(tmp / "data", n=20, height=72, width=96)
+    data = write_ph2_layout(tmp / "data", n=14, height=72, width=96)
+    isic = write_isic_layout(tmp / "isic", n=8, seed=50, beside=True, height=72, width=96)
+    classifier = tmp / "classifier"  # a classifier run whose test part the segmenter must not train on
+    classifier.mkdir()
+    test_part = [str(isic / "ISIC_0000000.jpg"), str(data / "images" / "IMD001.jpg")]
+    (classifier / "split.json").write_text(json.dumps({"train": [], "validation": [], "test": test_part}))
     run = tmp / "run"
     weights = str(WEIGHTS) if WEIGHTS.is_file() else "none"
-    _run("train", str(data), "--task", "segment", "--out", str(run), "--img-size", "64", "--epochs", "1",
-         "--head-epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--weights", weights)  # fmt: skip
+    _run("train", str(data), str(isic), "--task", "segment", "--hold-out", str(classifier), "--out", str(run),
+         "--img-size", "64", "--epochs", "1", "--head-epochs", "1", "--batch-size", "8", "--lr", "1e-3",
+         "--weights", weights)  # fmt: skip
     out = tmp / "seg_int8.tflite"
     proc = _run("convert", str(run), "--int8", "--data", str(data), "--out", str(out), "--samples", "16", "--force")
     assert "mask IoU with Keras" in proc.stderr
@@ -41,7 +47,11 @@ def test_train_writes_a_segmentation_run(converted):
     assert contract["image_size"] == 64 and contract["crop_fraction"] == 1.0 and contract["interpolation"] == "area"
     metrics = json.loads((run / "metrics.json").read_text())
     val = metrics["validation"]
-    assert metrics["n_train"] + metrics["n_val"] == 20 and val["n"] == metrics["n_val"]
+    assert metrics["n_train"] + metrics["n_val"] == 20 and val["n"] == metrics["n_val"]  # 22 less the 2 held out
+    split = json.loads((run / "split.json").read_text())
+    seen = {Path(p).name for p in split["train"] + split["validation"]}
+    assert "ISIC_0000001.jpg" in seen and "IMD002.jpg" in seen
+    assert not seen & {"ISIC_0000000.jpg", "IMD001.jpg"}
     assert 0 <= val["thresholded_jaccard"] <= val["mean_jaccard"] <= 1 and 0 <= val["mean_dice"] <= 1
     assert len(list((run / "overlays").glob("*.png"))) == min(6, metrics["n_val"])
     assert "Not a medical device" in (run / "model_card.md").read_text()

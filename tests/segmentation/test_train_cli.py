@@ -28,3 +28,8 @@ def test_missing_or_maskless_data_is_one_sentence(tmp_path):
     args = [str(tmp_path), "--task", "segment", "--img-size", "64", "--out", str(tmp_path / "r")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1 and "no image with a mask" in result.output
+
+
+def test_hold_out_is_for_segmenters(tmp_path):
+    result = CliRunner().invoke(main, [str(tmp_path), "--hold-out", str(tmp_path)])
+    assert result.exit_code == 2 and "--hold-out applies to --task segment" in result.output

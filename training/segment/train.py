@@ -106,7 +106,17 @@ def train_segmenter(config: SegmentConfig, state: RunState | None = None) -> Pat
     placement = place(config.strategy)
     weights = resolve_weights(config.weights, config.arch)  # fails now, not after reading the data
     keras.utils.set_random_seed(config.seed)
-    pairs = find_mask_pairs(config.data)
+    pairs = [pair for folder in (config.data, *config.more_data) for pair in find_mask_pairs(folder)]
+    if config.hold_out:
+        split = RunFolder(config.hold_out).split() or {}
+        if not split.get("test"):
+            raise DatasetError(
+                f"--hold-out {config.hold_out}: not a run folder with a test part (train --test-fraction)"
+            )
+        test_ids = {Path(p).stem for p in split["test"]}
+        kept = [pair for pair in pairs if pair.image.stem not in test_ids]
+        log.info("left out %d images of %s's test part", len(pairs) - len(kept), config.hold_out)
+        pairs = kept
     if config.max_images and len(pairs) > config.max_images:
         rng = np.random.default_rng(config.seed)
         pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), config.max_images, replace=False))]
@@ -114,7 +124,7 @@ def train_segmenter(config: SegmentConfig, state: RunState | None = None) -> Pat
         task="segment", labels=SEGMENT_LABELS, arch=f"mobilenet_v3_{config.arch}_unet", image_size=config.image_size
     )
     out = Path(config.out)
-    log.info("reading %d image/mask pairs from %s", len(pairs), config.data)
+    log.info("reading %d image/mask pairs from %s", len(pairs), " + ".join((config.data, *config.more_data)))
     data = load_segmentation_data(pairs, contract)
     if len(data.pairs) < 4:
         raise DatasetError(f"only {len(data.pairs)} readable image/mask pairs in {config.data}; need at least 4")
