@@ -51,8 +51,8 @@ CPUINFO = {
     ),
 }
 MODELS = ("isic8_int8.tflite",)
-SEGMENTER = "ph2_segment_int8.tflite"
-SEGMENTED = "isic8_int8.tflite on the lesion found by ph2_segment_int8.tflite"
+SEGMENTER = "lesion_segment_int8.tflite"
+SEGMENTED = "isic8_int8.tflite on the lesion found by lesion_segment_int8.tflite"
 
 
 def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:

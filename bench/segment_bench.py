@@ -1,15 +1,15 @@
 """Benchmarks for the lesion segmenter (issue #7). No TensorFlow: the edge runtime only.
 
     # latency of the segmenter against a classifier, interleaved, 1 thread
-    python bench/segment_bench.py latency --segmenter models/ph2_segment_int8.tflite \
+    python bench/segment_bench.py latency --segmenter models/lesion_segment_int8.tflite \
         --classifier models/isic8_int8.tflite --image ../shared/data/ph2/images/IMD002.jpg
 
     # segmenters on a segmentation run's validation split (--run) or on a folder of images with masks (--data),
     # through the edge path (original files)
-    python bench/segment_bench.py masks --segmenter models/ph2_segment_int8.tflite --run runs/ph2_segment
+    python bench/segment_bench.py masks --segmenter models/lesion_segment_int8.tflite --run runs/ph2_segment
 
     # the lesion crop as a lever, by the paired rule (bench/paired.py) on a classifier's seeds' test parts
-    python bench/segment_bench.py crop --segmenter models/ph2_segment_int8.tflite \\
+    python bench/segment_bench.py crop --segmenter models/lesion_segment_int8.tflite \\
         runs/all_s0 runs/all_s1 runs/all_s2 --int8 int8x4.tflite
 
 Each prints one JSON object on stdout and keeps it as bench/results/segment_WHAT.json.

@@ -49,19 +49,23 @@ class SegmentData:
 def load_segment_data(
     data: Path, contract: ModelContract, run_dir: Path | None, samples: int, seed: int = 0
 ) -> SegmentData:
-    """Representative images from the training side of ``data``; validation from the run's split.json.
+    """Representative images from the training side of ``data`` (and of the other folders the run trained on
+    with it); validation from the run's split.json.
 
     Without a split.json (or when none of its validation images is in ``data``) a grouped 20%
     hold-out of ``data`` is made here, as training does.
     """
+    from convert.representative import more_collections
+
     try:
-        pairs = find_mask_pairs(data)
+        pairs = [pair for folder in (data, *more_collections(run_dir, data)) for pair in find_mask_pairs(folder)]
     except DatasetError as exc:
         raise SegmentConvertError(str(exc)) from exc
     split = RunFolder(run_dir).split() if run_dir else None
     val_names = set((split or {}).get("validation", []))
+    trained = set((split or {}).get("train", []))  # without the images --hold-out left out
     val_pairs = [p for p in pairs if str(p.image) in val_names]
-    train_pairs = [p for p in pairs if str(p.image) not in val_names]
+    train_pairs = [p for p in pairs if str(p.image) in trained or (not trained and str(p.image) not in val_names)]
     if not val_pairs:
         loaded = load_segmentation_data(pairs, contract)
         if len(loaded.pairs) < 4:

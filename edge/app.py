@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "isic8_int8.tflite"
-DEFAULT_SEGMENTER = REPO_ROOT / "models" / "ph2_segment_int8.tflite"
+DEFAULT_SEGMENTER = REPO_ROOT / "models" / "lesion_segment_int8.tflite"
 DEMO_IMAGES = REPO_ROOT.parent / "shared" / "data" / "isic9" / "train"
 
 
@@ -270,7 +270,7 @@ def _display_wanted(display: bool | None, camera: bool) -> bool:
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="EDGE_DETECT_SEGMENT",
     metavar="[SEG_MODEL]",
-    help="Outline the lesion with this segmenter first (models/ph2_segment_int8.tflite when no path is given), "
+    help="Outline the lesion with this segmenter first (models/lesion_segment_int8.tflite when no path is given), "
     "report its area and border irregularity, and classify its crop (the centre crop when none is found).",
 )
 @click.option(

@@ -1,6 +1,6 @@
 """Find the lesion before classifying it: a TFLite segmenter, its outline, size, border and crop.
 
-    >>> seg = Segmenter("models/ph2_segment_int8.tflite")
+    >>> seg = Segmenter("models/lesion_segment_int8.tflite")
     >>> lesion = seg.segment(frame)              # outline, area fraction, border irregularity
     >>> model_input = lesion_input(frame, lesion, classifier.contract)
 

@@ -37,7 +37,7 @@ def test_shipped_classifier_answers_survive_a_colour_cast(model, data):
         assert (cast_flags == flags).mean() >= 0.9, f"{model}: the clinician flag changed under a {name}"
 
 
-@pytest.mark.parametrize("model", ["isic8_int8.tflite", "ph2_segment_int8.tflite"])
+@pytest.mark.parametrize("model", ["isic8_int8.tflite", "lesion_segment_int8.tflite"])
 def test_shipped_int8_model_runs_in_one_xnnpack_partition(model):
     """No fused int8 HARD_SWISH (it has no XNNPACK kernel and splits the graph: 3.3x slower on x86)."""
     from ai_edge_litert.interpreter import Interpreter

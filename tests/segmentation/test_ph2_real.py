@@ -18,7 +18,7 @@ from tests.conftest import ROOT, shared_data
 from training.segment.data import find_mask_pairs, load_mask
 from training.segment.metrics import segmentation_metrics
 
-SEGMENTER = ROOT / "models" / "ph2_segment_int8.tflite"
+SEGMENTER = ROOT / "models" / "lesion_segment_int8.tflite"
 CLASSIFIER = ROOT / "models" / "isic8_int8.tflite"
 
 
