@@ -73,9 +73,10 @@ def latency(segmenter: Path, classifier: Path, runs: int, image: Path | None) ->
     return out
 
 
-def masks(segmenters: list[Path], run: Path | None, data: Path | None) -> dict:
+def masks(segmenters: list[Path], run: Path | None, data: list[Path], test_of: Path | None) -> dict:
     """ISIC 2018 Task 1 scores of each .tflite segmenter, from the files: on a segmentation run's validation
-    images, or on every image with a mask in a folder (e.g. masks no segmenter here trained on)."""
+    images, or on every image with a mask in the ``data`` folders (only those in the test part of the
+    classifier run ``test_of``, when given: the images `train --task segment --hold-out` left out)."""
     from edge.image.preprocess import preprocess_mask
     from training.segment.data import find_mask_pairs, load_mask
     from training.segment.metrics import segmentation_metrics
@@ -84,8 +85,11 @@ def masks(segmenters: list[Path], run: Path | None, data: Path | None) -> dict:
         split = RunFolder(run).split()
         pairs = list(zip(split["validation"], split["validation_masks"]))
     else:
-        pairs = [(p.image, p.mask) for p in find_mask_pairs(data)]
-    out: dict = {"source": str(run or data), "images": len(pairs), "segmenters": {}}
+        pairs = [(p.image, p.mask) for folder in data for p in find_mask_pairs(folder)]
+    if test_of is not None:
+        test_ids = {Path(p).stem for p in RunFolder(test_of).split()["test"]}
+        pairs = [(image, mask) for image, mask in pairs if Path(image).stem in test_ids]
+    out: dict = {"images": len(pairs), "segmenters": {}}
     for segmenter in segmenters:
         seg = Segmenter(segmenter, threads=1)
         preds, truths = [], []
@@ -148,7 +152,8 @@ def main() -> None:
     p.add_argument("--segmenter", type=Path, required=True, action="append", help="repeatable: scored side by side")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--run", type=Path, help="a segmentation run: its validation split")
-    where.add_argument("--data", type=Path, help="a folder of images with masks (either layout `train` reads)")
+    where.add_argument("--data", type=Path, action="append", help="folders of images with masks (repeatable)")
+    p.add_argument("--test-of", type=Path, help="with --data: only the images in this classifier run's test part")
     p = sub.add_parser("crop", help="the lesion crop judged by the paired rule: centre crop vs segmented-lesion crop")
     p.add_argument("--segmenter", type=Path, required=True)
     p.add_argument("runs", nargs="+", type=Path, help="classifier runs of one split (seeds), each with --int8")
@@ -158,7 +163,7 @@ def main() -> None:
     if args.what == "latency":
         result = latency(args.segmenter, args.classifier, args.runs, args.image)
     elif args.what == "masks":
-        result = masks(args.segmenter, args.run, args.data)
+        result = masks(args.segmenter, args.run, args.data or [], args.test_of)
     else:
         result = crop(args.segmenter, args.runs, args.int8)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
