@@ -92,6 +92,10 @@ class RunFolder:
         """The image paths of each part ("train" when --train-on narrowed it, "validation", "test"), or None."""
         return json.loads(self.split_file.read_text()) if self.split_file.is_file() else None
 
+    def test_ids(self) -> set[str]:
+        """The ids (file names without suffix: ISIC or PH2 ids) of the run's test images; empty without a test part."""
+        return {Path(p).stem for p in (self.split() or {}).get("test", [])}
+
     # --- writing
     def write_split(self, split: dict[str, list[str]]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

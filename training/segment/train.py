@@ -108,12 +108,11 @@ def train_segmenter(config: SegmentConfig, state: RunState | None = None) -> Pat
     keras.utils.set_random_seed(config.seed)
     pairs = [pair for folder in (config.data, *config.more_data) for pair in find_mask_pairs(folder)]
     if config.hold_out:
-        split = RunFolder(config.hold_out).split() or {}
-        if not split.get("test"):
+        test_ids = RunFolder(config.hold_out).test_ids()
+        if not test_ids:
             raise DatasetError(
                 f"--hold-out {config.hold_out}: not a run folder with a test part (train --test-fraction)"
             )
-        test_ids = {Path(p).stem for p in split["test"]}
         kept = [pair for pair in pairs if pair.image.stem not in test_ids]
         log.info("left out %d images of %s's test part", len(pairs) - len(kept), config.hold_out)
         pairs = kept
