@@ -5,8 +5,8 @@
         --classifier models/isic8_int8.tflite --image ../shared/data/ph2/images/IMD002.jpg
 
     # segmenters on a segmentation run's validation split (--run) or on a folder of images with masks (--data),
-    # through the edge path (original files)
-    python bench/segment_bench.py masks --segmenter models/lesion_segment_int8.tflite --run runs/ph2_segment
+    # through the edge path (original files), each collection apart
+    python bench/segment_bench.py masks --segmenter models/lesion_segment_int8.tflite --run runs/lesion_segment
 
     # the lesion crop as a lever, by the paired rule (bench/paired.py) on a classifier's seeds' test parts
     python bench/segment_bench.py crop --segmenter models/lesion_segment_int8.tflite \\
@@ -81,24 +81,28 @@ def masks(segmenters: list[Path], run: Path | None, data: list[Path], test_of: P
     from training.segment.data import find_mask_pairs, load_mask
     from training.segment.metrics import segmentation_metrics
 
-    if run is not None:
+    if run is not None:  # (image, mask, collection)
         split = RunFolder(run).split()
-        pairs = list(zip(split["validation"], split["validation_masks"]))
+        pairs = [(i, m, run.name) for i, m in zip(split["validation"], split["validation_masks"])]
     else:
-        pairs = [(p.image, p.mask) for folder in data for p in find_mask_pairs(folder)]
+        pairs = [(p.image, p.mask, Path(folder).name) for folder in data for p in find_mask_pairs(folder)]
     if test_of is not None:
-        test_ids = {Path(p).stem for p in RunFolder(test_of).split()["test"]}
-        pairs = [(image, mask) for image, mask in pairs if Path(image).stem in test_ids]
+        test_ids = RunFolder(test_of).test_ids()
+        pairs = [pair for pair in pairs if Path(pair[0]).stem in test_ids]
     out: dict = {"images": len(pairs), "segmenters": {}}
     for segmenter in segmenters:
         seg = Segmenter(segmenter, threads=1)
-        preds, truths = [], []
-        for image_path, mask_path in pairs:
+        preds, truths, where = [], [], []
+        for image_path, mask_path, collection in pairs:
             preds.append(seg.mask(load_image(image_path)))
             truths.append(preprocess_mask(load_mask(mask_path), seg.contract))
-        scores = segmentation_metrics(preds, truths)
-        scores.pop("per_image_jaccard")
-        out["segmenters"][str(segmenter)] = scores
+            where.append(collection)
+        out["segmenters"][str(segmenter)] = by_collection = {}
+        for collection in dict.fromkeys(where):  # each collection's figures apart: a claim must hold on each
+            keep = [i for i, c in enumerate(where) if c == collection]
+            scores = segmentation_metrics([preds[i] for i in keep], [truths[i] for i in keep])
+            scores.pop("per_image_jaccard")
+            by_collection[collection] = scores
     return out
 
 
@@ -119,7 +123,9 @@ def crop(segmenter: Path, runs: list[Path], int8_name: str) -> dict:
             base, lever = [], []
             for path in s.paths:
                 image = load_image(path)
-                lesion = lesions.setdefault(str(path), seg.segment(image))
+                if str(path) not in lesions:
+                    lesions[str(path)] = seg.segment(image)
+                lesion = lesions[str(path)]
                 base.append(clf.probabilities(preprocess(image, clf.contract))[mal].sum())
                 lever.append(clf.probabilities(lesion_input(image, lesion, clf.contract))[mal].sum())
             paired[s.name] = PairedSet(s.bad, np.array(base), np.array(lever))
