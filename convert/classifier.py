@@ -60,10 +60,13 @@ def convert_classifier(
     from convert.fidelity import candidate_outputs, fidelity_report, format_report, latency_against_float32
     from convert.quantize import QuantizeConfig, edge_friendly, quantize, tiny_scales
     from convert.representative import RepresentativeError, load_convert_data
-    from convert.views import averaged, flipped
+    from convert.views import at_size, averaged, flipped
     from edge.model.modelfile import embed_contract, write_atomic
 
     models = [_load_keras(path, contract) for path in (model_path, *o.ensemble)]
+    if any(_size(m) > contract.image_size for m in models):
+        raise ConvertError(f"an --ensemble model takes a larger input than the source's {contract.image_size} px")
+    models.sort(key=_size)  # an ensemble of input sizes: the smallest models' features first, for the lesion gate
     try:
         cdata = load_convert_data(
             data,
@@ -84,7 +87,8 @@ def convert_classifier(
         from convert.qat import QATConfig, quantization_aware_finetune
 
         qat = QATConfig(epochs=o.qat_epochs, learning_rate=o.qat_lr, seed=o.seed)
-        tuned = [quantization_aware_finetune(edge_friendly(m), cdata.training, cdata.representative, qat)
+        tuned = [quantization_aware_finetune(edge_friendly(m), at_size(cdata.training, _size(m)),
+                                             at_size(cdata.representative, _size(m)), qat)
                  for m in models]  # fmt: skip  # edge_friendly: the graph that will be converted
         sources, twins = [s for s, _ in tuned], [t for _, t in tuned]
     source_model = averaged(sources, o.views)
@@ -103,7 +107,7 @@ def convert_classifier(
             raise ConvertError(message) from None
 
     def keras_answers(ms: list[Any]) -> np.ndarray:  # the Keras models as the file answers: the same average
-        return np.mean([m.predict(v.astype("float32"), batch_size=64, verbose=0)
+        return np.mean([m.predict(at_size(v, _size(m)).astype("float32"), batch_size=64, verbose=0)
                         for m in ms for v in flipped(cdata.validation, o.views)], axis=0)  # fmt: skip
 
     keras_logits = keras_answers(models)
@@ -126,6 +130,9 @@ def convert_classifier(
     reference = averaged(models, o.views)
     report["latency_ms"] = latency_against_float32(reference, converted, o.mode, cdata.validation[0])
     report["views"] = o.views
+    sizes = sorted({_size(m) for m in models})
+    if len(sizes) > 1:
+        report["input_sizes"] = [_size(m) for m in models]
     log.info("%s", format_report(report))
 
     target = (RunFolder(run_dir).saved_config() if run_dir else {}).get("sensitivity", 0.9)
@@ -143,7 +150,7 @@ def convert_classifier(
 
         contract, report["lesion_gate"] = fit_lesion_gate(
             contract, converted, cdata.gate, cdata.validation, cdata.validation_collection,
-            collection_names(data, run_dir), o.max_refused,
+            collection_names(data, run_dir), o.max_refused, span=_gate_span(models),
         )  # fmt: skip
     report_path = out.with_suffix(".fidelity.json")
     if report["label_agreement"] < o.min_agreement and o.mode != "float32":
@@ -181,6 +188,23 @@ def _load_keras(path: Path, contract: ModelContract) -> Any:
     if model.output_shape[-1] != len(contract.labels):
         raise ConvertError(f"{path} has {model.output_shape[-1]} outputs but {len(contract.labels)} labels")
     return model
+
+
+def _size(model: Any) -> int:
+    return int(model.input_shape[1])
+
+
+def _gate_span(models: list[Any]) -> tuple[int, int] | None:
+    """The features the lesion gate reads: all of them, or in an ensemble of input sizes only the smallest
+    models' (first, once sorted): at 224 px, sharp dermoscopy sits nearly as far from the thumbnail-trained
+    features as photographs do (docs/BENCHMARKS.md, "The 224 px file")."""
+    from convert.views import feature_spans
+
+    smallest = [i for i, m in enumerate(models) if _size(m) == _size(models[0])]
+    if len(smallest) == len(models):
+        return None
+    spans = feature_spans(models)
+    return spans[smallest[0]][0], spans[smallest[-1]][1]
 
 
 def _portable(path: Path) -> str:

@@ -131,7 +131,8 @@ def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
     "--ensemble", "ensemble", multiple=True, type=click.Path(path_type=Path), metavar="RUN",
     help="Classifiers: average this run's model with SOURCE's inside the file (repeatable; `train` runs of the "
     "same data and split, e.g. other --seed values): one file the edge loads as any other, the work times the "
-    "models.",
+    "models. A run of a smaller --img-size sees the file's input resized inside it, and the lesion gate then "
+    "reads the smallest models' features.",
 )  # fmt: skip
 @click.option("--seed", type=int, default=0, help="Seed for the representative pick and --qat-epochs.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
@@ -220,8 +221,10 @@ def _ensemble_member(run: Path, source_run: Path | None, contract: ModelContract
         theirs = folder.contract()
     except (FileNotFoundError, ContractError) as exc:
         raise click.ClickException(f"--ensemble {run}: {exc}") from None
-    fields = ("labels", *PREPROCESSING_FIELDS)
+    fields = ("labels", *(f for f in PREPROCESSING_FIELDS if f != "image_size"))
     differ = [f for f in fields if getattr(theirs, f) != getattr(contract, f)]
+    if theirs.image_size > contract.image_size:  # a smaller one sees the file's input resized inside it
+        differ.append(f"image_size (larger: {theirs.image_size} px)")
     if differ:
         raise click.ClickException(f"--ensemble {run} differs from the source model in {', '.join(differ)}")
     if source_run is None or folder.split() != RunFolder(source_run).split():

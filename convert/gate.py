@@ -38,15 +38,17 @@ def fit_lesion_gate(
     collection_names: tuple[str, ...],
     max_refused: float = 0.02,
     k: int = 32,
+    span: tuple[int, int] | None = None,
 ) -> tuple[ModelContract, dict[str, Any]]:
     """Fit the gate on the file's features of ``training`` images; set its threshold so that at most
     ``max_refused`` of each collection's ``validation`` images are refused (each collection large enough to
-    resolve that share: :func:`~edge.model.lesion_gate.threshold_for`).
+    resolve that share: :func:`~edge.model.lesion_gate.threshold_for`); on the features' columns ``span`` alone
+    when given.
 
     Returns:
         (contract with ``lesion_gate``, a report: threshold, images fitted on, refused share per collection).
     """
-    gate = LesionGate.fit(file_features(converted, training), k=k)
+    gate = LesionGate.fit(file_features(converted, training), k=k, span=span)
     scores = gate.score(file_features(converted, validation))
     groups = {name: scores[validation_collection == i] for i, name in enumerate(collection_names)}
     gate = gate.with_threshold(threshold_for(groups.values(), max_refused))
@@ -54,5 +56,6 @@ def fit_lesion_gate(
     log.info("lesion gate: %d features, k=%d, threshold %.2f; refuses %s of the validation images",
              gate.dims, k, gate.threshold, ", ".join(f"{v:.1%} ({n})" for n, v in refused.items()))  # fmt: skip
     report = {"threshold": round(gate.threshold, 4), "fitted_on": len(training), "k": k,
+              "features": [gate.start, gate.start + gate.dims],
               "max_refused": max_refused, "validation_refused": refused}  # fmt: skip
     return contract.replace(lesion_gate=gate.to_dict()), report

@@ -9,6 +9,9 @@ pooling are linear, this equals averaging every model's logits over every view; 
 one dense layer on one (1, D) feature vector, so the lesion gate reads it like any other file's. The edge
 loads it like any classifier: same input, same outputs, same contract, the backbone's work times models x
 views per frame (within the edge budget: docs/BENCHMARKS.md).
+
+The models may differ in input size (an ensemble of input sizes): the file takes the largest, and a smaller
+model sees it shrunk inside the graph by the same bilinear resize :func:`at_size` applies to arrays.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["VIEWS", "averaged", "flipped", "with_flip_views"]
+__all__ = ["VIEWS", "at_size", "averaged", "feature_spans", "flipped", "with_flip_views"]
 
 VIEWS = (1, 2, 4)  # the image; + left-right; + up-down and both
 
@@ -27,6 +30,29 @@ def flipped(images: Any, views: int) -> list[Any]:
     return out[:views] if views < 4 else [*out, images[:, ::-1], images[:, ::-1, ::-1]]
 
 
+def at_size(images: Any, size: int, batch: int = 256) -> Any:
+    """(N, H, W, 3) images as a model of input ``size`` sees them inside an :func:`averaged` file of a larger
+    input: the graph's bilinear resize, rounded to uint8 as the int8 file's resize output is (scale 1)."""
+    import numpy as np
+    from keras import ops
+
+    if images.shape[1] == size:
+        return images
+    out = np.empty((len(images), size, size, images.shape[-1]), np.uint8)
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch].astype("float32")
+        chunk = ops.image.resize(chunk, (size, size), interpolation="bilinear")
+        out[start : start + batch] = np.clip(np.round(ops.convert_to_numpy(chunk)), 0, 255)
+    return out
+
+
+def feature_spans(models: Sequence[Any]) -> list[tuple[int, int]]:
+    """Where each model's pooled features sit in an :func:`averaged` file's features (its dense layer's input)."""
+    widths = [int(m.get_layer("pool").output.shape[-1]) for m in models]
+    starts = [sum(widths[:i]) for i in range(len(widths))]
+    return [(s, s + w) for s, w in zip(starts, widths)]
+
+
 def with_flip_views(model: Any, views: int = 4) -> Any:
     """``model`` answering on ``views`` flipped copies of its input (:func:`averaged` of one model)."""
     return averaged([model], views)
@@ -34,12 +60,12 @@ def with_flip_views(model: Any, views: int = 4) -> Any:
 
 def averaged(models: Sequence[Any], views: int = 1) -> Any:
     """One Keras model answering with the mean logits of ``models`` (``train`` classifiers: ... -> "pool" ->
-    "dropout" -> "logits", one input size and label set) over ``views`` flipped copies of its input; a single
-    model with ``views=1`` is returned as it is.
+    "dropout" -> "logits", one label set) over ``views`` flipped copies of its input; a single model with
+    ``views=1`` is returned as it is. The file's input is the largest model's; smaller ones see it resized.
 
     Raises:
         ValueError: ``views`` is not 1, 2 or 4, a model is not a ``train`` classifier, or the models differ
-            in input or outputs.
+            in outputs.
     """
     import keras
     import numpy as np
@@ -52,8 +78,9 @@ def averaged(models: Sequence[Any], views: int = 1) -> Any:
     if len(models) == 1 and views == 1:
         return models[0]
     first = models[0]
-    if any(m.input_shape != first.input_shape or m.output_shape != first.output_shape for m in models):
-        raise ValueError("the models to average differ in input or output shape")
+    if any(m.output_shape != first.output_shape for m in models):
+        raise ValueError("the models to average differ in output shape")
+    size = max(int(m.input_shape[1]) for m in models)
     heads, bodies = [], []
     for i, m in enumerate(models):
         try:
@@ -62,14 +89,15 @@ def averaged(models: Sequence[Any], views: int = 1) -> Any:
             raise ValueError(f"{m.name} is not a train classifier (no 'pool' and 'logits' layers)") from exc
         heads.append(head)
         bodies.append(keras.Model(m.inputs, pooled, name=f"features_{i}" if len(models) > 1 else "features"))
-    image = keras.Input(first.input_shape[1:], name="image")
+    image = keras.Input((size, size, first.input_shape[-1]), name="image")
     views_of = [image, ops.flip(image, axis=2)]
     if views == 4:
         views_of += [ops.flip(image, axis=1), ops.flip(views_of[1], axis=1)]
     batch = ops.concatenate(views_of, axis=0) if views > 1 else image  # one backbone run on a batch of views
     features = []
     for body in bodies:
-        f = body(batch)  # (views * N, D)
+        own = int(body.input_shape[1])
+        f = body(batch if own == size else ops.image.resize(batch, (own, own), interpolation="bilinear"))
         features.append(ops.mean(ops.reshape(f, (views, -1, f.shape[-1])), axis=0) if views > 1 else f)
     name = first.name + (f"_x{views}" if views > 1 else "") + (f"_of{len(models)}" if len(models) > 1 else "")
     if len(models) == 1:

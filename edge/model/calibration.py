@@ -72,11 +72,12 @@ def cross_fitted_ece(logits: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
 
 
 def risk_threshold_for_sensitivity(risk: np.ndarray, is_malignant: np.ndarray, sensitivity: float = 0.9) -> float:
-    """The highest risk threshold that still flags ``sensitivity`` of the malignant cases."""
+    """The highest risk threshold that still flags ``sensitivity`` of the malignant cases, and never one
+    that flags none of them (a model that flagged none on validation asks for sensitivity 0)."""
     pos = np.sort(risk[is_malignant.astype(bool)])
     if len(pos) == 0:
         return 0.5
-    k = int(np.floor((1 - sensitivity) * len(pos)))
+    k = min(int(np.floor((1 - sensitivity) * len(pos))), len(pos) - 1)
     return float(pos[k])
 
 

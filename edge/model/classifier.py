@@ -174,8 +174,9 @@ class Classifier:
         self.gate = LesionGate.from_dict(self.contract.lesion_gate) if self.contract.lesion_gate else None
         if self.gate is not None:
             dims = None if self.model.features_output is None else int(self.model.features_output["shape"][-1])
-            if dims != self.gate.dims:
-                raise ContractError(f"{model_path}: the contract's lesion gate reads {self.gate.dims} features, "
+            reads = self.gate.start + self.gate.dims
+            if dims is None or dims < reads:
+                raise ContractError(f"{model_path}: the contract's lesion gate reads {reads} features, "
                                     f"the model gives {dims or 'none'}")  # fmt: skip
 
     @property

@@ -9,14 +9,16 @@ The score is the Mahalanobis distance of a feature vector, scaled to unit length
 how strongly the network fired), under a probabilistic PCA model of the training features (``k``
 principal directions with their own variances, one shared variance for the rest), divided by the
 feature dimension: about 1 for images like the training ones, far more for a face, a wall or a
-document, whose features point off the directions dermoscopy spans.
+document, whose features point off the directions dermoscopy spans. A file that averages models of several
+input sizes gives the gate one model's share of its features (``start``): at 224 px, sharp dermoscopy sits
+nearly as far from the features of the mostly-thumbnail training images as photographs do.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,7 @@ class LesionGate:
         variances: (k,) the training features' variance along each direction.
         residual_variance: the mean variance left off those directions (per dimension).
         threshold: scores above this read "not a skin lesion".
+        start: the gate reads the file's features ``start`` to ``start + dims`` (0: from the first).
     """
 
     mean: np.ndarray
@@ -58,17 +61,20 @@ class LesionGate:
     variances: np.ndarray
     residual_variance: float
     threshold: float = float("inf")
+    start: int = 0
 
     @property
     def dims(self) -> int:
         return int(self.mean.shape[0])
 
     @classmethod
-    def fit(cls, features: np.ndarray, k: int = 32) -> LesionGate:
-        """Fit the distance to ``features`` (N, D) of in-distribution images; the threshold stays open.
+    def fit(cls, features: np.ndarray, k: int = 32, span: tuple[int, int] | None = None) -> LesionGate:
+        """Fit the distance to ``features`` (N, D) of in-distribution images, or to their columns ``span``
+        (start, stop); the threshold stays open.
 
         ``k`` shrinks to what N and D allow (fewer than N - 1 and D directions)."""
-        x = np.asarray(features, dtype=np.float64)
+        start, stop = span or (0, np.shape(features)[-1])
+        x = np.asarray(features, dtype=np.float64)[..., start:stop]
         if x.ndim == 2:
             x = _unit(x).astype(np.float64)
         if x.ndim != 2 or len(x) < 3 or x.shape[1] < 2:
@@ -80,11 +86,12 @@ class LesionGate:
         residual = float(var[k:].sum() / max(x.shape[1] - k, 1))
         floor = max(residual, 1e-6)
         return cls(mean.astype(np.float32), vt[:k].T.astype(np.float32),
-                   np.maximum(var[:k], floor).astype(np.float32), floor)  # fmt: skip
+                   np.maximum(var[:k], floor).astype(np.float32), floor, start=start)  # fmt: skip
 
     def score(self, features: np.ndarray) -> np.ndarray | float:
-        """Distance of one (D,) feature vector (a float) or of (N, D) vectors (an array); higher is stranger."""
-        centred = _unit(features) - self.mean
+        """Distance of one feature vector (a float) or of (N, D) vectors (an array), as the file gives
+        them; higher is stranger."""
+        centred = _unit(np.asarray(features)[..., self.start : self.start + self.dims]) - self.mean
         proj = centred @ self.components
         along = (proj**2 / self.variances).sum(axis=-1)
         off = np.maximum((centred**2).sum(axis=-1) - (proj**2).sum(axis=-1), 0.0) / self.residual_variance
@@ -95,13 +102,14 @@ class LesionGate:
         return score > self.threshold
 
     def with_threshold(self, threshold: float) -> LesionGate:
-        return LesionGate(self.mean, self.components, self.variances, self.residual_variance, float(threshold))
+        return replace(self, threshold=float(threshold))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the arrays as base64 float16 (the contract carries it)."""
         return {
             "method": "ppca_mahalanobis_unit",
             "dims": self.dims,
+            **({"start": self.start} if self.start else {}),
             "k": int(self.components.shape[1]),
             "threshold": round(float(self.threshold), 4),
             "residual_variance": float(self.residual_variance),
@@ -123,9 +131,12 @@ class LesionGate:
                 _unpack(data["variances"], (k,)),
                 float(data["residual_variance"]),
                 float(data["threshold"]),
+                int(data.get("start", 0)),
             )
         except (KeyError, TypeError, ValueError, base64.binascii.Error) as exc:
             raise ValueError(f"malformed lesion gate: {exc}") from exc
+        if gate.start < 0:
+            raise ValueError("malformed lesion gate: negative start")
         if gate.residual_variance <= 0 or not np.all(gate.variances > 0):
             raise ValueError("malformed lesion gate: variances must be positive")
         return gate

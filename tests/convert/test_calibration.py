@@ -52,3 +52,12 @@ def test_a_threshold_set_on_some_images_gives_the_target_sensitivity_there_not_e
     assert there.risk_threshold < everywhere.risk_threshold  # lower, to catch the harder cases
     flagged_before = np.mean(risk[sharp & (y == 2)] >= everywhere.risk_threshold)
     assert flagged_before < 0.9
+
+
+def test_a_keras_model_that_flagged_nothing_still_gets_a_threshold_that_flags_its_riskiest_case():
+    logits, y = _data()
+    contract = ModelContract(task="classify", labels=("a", "b", "c"), image_size=32, malignant_labels=("c",),
+                             temperature=1.0, risk_threshold=1.0)  # fmt: skip  # flags no validation image
+    new, report = recalibrate(contract, logits, logits, y)
+    risk = calibrated_probabilities(logits, new.temperature)[y == 2, 2]
+    assert report["malignant_sensitivity"] == 0.0 and (risk >= new.risk_threshold).sum() >= 1

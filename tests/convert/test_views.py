@@ -55,3 +55,30 @@ def test_models_that_cannot_be_averaged_are_refused(two_seeds):
     other = build_classifier(4, image_size=32, arch="small", weights=None)[0]
     with pytest.raises(ValueError, match="differ"):
         averaged([models[0], other], 1)
+
+
+def test_a_smaller_model_answers_on_the_files_input_resized_inside_the_graph(two_seeds):
+    import keras
+    from keras import ops
+
+    from convert.views import at_size, averaged, feature_spans, flipped
+    from training.model import build_classifier
+
+    models, _ = two_seeds
+    small = models[0]  # 32 px
+    keras.utils.set_random_seed(2)
+    large = build_classifier(3, image_size=40, arch="small", weights=None)[0]
+    images = np.random.default_rng(1).uniform(0, 255, (4, 40, 40, 3)).astype("float32")
+    graph = averaged([small, large], 2)
+    assert graph.input_shape == (None, 40, 40, 3)  # the largest model's input
+
+    def seen_by(m, v):
+        return v if m is large else ops.convert_to_numpy(ops.image.resize(v, (32, 32), interpolation="bilinear"))
+
+    want = np.mean([m.predict(seen_by(m, v), verbose=0) for m in (small, large) for v in flipped(images, 2)], 0)
+    np.testing.assert_allclose(graph.predict(images, verbose=0), want, atol=1e-5)
+    # at_size: the same resize, rounded to the uint8 pixels the int8 file's resize gives
+    np.testing.assert_array_equal(at_size(images, 32), np.clip(np.round(seen_by(small, images)), 0, 255))
+    assert at_size(images, 40) is images
+    width = int(small.get_layer("pool").output.shape[-1])
+    assert feature_spans([small, large]) == [(0, width), (width, 2 * width)]

@@ -135,6 +135,42 @@ def test_an_ensemble_of_two_runs_is_one_model_to_the_edge(trained, tmp_path):
     assert wrong.returncode == 1 and "split" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
+def test_an_ensemble_of_input_sizes_is_one_model_and_its_gate_reads_the_smaller_models_features(trained, tmp_path):
+    import shutil
+
+    import keras
+
+    from training.model import build_classifier
+
+    data, run = trained
+    small = tmp_path / "run_48px"  # the same run's weights at 48 px: a smaller model on the same split
+    shutil.copytree(run, small)
+    model = build_classifier(3, image_size=48, arch="small")[0]
+    model.set_weights(keras.models.load_model(run / "model.keras", compile=False).get_weights())
+    model.save(small / "model.keras")
+    contract = json.loads((small / "contract.json").read_text())
+    (small / "contract.json").write_text(json.dumps({**contract, "image_size": 48}))
+    out = tmp_path / "sizes_int8.tflite"
+    _run("convert", str(run), "--int8", "--data", str(data), "--out", str(out), "--samples", "10",
+         "--qat-epochs", "1", "--ensemble", str(small), "--min-agreement", "0")  # fmt: skip
+    report = json.loads(out.with_suffix(".fidelity.json").read_text())
+    assert report["input_sizes"] == [48, 64]
+    single = read_contract(out)
+    assert single.image_size == 64  # the largest; the 48 px model sees it resized inside the file
+    width = single.lesion_gate["dims"]
+    assert single.lesion_gate.get("start", 0) == 0 and report["lesion_gate"]["features"] == [0, width]
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    assert Interpreter(model_path=str(out)).get_output_details()[1]["shape"][-1] == 2 * width
+    detect = _run("edge-detect", "--model", str(out), "--source", str(data / "melanoma"), "--json")
+    lines = [json.loads(line) for line in detect.stdout.splitlines() if line.strip()]
+    assert len(lines) == 14
+    assert all(line["label"] in single.labels and line["lesion_score"] is not None for line in lines)
+    wrong = _run("convert", str(small), "--int8", "--data", str(data), "--ensemble", str(run), check=False)
+    assert wrong.returncode == 1 and "image_size (larger: 64 px)" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
 def test_convert_with_quantization_aware_finetuning(trained, tmp_path):
     data, run = trained
     out = tmp_path / "qat_int8.tflite"

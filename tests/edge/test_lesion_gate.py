@@ -64,6 +64,21 @@ def test_the_gate_travels_in_the_contract_as_float16_and_scores_the_same(feature
     assert summary["components"].endswith("base64 characters>") and summary["threshold"] == 2.5
 
 
+def test_a_gate_on_one_models_share_of_the_features_reads_only_those(features):
+    """An ensemble of input sizes: the gate is fitted on, and reads, the smaller model's columns alone."""
+    noise = np.random.default_rng(2).normal(0, 50, (len(features), 24))  # the other model's features
+    both = np.hstack([noise, features])
+    gate = LesionGate.fit(both[:1500], k=5, span=(24, 64)).with_threshold(2.5)
+    alone = LesionGate.fit(features[:1500], k=5)
+    assert gate.start == 24 and gate.dims == 40
+    np.testing.assert_allclose(gate.score(both[1500:]), alone.score(features[1500:]), rtol=1e-5)
+    back = LesionGate.from_dict(
+        ModelContract(task="classify", labels=("a", "b"), lesion_gate=gate.to_dict()).lesion_gate
+    )
+    assert back.start == 24 and back.threshold == 2.5
+    assert "start" not in alone.to_dict()  # files without one read as before
+
+
 def test_a_damaged_gate_is_a_contract_error(features):
     entry = LesionGate.fit(features, k=5).to_dict()
     for broken in ({**entry, "components": entry["components"][:-8]}, {**entry, "method": "knn"},
