@@ -148,14 +148,9 @@ def convert_classifier(
         from convert.gate import fit_lesion_gate
         from convert.representative import collection_names
 
-        fit_on, val, val_collection = cdata.gate, cdata.validation, cdata.validation_collection
-        if cdata.gate_unlabelled is not None:  # dermoscopy no class scores (benign/malignant labels) counts too
-            fit_on = np.concatenate([fit_on, cdata.gate_unlabelled])
-            val = np.concatenate([val, cdata.gate_unlabelled_validation])
-            val_collection = np.concatenate([val_collection, cdata.gate_unlabelled_collection])
         contract, report["lesion_gate"] = fit_lesion_gate(
-            contract, converted, fit_on, val, val_collection, collection_names(data, run_dir), o.max_refused,
-            span=_gate_span(models),
+            contract, converted, cdata.gate, cdata.validation, cdata.validation_collection,
+            collection_names(data, run_dir), o.max_refused, span=_gate_span(models),
         )  # fmt: skip
     report_path = out.with_suffix(".fidelity.json")
     if report["label_agreement"] < o.min_agreement and o.mode != "float32":

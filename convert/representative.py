@@ -44,11 +44,6 @@ class ConvertData:
     threshold_on: np.ndarray | None = None  # (V,) bool: the validation images the threshold is set on
     gate: np.ndarray | None = None  # (G, S, S, 3) uint8 from the training side: the lesion gate is fitted on it
     validation_collection: np.ndarray | None = None  # (V,) int: which of the run's collections each came from
-    # the run's images no class scores (benign/malignant labels), dermoscopy all the same: the lesion gate
-    # is fitted on their training side too and refuses at most its share of their validation images
-    gate_unlabelled: np.ndarray | None = None  # (U, S, S, 3) uint8, training side
-    gate_unlabelled_validation: np.ndarray | None = None  # (W, S, S, 3) uint8, validation side
-    gate_unlabelled_collection: np.ndarray | None = None  # (W,) int, as validation_collection
 
 
 def stratified_pick(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
@@ -100,13 +95,10 @@ def load_convert_data(
     if task == "auto":
         task = "binary" if set(contract.labels) == {"benign", "malignant"} else "multiclass"
     more = more_collections(run_dir, data)
-    unlabelled: list[Sample] = []  # a multi-collection run's images whose labels name no class (benign/malignant)
     try:
         if more:  # a multi-collection run: every collection, each label as training mapped it
-            raw = [s for p in (data, *more) for s in load_dataset(p, "auto", task).samples]
-            all_samples = map_labels(raw, contract.labels)
-            mapped = {s.path for s in all_samples}
-            unlabelled = [s for s in raw if s.path not in mapped]
+            all_samples = [s for p in (data, *more) for s in map_labels(list(load_dataset(p, "auto", task).samples),
+                                                                         contract.labels)]  # fmt: skip
         else:
             all_samples = list(load_dataset(data, "auto", task).samples)
     except DatasetError as exc:
@@ -148,23 +140,7 @@ def load_convert_data(
     val = load_images(val_samples, contract)
     log.info("representative set: %d images; validation set: %d images", len(rep.samples), len(val.samples))
     training = load_images(train_samples, contract).images if with_training else None
-    gate = gate_unlabelled = gate_unlabelled_validation = gate_unlabelled_collection = None
-    if gate_samples and unlabelled and split is not None:
-        by_unlabelled = {str(s.path.resolve()): s for s in unlabelled}
-        unlabelled_train = [by_unlabelled[p] for p in sorted(trained & set(by_unlabelled))]
-        if not trained:  # no train list recorded: the rest of the split
-            unlabelled_train = [s for p, s in by_unlabelled.items() if p not in held_out]
-        share = 1.0 if with_training else min(1.0, gate_samples / max(len(train_samples), 1))
-        count = round(share * len(unlabelled_train))
-        keep = np.random.default_rng(seed + 2).permutation(len(unlabelled_train))[:count]
-        unlabelled_val = [by_unlabelled[p] for p in listed if p in by_unlabelled]
-        if count and unlabelled_val:
-            gate_unlabelled = load_images([unlabelled_train[i] for i in sorted(keep)], contract).images
-            loaded = load_images(unlabelled_val, contract)
-            gate_unlabelled_validation = loaded.images
-            gate_unlabelled_collection = _collection_of(loaded.samples, _roots((data, *more)))
-            log.info("lesion gate: also %d training and %d validation images no class scores",
-                     len(gate_unlabelled), len(gate_unlabelled_validation))  # fmt: skip
+    gate = None
     if gate_samples:
         gate = (
             training
@@ -174,7 +150,10 @@ def load_convert_data(
             ).images
         )
     val_labels = _labels_of(val.samples, contract, str(data))
-    collection = _collection_of(val.samples, _roots((data, *more)))
+    roots = _roots((data, *more))
+    collection = np.array(
+        [next((k for k, r in enumerate(roots) if s.path.resolve().is_relative_to(r)), 0) for s in val.samples]
+    )
     at = None
     if threshold_on:
         roots = _roots(threshold_on)
@@ -184,14 +163,7 @@ def load_convert_data(
         if not np.isin(val_labels[at], contract.malignant_indices).any():
             raise RepresentativeError(f"no malignant validation image in {', '.join(map(str, threshold_on))} to set "
                                       "the threshold on")  # fmt: skip
-    return ConvertData(rep.images, val.images, val_labels, str(data), training, at, gate, collection,
-                       gate_unlabelled, gate_unlabelled_validation, gate_unlabelled_collection)  # fmt: skip
-
-
-def _collection_of(samples: list[Sample], roots: list[Path]) -> np.ndarray:
-    """Which of ``roots`` (the run's collections) each sample comes from."""
-    return np.array([next((k for k, r in enumerate(roots) if s.path.resolve().is_relative_to(r)), 0) for s in samples],
-                    dtype=int)  # fmt: skip
+    return ConvertData(rep.images, val.images, val_labels, str(data), training, at, gate, collection)
 
 
 def collection_names(data: str | Path, run_dir: Path | None) -> tuple[str, ...]:

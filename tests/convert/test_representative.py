@@ -75,25 +75,6 @@ def test_a_multi_collection_run_validates_on_every_collection_and_never_calibrat
     assert len(got.representative) == 20 - 4 - 4  # every training image, no validation or test image
 
 
-def test_images_no_class_scores_still_count_for_the_lesion_gate(tmp_path):
-    """A benign/malignant collection: no class to score its images by, but dermoscopy all the same."""
-    data = make_folder_dataset(tmp_path / "data", classes=("melanoma", "nevus"), per_class=7)
-    other = make_folder_dataset(tmp_path / "other", classes=("benign", "malignant"), per_class=5, seed=1)
-    validation = sorted(data.glob("*/*_000.jpg")) + sorted(other.glob("*/*_000.jpg"))
-    test = sorted(other.glob("*/*_001.jpg"))
-    run = _run_of_two(tmp_path, data, other, validation)
-    named = ["MEL", "NV", "benign", "malignant"]  # as train records them
-    split = json.loads((run / "split.json").read_text()) | {"test": [str(p.resolve()) for p in test],
-                                                            "validation_labels": named}  # fmt: skip
-    (run / "split.json").write_text(json.dumps(split))
-    contract = ModelContract(task="classify", labels=("MEL", "NV"), image_size=32)
-    got = load_convert_data(data, contract, run, samples=100, gate_samples=5000)
-    assert len(got.validation) == 2 and len(got.representative) == 12  # scored and calibrated on DATA's alone
-    assert len(got.gate) == 12 and len(got.gate_unlabelled) == 10 - 2 - 2  # never a validation or test image
-    assert len(got.gate_unlabelled_validation) == 2 and got.gate_unlabelled_collection.tolist() == [1, 1]
-    assert load_convert_data(data, contract, run, samples=100).gate_unlabelled is None  # no gate asked for
-
-
 def test_a_run_trained_on_some_collections_draws_its_representative_images_from_those_only(tmp_path):
     data = make_folder_dataset(tmp_path / "data", classes=("melanoma", "nevus"), per_class=5)
     other = make_folder_dataset(tmp_path / "other", classes=("melanoma", "nevus"), per_class=8, seed=1)
