@@ -283,8 +283,9 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "on raw image files. The colour gate asks for a colour photo when the chromaticity barely varies (greyscale, "
      "1-bit, sepia, one channel; `edge/image/quality.py`). The lesion gate is a Mahalanobis distance on the file's "
      "own pooled features under a 32-direction probabilistic PCA of the training side, its threshold set so that at "
-     "most 2 % of each collection's validation images are refused (`edge/model/lesion_gate.py`); no photograph "
-     "below took part in fitting or thresholding it.", gates),
+     "most 2 % of each collection's validation images are refused (`edge/model/lesion_gate.py`; benign/malignant's "
+     "images, which name no class, take no part in it); no photograph below took part in fitting or thresholding "
+     "it.", gates),
     ("edge_bench", "Edge runtime", "`edge-detect` as a kiosk feels it, the shipped default model, with the edge "
      "budget beside it: the classify step within 10 ms a frame on this x86 CPU with one thread, the model files "
      "within 12 MB in all (what a larger input or an ensemble in one file may spend). The shipped file spends "
