@@ -291,7 +291,9 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict[str, Any]], list[str]]]] = [
      "within 12 MB in all (what a larger input or an ensemble in one file may spend). The shipped file spends "
      "most of it on two seeds times four flipped views (an invoke of about 6 ms where one seed's four views took "
      "about 3 ms and one view 0.8-1.0 ms), timed in the same run beside the 224 px candidates: one seed with two "
-     "views, two seeds with one view each (not shipped: its lesion gate), one seed with four views (over the budget). "
+     "views, two seeds with one view each (not shipped: its lesion gate), and two 224 px plus two 128 px seeds, one "
+     "view each (the ensemble of input sizes; not shipped: its gate); one 224 px seed's four views are over the "
+     "budget (What we tried). "
      "The frame path around `invoke()` (exact integer resize, colour constancy, quality and colour gates) costs "
      "about 2 ms on a 640x480 frame for a 128 px model (more at 224 px), which the overhead targets (set as a share "
      "of the invoke) now meet when pipelined. A Raspberry Pi 4 is roughly ten times slower: a few frames a second.",
