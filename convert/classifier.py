@@ -130,8 +130,7 @@ def convert_classifier(
     reference = averaged(models, o.views)
     report["latency_ms"] = latency_against_float32(reference, converted, o.mode, cdata.validation[0])
     report["views"] = o.views
-    sizes = sorted({_size(m) for m in models})
-    if len(sizes) > 1:
+    if len({_size(m) for m in models}) > 1:
         report["input_sizes"] = [_size(m) for m in models]
     log.info("%s", format_report(report))
 
@@ -200,11 +199,8 @@ def _gate_span(models: list[Any]) -> tuple[int, int] | None:
     features as photographs do (docs/BENCHMARKS.md, "The 224 px file")."""
     from convert.views import feature_spans
 
-    smallest = [i for i, m in enumerate(models) if _size(m) == _size(models[0])]
-    if len(smallest) == len(models):
-        return None
-    spans = feature_spans(models)
-    return spans[smallest[0]][0], spans[smallest[-1]][1]
+    smallest = sum(_size(m) == _size(models[0]) for m in models)
+    return None if smallest == len(models) else (0, feature_spans(models)[smallest - 1][1])
 
 
 def _portable(path: Path) -> str:
