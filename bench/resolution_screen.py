@@ -1,27 +1,35 @@
-"""Screen one idea without training: shrink every sharp image to ISIC 2019's 84 px before the model's input.
+"""Judge one idea without training by the paired rule: shrink every image to ISIC 2019's 84 px thumbnail size
+before the model's input.
 
-    python bench/resolution_screen.py runs/isic8_s0 runs/isic8_s1 runs/isic8_s2   # bench/results/resolution.json
+    python bench/resolution_screen.py runs/all_s0 runs/all_s1 runs/all_s2 --int8 int8x4.tflite
 
-Most of the recipe's training images are ISIC 2019's 84 px thumbnails, enlarged to 128 px; the sharp
-collections (isic9, HAM10000, benign/malignant, PH2) are not. Each run's int8 file scores every set of
-bench/recipe.py as it is and with each sharp image shrunk to 84 px (area) and enlarged back (bilinear),
-the two resizes of the shared preprocessing. ISIC 2019's images are 84 px already and stay as they are.
+(bench/results/resolution.json)
+
+Many of the recipe's training images are ISIC 2019's 84 px thumbnails, enlarged to 128 px; the sharp
+collections (isic9, HAM10000 and ISIC 2019's HAM10000 part, benign/malignant, PH2) are not. Each run's
+int8 file scores every set of bench/recipe.py as it is and with every image shrunk to 84 px (area) and
+enlarged back (bilinear), the two resizes of the shared preprocessing, as a kiosk would have to do to every
+frame (it cannot know an image's source). Paired by seed on the same test images (bench/paired.py): the
+figure is the five-set mean malignancy AUC; the balanced accuracy of the labelled test parts is reported
+beside it.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 from pathlib import Path
 
 import numpy as np
+from paired import PairedSet, judge
 from recipe import int8_probabilities, scored_sets, scores
-from results import screen_runs
+from results import save
 
 from edge.image.preprocess import area_resize, linear_resize
 from edge.model.classifier import Classifier
 from training.runfolder import RunFolder
 
-THUMBNAIL = 84  # ISIC 2019's images in ../shared/data
-AT_THUMBNAIL_SIZE = ("isic2019",)
+THUMBNAIL = 84  # ISIC 2019's non-HAM10000 images in ../shared/data
 
 
 def shrunk(images: np.ndarray, px: int) -> np.ndarray:
@@ -29,17 +37,35 @@ def shrunk(images: np.ndarray, px: int) -> np.ndarray:
     return np.stack([linear_resize(area_resize(np.asarray(im), px), im.shape[0]) for im in images])
 
 
-def screen_run(run: Path) -> dict:
-    contract = RunFolder(run).contract()
-    int8 = Classifier(run / "int8.tflite", threads=2)
-    out = {}
-    for s in scored_sets(run, contract):
-        as_is = scores(s, int8_probabilities(int8, s.images), int8.contract)
-        small = as_is if s.name in AT_THUMBNAIL_SIZE else scores(
-            s, int8_probabilities(int8, shrunk(np.asarray(s.images), THUMBNAIL)), int8.contract)  # fmt: skip
-        out[s.name] = {"as_is": as_is, "shrunk": small}
-    return out
+def paired_run(run: Path, int8_name: str) -> tuple[dict, dict[str, PairedSet]]:
+    int8 = Classifier(run / int8_name, threads=2)
+    malignant = list(int8.contract.malignant_indices)
+    row: dict = {"run": str(run), "sets": {}}
+    paired = {}
+    for s in scored_sets(run, RunFolder(run).contract()):
+        probs = [int8_probabilities(int8, images) for images in (s.images, shrunk(np.asarray(s.images), THUMBNAIL))]
+        paired[s.name] = PairedSet(s.bad, *(p[:, malignant].sum(1) for p in probs))
+        row["sets"][s.name] = {name: scores(s, p, int8.contract) for name, p in zip(("as_is", "shrunk"), probs)}
+        logging.info("%s %s: AUC %.4f -> %.4f", run.name, s.name, row["sets"][s.name]["as_is"]["malignant_auc"],
+                     row["sets"][s.name]["shrunk"]["malignant_auc"])  # fmt: skip
+    return row, paired
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--int8", default="int8.tflite", help="each run's int8 file")
+    parser.add_argument("--name", default="resolution", help="the results file: bench/results/NAME.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows, seeds = zip(*(paired_run(run, args.int8) for run in args.runs))
+    verdict = judge(seeds)
+    print(verdict.line())
+    command = f"python bench/resolution_screen.py {' '.join(str(r) for r in args.runs)} --int8 {args.int8}"
+    command += f" --name {args.name}" if args.name != "resolution" else ""
+    save(args.name, command, thumbnail_px=THUMBNAIL, runs=list(rows), gains=list(verdict.gains),
+         interval=list(verdict.interval), verdict=verdict.line())  # fmt: skip
 
 
 if __name__ == "__main__":
-    screen_runs("resolution", __doc__, lambda run: {"run": str(run), **screen_run(run)}, thumbnail_px=THUMBNAIL)
+    main()
