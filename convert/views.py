@@ -11,9 +11,7 @@ loads it like any classifier: same input, same outputs, same contract, the backb
 views per frame (within the edge budget: docs/BENCHMARKS.md).
 
 The models may differ in input size (an ensemble of input sizes): the file takes the largest, and a smaller
-model sees it shrunk inside the graph (:func:`shrink`) much as training shrank its images (area averaging):
-a plain bilinear resize by a factor between 1 and 2 skips pixels and aliases the fine texture of sharp
-dermoscopy. :func:`at_size` applies the same shrink to arrays.
+model sees it shrunk inside the graph by the same bilinear resize :func:`at_size` applies to arrays.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["VIEWS", "at_size", "averaged", "feature_spans", "flipped", "shrink", "with_flip_views"]
+__all__ = ["VIEWS", "at_size", "averaged", "feature_spans", "flipped", "with_flip_views"]
 
 VIEWS = (1, 2, 4)  # the image; + left-right; + up-down and both
 
@@ -32,26 +30,9 @@ def flipped(images: Any, views: int) -> list[Any]:
     return out[:views] if views < 4 else [*out, images[:, ::-1], images[:, ::-1, ::-1]]
 
 
-def shrink(images: Any, size: int, rounded: bool = False) -> Any:
-    """(N, H, W, C) images (a tensor) shrunk to ``size`` close to area averaging with two ops an int8 file has:
-    a bilinear resize to ``k * size`` (k = ceil(H / size): an enlargement, nothing skipped), then the mean of
-    each k x k block. ``rounded`` rounds each step to whole pixels, as the int8 file's tensors (scale 1) are."""
-    from keras import ops
-
-    k = -(-int(images.shape[1]) // size)
-    steps = [lambda x: ops.image.resize(x, (k * size, k * size), interpolation="bilinear"),
-             lambda x: ops.average_pool(x, k, k)]  # fmt: skip
-    if images.shape[1] == k * size:  # a whole factor: the block mean alone
-        steps = steps[1:]
-    for step in steps:
-        images = step(images)
-        images = ops.clip(ops.round(images), 0, 255) if rounded else images
-    return images
-
-
 def at_size(images: Any, size: int, batch: int = 256) -> Any:
     """(N, H, W, 3) images as a model of input ``size`` sees them inside an :func:`averaged` file of a larger
-    input: :func:`shrink`, rounded to uint8 pixels as the int8 file's tensors are."""
+    input: the graph's bilinear resize, rounded to uint8 as the int8 file's resize output is (scale 1)."""
     import numpy as np
     from keras import ops
 
@@ -59,8 +40,9 @@ def at_size(images: Any, size: int, batch: int = 256) -> Any:
         return images
     out = np.empty((len(images), size, size, images.shape[-1]), np.uint8)
     for start in range(0, len(images), batch):
-        chunk = shrink(images[start : start + batch].astype("float32"), size, rounded=True)
-        out[start : start + batch] = ops.convert_to_numpy(chunk)
+        chunk = images[start : start + batch].astype("float32")
+        chunk = ops.image.resize(chunk, (size, size), interpolation="bilinear")
+        out[start : start + batch] = np.clip(np.round(ops.convert_to_numpy(chunk)), 0, 255)
     return out
 
 
@@ -115,7 +97,7 @@ def averaged(models: Sequence[Any], views: int = 1) -> Any:
     features = []
     for body in bodies:
         own = int(body.input_shape[1])
-        f = body(batch if own == size else shrink(batch, own))
+        f = body(batch if own == size else ops.image.resize(batch, (own, own), interpolation="bilinear"))
         features.append(ops.mean(ops.reshape(f, (views, -1, f.shape[-1])), axis=0) if views > 1 else f)
     name = first.name + (f"_x{views}" if views > 1 else "") + (f"_of{len(models)}" if len(models) > 1 else "")
     if len(models) == 1:

@@ -61,7 +61,7 @@ def test_a_smaller_model_answers_on_the_files_input_resized_inside_the_graph(two
     import keras
     from keras import ops
 
-    from convert.views import at_size, averaged, feature_spans, flipped, shrink
+    from convert.views import at_size, averaged, feature_spans, flipped
     from training.model import build_classifier
 
     models, _ = two_seeds
@@ -73,31 +73,12 @@ def test_a_smaller_model_answers_on_the_files_input_resized_inside_the_graph(two
     assert graph.input_shape == (None, 40, 40, 3)  # the largest model's input
 
     def seen_by(m, v):
-        return v if m is large else ops.convert_to_numpy(shrink(v, 32))
+        return v if m is large else ops.convert_to_numpy(ops.image.resize(v, (32, 32), interpolation="bilinear"))
 
     want = np.mean([m.predict(seen_by(m, v), verbose=0) for m in (small, large) for v in flipped(images, 2)], 0)
     np.testing.assert_allclose(graph.predict(images, verbose=0), want, atol=1e-5)
-    # at_size: the same shrink, each step rounded to the uint8 pixels the int8 file's tensors hold
-    enlarged = np.clip(np.round(ops.convert_to_numpy(ops.image.resize(images, (64, 64), interpolation="bilinear"))),
-                       0, 255)  # fmt: skip
-    np.testing.assert_array_equal(at_size(images, 32), np.round(enlarged.reshape(4, 32, 2, 32, 2, 3).mean((2, 4))))
+    # at_size: the same resize, rounded to the uint8 pixels the int8 file's resize gives
+    np.testing.assert_array_equal(at_size(images, 32), np.clip(np.round(seen_by(small, images)), 0, 255))
     assert at_size(images, 40) is images
     width = int(small.get_layer("pool").output.shape[-1])
     assert feature_spans([small, large]) == [(0, width), (width, 2 * width)]
-
-
-def test_the_shrink_averages_fine_texture_as_training_did_where_a_bilinear_resize_aliases():
-    import cv2
-    from keras import ops
-
-    from convert.views import at_size
-
-    # a one-pixel checkerboard (hair, pigment network at full size) shrunk 224 -> 128 px: area averaging
-    # (how training shrinks its images) gives an even grey; a plain bilinear resize skips pixels: moire
-    board = np.broadcast_to((np.indices((224, 224)).sum(0) % 2 * 255)[None, ..., None], (1, 224, 224, 3))
-    board = board.astype(np.uint8)
-    area = cv2.resize(board[0], (128, 128), interpolation=cv2.INTER_AREA).astype(float)
-    ours = at_size(board, 128)[0].astype(float)
-    bilinear = ops.convert_to_numpy(ops.image.resize(board.astype("float32"), (128, 128)))[0]
-    assert np.abs(ours - area).max() <= 8
-    assert np.abs(bilinear - area).max() > 50
