@@ -150,10 +150,10 @@ def int8_probabilities(int8: Classifier, images: np.ndarray, views: int = 1) -> 
 
 
 def score_run(run: Path, int8_name: str = "int8.tflite", float32_name: str = "float32.tflite", views: int = 1,
-              ensemble: tuple[Path, ...] = ()) -> dict:  # fmt: skip
+              ensemble: tuple[Path, ...] = (), zoom: float | None = None) -> dict:  # fmt: skip
     """The Keras model and its int8 file on every set, their agreement, and both files timed. A file built
-    with ``convert --views N [--ensemble RUN ...]`` is compared with the Keras models averaged over the same
-    flipped views."""
+    with ``convert --views N [--zoom F] [--ensemble RUN ...]`` is compared with the Keras models averaged over
+    the same views."""
     import keras
 
     from convert.views import flipped
@@ -161,11 +161,11 @@ def score_run(run: Path, int8_name: str = "int8.tflite", float32_name: str = "fl
     contract = RunFolder(run).contract()
     int8 = Classifier(run / int8_name, threads=2)
     models = [keras.saving.load_model(RunFolder(r).model_file, compile=False) for r in (run, *ensemble)]
-    out: dict = {"keras": {}, "int8": {}, "fidelity": {}, "views": views, "file": int8_name,
+    out: dict = {"keras": {}, "int8": {}, "fidelity": {}, "views": views, "zoom": zoom, "file": int8_name,
                  "ensemble": [str(r) for r in ensemble]}  # fmt: skip
     sets = scored_sets(run, contract)
     for s in sets:
-        logits = np.mean([predict_logits(m, v) for m in models for v in flipped(s.images, views)], axis=0)
+        logits = np.mean([predict_logits(m, v) for m in models for v in flipped(s.images, views, zoom)], axis=0)
         keras_p = calibrated_probabilities(logits, contract.temperature)
         int8_p = int8_probabilities(int8, s.images)
         out["keras"][s.name] = scores(s, keras_p, contract)
@@ -193,17 +193,19 @@ def main() -> None:
     parser.add_argument("--int8", default="int8.tflite", help="the int8 file in each run folder")
     parser.add_argument("--float32", default="float32.tflite", help="the float32 file timed beside it")
     parser.add_argument("--views", type=int, default=1, help="the flipped views the files average (convert --views)")
+    parser.add_argument("--zoom", type=float, default=None, help="the zoom the files average (convert --zoom)")
     parser.add_argument("--ensemble", type=Path, action="append", default=[],
                         help="a run the int8 file averages with RUN (convert --ensemble; one RUN only)")  # fmt: skip
     args = parser.parse_args()
     if args.ensemble and len(args.runs) != 1:
         parser.error("--ensemble scores one RUN")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    runs = [score_run(run, args.int8, args.float32, args.views, tuple(args.ensemble)) for run in args.runs]
+    runs = [score_run(run, args.int8, args.float32, args.views, tuple(args.ensemble), args.zoom) for run in args.runs]
     print(json.dumps(runs, indent=1))
     command = "python bench/recipe.py " + " ".join(str(r) for r in args.runs) + f" --name {args.name}"
     if args.views != 1 or args.int8 != "int8.tflite":
         command += f" --int8 {args.int8} --float32 {args.float32} --views {args.views}"
+    command += f" --zoom {args.zoom:g}" if args.zoom else ""
     command += "".join(f" --ensemble {r}" for r in args.ensemble)
     save(args.name, command, recipe=args.recipe, runs=runs)
 

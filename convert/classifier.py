@@ -39,6 +39,7 @@ class ClassifierOptions:
     threshold_on: tuple[Path, ...] = ()  # collections whose validation images set the malignancy threshold
     max_refused: float = 0.02  # the lesion gate's share of refused validation images; 0 = no gate
     views: int = 1  # flipped views averaged inside the file (1, 2 or 4)
+    zoom: float | None = None  # and the same views of the image's central square of this side, enlarged
     ensemble: tuple[Path, ...] = ()  # more models (model.keras of runs on the same split) averaged inside the file
     seed: int = 0
 
@@ -91,10 +92,10 @@ def convert_classifier(
                                              at_size(cdata.representative, _size(m)), qat)
                  for m in models]  # fmt: skip  # edge_friendly: the graph that will be converted
         sources, twins = [s for s, _ in tuned], [t for _, t in tuned]
-    source_model = averaged(sources, o.views)
-    if o.views != 1 or len(models) > 1:
-        log.info("the file answers on the average of %d model(s) over %d flipped view(s) of each image",
-                 len(models), o.views)  # fmt: skip
+    source_model = averaged(sources, o.views, o.zoom)
+    if o.views != 1 or len(models) > 1 or o.zoom:
+        log.info("the file answers on the average of %d model(s) over %d flipped view(s) of each image%s",
+                 len(models), o.views, f" and of its central {o.zoom:.0%}, enlarged" if o.zoom else "")  # fmt: skip
     log.info("converting %s to %s", model_path, o.mode)
     converted = quantize(source_model, config)
     for name, scale in tiny_scales(converted) if o.mode == "int8" else []:
@@ -108,7 +109,7 @@ def convert_classifier(
 
     def keras_answers(ms: list[Any]) -> np.ndarray:  # the Keras models as the file answers: the same average
         return np.mean([m.predict(at_size(v, _size(m)).astype("float32"), batch_size=64, verbose=0)
-                        for m in ms for v in flipped(cdata.validation, o.views)], axis=0)  # fmt: skip
+                        for m in ms for v in flipped(cdata.validation, o.views, o.zoom)], axis=0)  # fmt: skip
 
     keras_logits = keras_answers(models)
     lite_logits = np.stack(candidate_outputs(converted, cdata.validation))
@@ -127,9 +128,11 @@ def convert_classifier(
             "simulated_agreement_with_file": float((twin_logits.argmax(1) == lite_logits.argmax(1)).mean()),
             "simulated_agreement_with_keras": float((twin_logits.argmax(1) == keras_logits.argmax(1)).mean()),
         }  # fmt: skip
-    reference = averaged(models, o.views)
+    reference = averaged(models, o.views, o.zoom)
     report["latency_ms"] = latency_against_float32(reference, converted, o.mode, cdata.validation[0])
     report["views"] = o.views
+    if o.zoom:
+        report["zoom"] = o.zoom
     if len({_size(m) for m in models}) > 1:
         report["input_sizes"] = [_size(m) for m in models]
     log.info("%s", format_report(report))
@@ -224,4 +227,5 @@ def _file_metrics(
     keras = {f"keras_{k}": v for k, v in contract.metrics.items() if not k.startswith(("keras_", "int8_", "float"))}
     keys = ("accuracy", "balanced_accuracy", "macro_auc", "malignant_auc")
     return {**keras, **{k: round(own[k], 4) for k in keys if own.get(k) is not None},
-            f"{mode}_agreement": round(report["agreement"], 4), "views": report.get("views", 1)}  # fmt: skip
+            f"{mode}_agreement": round(report["agreement"], 4), "views": report.get("views", 1),
+            **({"zoom": report["zoom"]} if "zoom" in report else {})}  # fmt: skip

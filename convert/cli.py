@@ -128,6 +128,11 @@ def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
     "times this.",
 )  # fmt: skip
 @click.option(
+    "--zoom", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="FRACTION",
+    help="Classifiers: also answer on the same views of the image's central square of this side (e.g. 0.75), "
+    "enlarged back inside the file: the lesion, which dermoscopy centres, larger; the backbone's work doubles.",
+)  # fmt: skip
+@click.option(
     "--ensemble", "ensemble", multiple=True, type=click.Path(path_type=Path), metavar="RUN",
     help="Classifiers: average this run's model with SOURCE's inside the file (repeatable; `train` runs of the "
     "same data and split, e.g. other --seed values): one file the edge loads as any other, the work times the "
@@ -139,8 +144,8 @@ def _stops_in_one_sentence(command: Callable[..., None]) -> Callable[..., None]:
 @_stops_in_one_sentence
 def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, min_agreement: float,
          min_mask_iou: float, force: bool, qat_epochs: int, qat_lr: float, threshold_on: tuple[Path, ...],
-         max_refused: float, sign_key: Path | None, views: str, ensemble: tuple[Path, ...], seed: int,
-         log_level: str) -> None:  # fmt: skip
+         max_refused: float, sign_key: Path | None, views: str, zoom: float | None, ensemble: tuple[Path, ...],
+         seed: int, log_level: str) -> None:  # fmt: skip
     """Convert a trained model (a `train` run folder or model.keras) to TFLite and prove it agrees.
 
     The int8 model is calibrated on a stratified representative set drawn from the training side
@@ -188,8 +193,8 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
         if strays:
             raise click.UsageError(f"--threshold-on {strays[0]} is not one of the collections the run trained with")
     if contract.task == "segment":
-        if qat_epochs or views != "1" or ensemble:
-            raise click.UsageError("--qat-epochs, --views and --ensemble are for classifiers")
+        if qat_epochs or views != "1" or zoom or ensemble:
+            raise click.UsageError("--qat-epochs, --views, --zoom and --ensemble are for classifiers")
         _segment(model_path, run_dir, contract, data, out, mode, samples, min_mask_iou, force, seed)
         _sign(out, sign_key)
         return
@@ -198,7 +203,7 @@ def main(source: Path, mode: str, data: Path, out: Path | None, samples: int, mi
 
     options = ClassifierOptions(mode=mode, samples=samples, min_agreement=min_agreement, force=force,
                                 qat_epochs=qat_epochs, qat_lr=qat_lr, threshold_on=threshold_on,
-                                max_refused=max_refused, views=int(views), seed=seed,
+                                max_refused=max_refused, views=int(views), zoom=zoom, seed=seed,
                                 ensemble=tuple(_ensemble_member(r, run_dir, contract) for r in ensemble))  # fmt: skip
     try:
         convert_classifier(model_path, run_dir, contract, data, out, options)

@@ -10,6 +10,10 @@ one dense layer on one (1, D) feature vector, so the lesion gate reads it like a
 loads it like any classifier: same input, same outputs, same contract, the backbone's work times models x
 views per frame (within the edge budget: docs/BENCHMARKS.md).
 
+A zoom adds the same views of the image's central square enlarged back to the input size (the lesion,
+which dermoscopy centres, larger): a crop and a bilinear resize inside the graph, so the backbone's work
+doubles.
+
 The models may differ in input size (an ensemble of input sizes): the file takes the largest, and a smaller
 model sees it shrunk inside the graph by the same bilinear resize :func:`at_size` applies to arrays.
 """
@@ -19,15 +23,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["VIEWS", "at_size", "averaged", "feature_spans", "flipped", "with_flip_views"]
+__all__ = ["VIEWS", "at_size", "averaged", "feature_spans", "flipped", "with_flip_views", "zoomed"]
 
 VIEWS = (1, 2, 4)  # the image; + left-right; + up-down and both
 
 
-def flipped(images: Any, views: int) -> list[Any]:
-    """The ``views`` flipped copies of a (N, H, W, C) array that :func:`averaged` averages over."""
+def flipped(images: Any, views: int, zoom: float | None = None) -> list[Any]:
+    """The copies of a (N, H, W, C) array that :func:`averaged` averages over: ``views`` flips of the images,
+    then, with ``zoom``, the same flips of their :func:`zoomed` centres (rounded to uint8, as the file's are)."""
+    import numpy as np
+
     out = [images, images[:, :, ::-1]]
-    return out[:views] if views < 4 else [*out, images[:, ::-1], images[:, ::-1, ::-1]]
+    out = out[:views] if views < 4 else [*out, images[:, ::-1], images[:, ::-1, ::-1]]
+    if zoom:
+        from keras import ops
+
+        centres = np.clip(np.round(ops.convert_to_numpy(zoomed(images.astype("float32"), zoom))), 0, 255)
+        out += flipped(centres.astype(images.dtype), views)
+    return out
+
+
+def zoomed(images: Any, zoom: float) -> Any:
+    """(N, S, S, C) images' central square of side ``zoom`` x S (as ``edge``'s ``center_box``), enlarged back
+    to S by a bilinear resize (a tensor; arrays too)."""
+    from keras import ops
+
+    size = int(images.shape[1])
+    side = max(1, round(size * zoom))
+    start = (size - side) // 2
+    centre = images[:, start : start + side, start : start + side, :]
+    return ops.image.resize(centre, (size, size), interpolation="bilinear")
 
 
 def at_size(images: Any, size: int, batch: int = 256) -> Any:
@@ -58,14 +83,15 @@ def with_flip_views(model: Any, views: int = 4) -> Any:
     return averaged([model], views)
 
 
-def averaged(models: Sequence[Any], views: int = 1) -> Any:
+def averaged(models: Sequence[Any], views: int = 1, zoom: float | None = None) -> Any:
     """One Keras model answering with the mean logits of ``models`` (``train`` classifiers: ... -> "pool" ->
-    "dropout" -> "logits", one label set) over ``views`` flipped copies of its input; a single model with
-    ``views=1`` is returned as it is. The file's input is the largest model's; smaller ones see it resized.
+    "dropout" -> "logits", one label set) over ``views`` flipped copies of its input and, with ``zoom``, of
+    its :func:`zoomed` centre; a single model with ``views=1`` and no zoom is returned as it is. The file's
+    input is the largest model's; smaller ones see it resized.
 
     Raises:
-        ValueError: ``views`` is not 1, 2 or 4, a model is not a ``train`` classifier, or the models differ
-            in outputs.
+        ValueError: ``views`` is not 1, 2 or 4, ``zoom`` not in (0, 1), a model is not a ``train``
+            classifier, or the models differ in outputs.
     """
     import keras
     import numpy as np
@@ -73,9 +99,11 @@ def averaged(models: Sequence[Any], views: int = 1) -> Any:
 
     if views not in VIEWS:
         raise ValueError(f"views must be one of {VIEWS}, got {views}")
+    if zoom is not None and not 0 < zoom < 1:
+        raise ValueError(f"zoom must lie between 0 and 1, got {zoom}")
     if not models:
         raise ValueError("no model to average")
-    if len(models) == 1 and views == 1:
+    if len(models) == 1 and views == 1 and not zoom:
         return models[0]
     first = models[0]
     if any(m.output_shape != first.output_shape for m in models):
@@ -90,16 +118,21 @@ def averaged(models: Sequence[Any], views: int = 1) -> Any:
         heads.append(head)
         bodies.append(keras.Model(m.inputs, pooled, name=f"features_{i}" if len(models) > 1 else "features"))
     image = keras.Input((size, size, first.input_shape[-1]), name="image")
-    views_of = [image, ops.flip(image, axis=2)]
-    if views == 4:
-        views_of += [ops.flip(image, axis=1), ops.flip(views_of[1], axis=1)]
-    batch = ops.concatenate(views_of, axis=0) if views > 1 else image  # one backbone run on a batch of views
+
+    def flips(x: Any) -> list[Any]:
+        out = [x, ops.flip(x, axis=2)][:views]
+        return out if views < 4 else [*out, ops.flip(x, axis=1), ops.flip(out[1], axis=1)]
+
+    views_of = flips(image) + (flips(zoomed(image, zoom)) if zoom else [])
+    n = len(views_of)
+    batch = ops.concatenate(views_of, axis=0) if n > 1 else image  # one backbone run on a batch of views
     features = []
     for body in bodies:
         own = int(body.input_shape[1])
         f = body(batch if own == size else ops.image.resize(batch, (own, own), interpolation="bilinear"))
-        features.append(ops.mean(ops.reshape(f, (views, -1, f.shape[-1])), axis=0) if views > 1 else f)
-    name = first.name + (f"_x{views}" if views > 1 else "") + (f"_of{len(models)}" if len(models) > 1 else "")
+        features.append(ops.mean(ops.reshape(f, (n, -1, f.shape[-1])), axis=0) if n > 1 else f)
+    name = first.name + (f"_x{views}" if views > 1 else "") + (f"_zoom{round(zoom * 100)}" if zoom else "")
+    name += f"_of{len(models)}" if len(models) > 1 else ""
     if len(models) == 1:
         return keras.Model(image, heads[0](features[0]), name=name)
     kernels = [h.get_weights() for h in heads]

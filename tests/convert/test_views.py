@@ -35,6 +35,29 @@ def test_the_graph_answers_with_the_mean_logits_of_every_model_and_view(two_seed
     )
 
 
+@pytest.mark.parametrize("views", [1, 2])
+def test_a_zoom_adds_the_same_views_of_the_central_square_enlarged(two_seeds, views):
+    from keras import ops
+
+    from convert.views import averaged, flipped, zoomed
+
+    models, images = two_seeds
+    graph = averaged(models, views, zoom=0.75)
+    centres = ops.convert_to_numpy(ops.image.resize(images[:, 4:28, 4:28], (32, 32), interpolation="bilinear"))
+    np.testing.assert_allclose(ops.convert_to_numpy(zoomed(images, 0.75)), centres, atol=1e-4)  # 24 of 32 px
+    seen = [*flipped(images, views), *flipped(centres, views)]
+    want = np.mean([m.predict(v, verbose=0) for m in models for v in seen], axis=0)
+    np.testing.assert_allclose(graph.predict(images, verbose=0), want, atol=1e-5)
+    # arrays: the same copies, the centres rounded to the uint8 pixels the int8 file's resize gives
+    pixels = np.round(images).astype(np.uint8)
+    copies = flipped(pixels, views, zoom=0.75)
+    assert len(copies) == 2 * views
+    np.testing.assert_array_equal(copies[views], np.clip(np.round(ops.convert_to_numpy(zoomed(
+        pixels.astype("float32"), 0.75))), 0, 255))  # fmt: skip
+    with pytest.raises(ValueError, match="zoom"):
+        averaged(models, views, zoom=1.5)
+
+
 def test_a_mirrored_image_gets_the_same_answer_with_four_views(two_seeds):
     from convert.views import averaged
 

@@ -106,6 +106,8 @@ def test_a_file_with_flip_views_is_one_model_to_the_edge(trained, tmp_path):
     assert len(lines) == 14 and all(line["label"] in contract.labels for line in lines)
     wrong = _run("convert", str(run), "--int8", "--data", str(data), "--views", "3", check=False)
     assert wrong.returncode == 2 and "--views" in wrong.stderr
+    wrong = _run("convert", str(run), "--int8", "--data", str(data), "--zoom", "1", check=False)
+    assert wrong.returncode == 2 and "--zoom" in wrong.stderr
 
 
 def test_an_ensemble_of_two_runs_is_one_model_to_the_edge(trained, tmp_path):
@@ -116,10 +118,11 @@ def test_an_ensemble_of_two_runs_is_one_model_to_the_edge(trained, tmp_path):
     shutil.copytree(run, twin)
     out = tmp_path / "ensemble_int8.tflite"
     _run("convert", str(run), "--int8", "--data", str(data), "--out", str(out), "--samples", "10",
-         "--views", "2", "--ensemble", str(twin), "--min-agreement", "0")  # fmt: skip
+         "--views", "2", "--zoom", "0.75", "--ensemble", str(twin), "--min-agreement", "0")  # fmt: skip
     report = json.loads(out.with_suffix(".fidelity.json").read_text())
     single = read_contract(out)
     assert len(report["ensemble"]) == 1 and report["ensemble"][0].endswith("run_seed1/model.keras")
+    assert report["zoom"] == single.metrics["zoom"] == 0.75  # two flips of the image and two of its centre
     detect = _run("edge-detect", "--model", str(out), "--source", str(data / "melanoma"), "--json")
     lines = [json.loads(line) for line in detect.stdout.splitlines() if line.strip()]
     assert len(lines) == 14 and all(line["label"] in single.labels for line in lines)

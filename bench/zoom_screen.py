@@ -1,0 +1,73 @@
+"""Judge one test-time view without training by the paired rule: the lesion's centre, enlarged.
+
+    python bench/zoom_screen.py runs/all_s0 runs/all_s1 runs/all_s2 --int8 int8x4.tflite
+
+(bench/results/zoom.json) Dermoscopy centres the lesion; its flipped views are already averaged inside the
+shipped file. This screen averages each run's int8 file (with its flips) over the image and its central
+``ZOOM`` square enlarged back to the input size (bilinear, the shared preprocessing's enlargement: what an
+in-graph crop and resize of the same input would see), against the file on the image alone, paired by seed
+on the same test images (bench/paired.py). The figure is the five-set mean malignancy AUC; the balanced
+accuracy of the labelled test parts is reported beside it. It costs twice the backbone's work, so a kept
+zoom would still have to fit the edge budget in place of some flips or seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+from paired import PairedSet, judge
+from recipe import int8_probabilities, scored_sets, scores
+from results import save
+
+from edge.image.preprocess import center_box, linear_resize
+from edge.model.classifier import Classifier, calibrated_probabilities
+from training.runfolder import RunFolder
+
+ZOOM = 0.75  # the central square's side, as a share of the image's
+
+
+def zoomed(images: np.ndarray, fraction: float = ZOOM) -> np.ndarray:
+    """Each square image's central ``fraction`` square, enlarged back to its size."""
+    size = images.shape[1]
+    x0, y0, x1, y1 = center_box(size, size, fraction)
+    return np.stack([linear_resize(np.ascontiguousarray(im[y0:y1, x0:x1]), size) for im in images])
+
+
+def paired_run(run: Path, int8_name: str) -> tuple[dict, dict[str, PairedSet]]:
+    int8 = Classifier(run / int8_name, threads=2)
+    contract = int8.contract
+    malignant = list(contract.malignant_indices)
+    row: dict = {"run": str(run), "sets": {}}
+    paired = {}
+    for s in scored_sets(run, RunFolder(run).contract()):
+        whole = np.log(int8_probabilities(int8, s.images))  # log-softmax: logits up to a constant per image
+        centre = np.log(int8_probabilities(int8, zoomed(np.asarray(s.images))))
+        probs = [np.exp(whole), calibrated_probabilities((whole + centre) / 2)]
+        paired[s.name] = PairedSet(s.bad, *(p[:, malignant].sum(1) for p in probs))
+        row["sets"][s.name] = {name: scores(s, p, contract) for name, p in zip(("image", "with_zoom"), probs)}
+        logging.info("%s %s: AUC %.4f -> %.4f", run.name, s.name, row["sets"][s.name]["image"]["malignant_auc"],
+                     row["sets"][s.name]["with_zoom"]["malignant_auc"])  # fmt: skip
+    return row, paired
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--int8", default="int8.tflite", help="each run's int8 file")
+    parser.add_argument("--name", default="zoom", help="the results file: bench/results/NAME.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows, seeds = zip(*(paired_run(run, args.int8) for run in args.runs))
+    verdict = judge(seeds)
+    print(verdict.line())
+    command = f"python bench/zoom_screen.py {' '.join(str(r) for r in args.runs)} --int8 {args.int8}"
+    command += f" --name {args.name}" if args.name != "zoom" else ""
+    save(args.name, command, zoom=ZOOM, runs=list(rows), gains=list(verdict.gains), interval=list(verdict.interval),
+         verdict=verdict.line())  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
