@@ -12,14 +12,13 @@ are scored once without and with them, paired by seed (bench/paired.py, resampli
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 import numpy as np
-from paired import PairedSet, balanced_accuracy, judge, mean_balanced_accuracy
+from paired import PairedSet, balanced_accuracy, mean_balanced_accuracy
 from recipe import int8_probabilities, scored_sets, validation_part
-from results import save
+from results import paired_screen
 
 from edge.model.classifier import Classifier
 from training.runfolder import RunFolder
@@ -65,21 +64,5 @@ def paired_run(run: Path, int8_name: str) -> tuple[dict, dict[str, PairedSet]]:
     return row, paired
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--int8", default="int8.tflite", help="each run's int8 file")
-    parser.add_argument("--name", default="offsets", help="the results file: bench/results/NAME.json")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows, seeds = zip(*(paired_run(run, args.int8) for run in args.runs))
-    verdict = judge(seeds, figure=mean_balanced_accuracy)
-    print(verdict.line())
-    command = f"python bench/offsets.py {' '.join(str(r) for r in args.runs)} --int8 {args.int8}"
-    command += f" --name {args.name}" if args.name != "offsets" else ""
-    save(args.name, command, runs=list(rows), gains=list(verdict.gains), interval=list(verdict.interval),
-         verdict=verdict.line())  # fmt: skip
-
-
 if __name__ == "__main__":
-    main()
+    paired_screen("offsets", __doc__, paired_run, figure=mean_balanced_accuracy)

@@ -16,14 +16,13 @@ beside it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 import numpy as np
-from paired import PairedSet, judge
+from paired import PairedSet
 from recipe import int8_probabilities, scored_sets, scores
-from results import save
+from results import paired_screen
 
 from edge.image.preprocess import area_resize, linear_resize
 from edge.model.classifier import Classifier
@@ -51,21 +50,5 @@ def paired_run(run: Path, int8_name: str) -> tuple[dict, dict[str, PairedSet]]:
     return row, paired
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--int8", default="int8.tflite", help="each run's int8 file")
-    parser.add_argument("--name", default="resolution", help="the results file: bench/results/NAME.json")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows, seeds = zip(*(paired_run(run, args.int8) for run in args.runs))
-    verdict = judge(seeds)
-    print(verdict.line())
-    command = f"python bench/resolution_screen.py {' '.join(str(r) for r in args.runs)} --int8 {args.int8}"
-    command += f" --name {args.name}" if args.name != "resolution" else ""
-    save(args.name, command, thumbnail_px=THUMBNAIL, runs=list(rows), gains=list(verdict.gains),
-         interval=list(verdict.interval), verdict=verdict.line())  # fmt: skip
-
-
 if __name__ == "__main__":
-    main()
+    paired_screen("resolution", __doc__, paired_run, thumbnail_px=THUMBNAIL)

@@ -107,9 +107,11 @@ def convert_classifier(
             message = f"cannot give the file a lesion gate: {exc}; --max-refused 0 leaves it out"
             raise ConvertError(message) from None
 
+    seen = flipped(cdata.validation, o.views, o.zoom)
+
     def keras_answers(ms: list[Any]) -> np.ndarray:  # the Keras models as the file answers: the same average
         return np.mean([m.predict(at_size(v, _size(m)).astype("float32"), batch_size=64, verbose=0)
-                        for m in ms for v in flipped(cdata.validation, o.views, o.zoom)], axis=0)  # fmt: skip
+                        for m in ms for v in seen], axis=0)  # fmt: skip
 
     keras_logits = keras_answers(models)
     lite_logits = np.stack(candidate_outputs(converted, cdata.validation))

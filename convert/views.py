@@ -44,15 +44,15 @@ def flipped(images: Any, views: int, zoom: float | None = None) -> list[Any]:
 
 
 def zoomed(images: Any, zoom: float) -> Any:
-    """(N, S, S, C) images' central square of side ``zoom`` x S (as ``edge``'s ``center_box``), enlarged back
-    to S by a bilinear resize (a tensor; arrays too)."""
+    """(N, S, S, C) images' central square of side ``zoom`` x S, enlarged back to S by a bilinear resize (a
+    tensor; arrays too)."""
     from keras import ops
 
+    from edge.image.preprocess import center_box
+
     size = int(images.shape[1])
-    side = max(1, round(size * zoom))
-    start = (size - side) // 2
-    centre = images[:, start : start + side, start : start + side, :]
-    return ops.image.resize(centre, (size, size), interpolation="bilinear")
+    x0, y0, x1, y1 = center_box(size, size, zoom)
+    return ops.image.resize(images[:, y0:y1, x0:x1, :], (size, size), interpolation="bilinear")
 
 
 def at_size(images: Any, size: int, batch: int = 256) -> Any:
