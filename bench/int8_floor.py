@@ -16,19 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from recipe import scored_sets
+from recipe import rounded_to_grid, scored_sets
 from results import screen_runs
 
 from edge.model.classifier import Classifier, calibrated_probabilities
 from edge.model.runtime import TFLiteModel
 from training.evaluate import predict_logits
 from training.runfolder import RunFolder
-
-
-def rounded_to_output(logits: np.ndarray, scale: float, zero: int) -> np.ndarray:
-    """``logits`` as an int8 output tensor with ``scale`` and ``zero`` would carry them."""
-    q = np.clip(np.round(logits / scale) + zero, -128, 127)
-    return (q - zero) * scale
 
 
 def flags(logits: np.ndarray, contract) -> np.ndarray:
@@ -53,7 +47,7 @@ def floor_run(run: Path) -> dict:
         out["sets"][s.name] = {
             "n": len(kl),
             "top1_agreement": float(1 - differ.mean()),
-            "rounding_ceiling": float((rounded_to_output(kl, scale, zero).argmax(1) == kl.argmax(1)).mean()),
+            "rounding_ceiling": float((rounded_to_grid(kl, scale, zero).argmax(1) == kl.argmax(1)).mean()),
             "within_one_step": float((steps < 1).mean()),
             "mean_logit_error_steps": float(np.abs(il - kl).mean() / scale),
             "disagreements": int(differ.sum()),

@@ -6,9 +6,9 @@ Each RUN is a `train` run folder made with --test-fraction, converted twice besi
 `convert RUN --out RUN/int8.tflite` and `convert RUN --float32 --out RUN/float32.tflite`.
 For each run, on the test part of every collection it trained on (scored once, never selected or
 calibrated on) and on the benign/malignant set and PH2 less every copy of a training collection's
-image: the Keras model and the int8 file (run as the edge runs it, with its own temperature and
-threshold) are scored, their top-1 agreement compared, and the two files timed, one thread,
-interleaved in one process.
+image: the Keras model and the int8 file (run as the edge runs it) are scored, both read through the
+file's calibration (its temperature and threshold), so that their agreement measures int8's arithmetic
+alone; and the two files timed, one thread, interleaved in one process.
 """
 
 from __future__ import annotations
@@ -140,6 +140,11 @@ def scores(s: ScoredSet, probs: np.ndarray, contract) -> dict:
     return out | {"sensitivity_at_specificity": roc_points(s.bad, risk)}
 
 
+def rounded_to_grid(logits: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    """``logits`` as an int8 output tensor with ``scale`` and ``zero`` would carry them."""
+    return (np.clip(np.round(logits / scale) + zero, -128, 127) - zero) * scale
+
+
 def int8_probabilities(int8: Classifier, images: np.ndarray, views: int = 1) -> np.ndarray:
     """The file's calibrated probabilities; with ``views`` > 1 its logits averaged over the flipped views
     (what ``convert --views`` builds into a file, up to int8 rounding)."""
@@ -160,17 +165,24 @@ def score_run(run: Path, int8_name: str = "int8.tflite", float32_name: str = "fl
 
     contract = RunFolder(run).contract()
     int8 = Classifier(run / int8_name, threads=2)
+    scale, zero = int8.model.output["quantization"]
     models = [keras.saving.load_model(RunFolder(r).model_file, compile=False) for r in (run, *ensemble)]
     out: dict = {"keras": {}, "int8": {}, "fidelity": {}, "views": views, "zoom": zoom, "file": int8_name,
                  "ensemble": [str(r) for r in ensemble]}  # fmt: skip
     sets = scored_sets(run, contract)
     for s in sets:
         logits = np.mean([predict_logits(m, v) for m in models for v in flipped(s.images, views, zoom)], axis=0)
-        keras_p = calibrated_probabilities(logits, contract.temperature)
+        # both read through the file's calibration: the Keras models averaged over views have none of their own,
+        # and one temperature for both leaves int8's arithmetic as the only difference
+        keras_p = calibrated_probabilities(logits, int8.contract.temperature)
         int8_p = int8_probabilities(int8, s.images)
-        out["keras"][s.name] = scores(s, keras_p, contract)
+        out["keras"][s.name] = scores(s, keras_p, int8.contract)
         out["int8"][s.name] = scores(s, int8_p, int8.contract)
-        out["fidelity"][s.name] = fidelity(keras_p, int8_p, contract, s.y, int8.contract, s.bad)
+        out["fidelity"][s.name] = fidelity(keras_p, int8_p, int8.contract, s.y, int8.contract, s.bad)
+        # the flag agreement left if the file computed these logits exactly and only rounded them to its output
+        rounded = calibrated_probabilities(rounded_to_grid(logits, scale, zero), int8.contract.temperature)
+        out["fidelity"][s.name]["flag_ceiling"] = flag_agreement(keras_p, rounded, int8.contract,
+                                                                 int8.contract.risk_threshold)  # fmt: skip
     latency = measure_latency({"float32": run / float32_name, "int8": run / int8_name}, sets[0].images[0],
                               runs=200)  # fmt: skip
     out["latency"] = {
