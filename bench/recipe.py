@@ -76,15 +76,16 @@ def collection_names(config: TrainConfig) -> list[str]:
     return [external.get(str(Path(p).resolve()), collection_name(p)) for p in (config.data, *config.more_data)]
 
 
-def scored_sets(run: Path, contract) -> list[ScoredSet]:
+def scored_sets(run: Path, contract, part: str = "test") -> list[ScoredSet]:
     """Every collection's test part of ``run`` (one fixed split for every seed), then the unseen sets (those of
-    EXTERNAL the run did not train on). A benign/malignant collection's test part is scored by malignancy."""
+    EXTERNAL the run did not train on). A benign/malignant collection's test part is scored by malignancy.
+    ``part="validation"``: the validation parts instead, and no unseen sets."""
     config = RunFolder(run).config()
     samples, labels, origins, _ = read_collections(config)
     if list(labels) != list(contract.labels):
         raise SystemExit(f"{run} and the model disagree on the classes: {labels} vs {list(contract.labels)}")
     by_path = {str(s.path.resolve()): s for s in samples}
-    loaded = load_images([by_path[p] for p in RunFolder(run).split()["test"]], contract)
+    loaded = load_images([by_path[p] for p in RunFolder(run).split()[part]], contract)
     kinds = (*labels, *SET_LABELS)
     y = np.array([kinds.index(s.label) for s in loaded.samples])
     origin = np.array([origins[s.path] for s in loaded.samples])
@@ -96,10 +97,9 @@ def scored_sets(run: Path, contract) -> list[ScoredSet]:
         ours = origin == c
         classes = y[ours] if (y[ours] < len(labels)).all() else None  # None: benign/malignant labels
         out.append(ScoredSet(name, loaded.images[ours], classes, bad[ours], list(paths[ours])))
-    trained = load_images(samples, contract, cache=cache_dir())  # train's own cache
-    for name, rel in EXTERNAL.items():
-        if name in names:  # trained on: its test part is above
-            continue
+    unseen = [(name, rel) for name, rel in EXTERNAL.items() if name not in names and part == "test"]
+    trained = load_images(samples, contract, cache=cache_dir()) if unseen else None  # train's own cache
+    for name, rel in unseen:
         ext = load_images(list(load_dataset(DATA / rel).samples), contract)
         kept = np.nonzero(~leaks_into(ext, trained))[0]
         unseen_bad = np.array([to_binary(ext.samples[i].label) == "malignant" for i in kept])
