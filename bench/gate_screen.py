@@ -21,13 +21,14 @@ aside (at most 3 %) and the share of non-lesion images refused (at least 95 %). 
 - 2, 4 or 8 clusters: one PPCA a k-means cluster of the training features (no collection names needed).
 
 Each is thresholded at 2 % (convert's default) and at 3 % of each collection's validation images. Features
-are kept in /tmp between runs of one file, so designs are screened again in seconds.
+are kept in the temporary folder between runs of one file, so designs are screened again in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,8 @@ def main() -> None:
     span = (own.start, own.start + own.dims)
     split = RunFolder(args.run).split()
 
-    cache = Path(f"/tmp/gate_screen_{args.model.parent.name}_{args.model.stem}_{args.per_collection}.npz")
+    key = f"{args.model.parent.name}_{args.model.stem}_{args.per_collection}"
+    cache = Path(tempfile.gettempdir()) / f"gate_screen_{key}.npz"
     if cache.exists():  # the features of one file do not change: designs are screened again in seconds
         c = np.load(cache, allow_pickle=True)
         train, train_names, val, val_names, photos, colourless = (c[k] for k in (
