@@ -142,7 +142,7 @@ def main() -> None:
     log.info("features: %d training, %d validation, %d test, %d non-lesion images", len(train), len(val),
              sum(map(len, tests.values())), len(photos))  # fmt: skip
 
-    classed = np.isin(train_names, [n for n in set(train_names) if n != "benign_malignant"])
+    classed = train_names != "benign_malignant"  # convert fits on collections with class names
     groups = sorted(set(train_names))
     full = (0, train.shape[1])
     designs = {

@@ -4,8 +4,8 @@
 
 (bench/results/zoom.json) Dermoscopy centres the lesion; its flipped views are already averaged inside the
 shipped file. This screen averages each run's int8 file (with its flips) over the image and its central
-``ZOOM`` square enlarged back to the input size (bilinear, the shared preprocessing's enlargement: what an
-in-graph crop and resize of the same input would see), against the file on the image alone, paired by seed
+``ZOOM`` square enlarged back to the input size (convert.views: the crop and bilinear resize a file built
+with ``convert --zoom`` makes, rounded to its uint8 pixels), against the file on the image alone, paired by seed
 on the same test images (bench/paired.py). The figure is the five-set mean malignancy AUC; the balanced
 accuracy of the labelled test parts is reported beside it. It costs twice the backbone's work, so a kept
 zoom would still have to fit the edge budget in place of some flips or seeds.
@@ -21,18 +21,11 @@ from paired import PairedSet
 from recipe import int8_probabilities, scored_sets, scores
 from results import paired_screen
 
-from edge.image.preprocess import center_box, linear_resize
+from convert.views import flipped
 from edge.model.classifier import Classifier, calibrated_probabilities
 from training.runfolder import RunFolder
 
 ZOOM = 0.75  # the central square's side, as a share of the image's
-
-
-def zoomed(images: np.ndarray, fraction: float = ZOOM) -> np.ndarray:
-    """Each square image's central ``fraction`` square, enlarged back to its size."""
-    size = images.shape[1]
-    x0, y0, x1, y1 = center_box(size, size, fraction)
-    return np.stack([linear_resize(np.ascontiguousarray(im[y0:y1, x0:x1]), size) for im in images])
 
 
 def paired_run(run: Path, int8_name: str) -> tuple[dict, dict[str, PairedSet]]:
@@ -43,7 +36,7 @@ def paired_run(run: Path, int8_name: str) -> tuple[dict, dict[str, PairedSet]]:
     paired = {}
     for s in scored_sets(run, RunFolder(run).contract()):
         whole = np.log(int8_probabilities(int8, s.images))  # log-softmax: logits up to a constant per image
-        centre = np.log(int8_probabilities(int8, zoomed(np.asarray(s.images))))
+        centre = np.log(int8_probabilities(int8, flipped(np.asarray(s.images), 1, ZOOM)[1]))
         probs = [np.exp(whole), calibrated_probabilities((whole + centre) / 2)]
         paired[s.name] = PairedSet(s.bad, *(p[:, malignant].sum(1) for p in probs))
         row["sets"][s.name] = {name: scores(s, p, contract) for name, p in zip(("image", "with_zoom"), probs)}
